@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "CacheGateway",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "gateway", targets: ["gateway"]),
+        .library(name: "GatewayCore", targets: ["GatewayCore"]),
+        .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
+    ],
+    dependencies: [
+        // YAML parsing with node positions, so config errors can name the line.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The CLI: subcommands, --help, validation of flags.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // Structured logging API; the gateway accepts a Logger and never creates its own backend.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Thin C shims: the only places that include hiredis/libcurl headers.
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // The HTTP/1.1 server on POSIX sockets and Dispatch sources.
+        .target(name: "GatewayHTTP"),
+        // Redis over hiredis's async API, driven by Dispatch sources.
+        .target(name: "GatewayRedis", dependencies: ["CHiredis"]),
+        // Upstream HTTP over libcurl's multi interface, driven by Dispatch sources.
+        .target(name: "GatewayUpstream", dependencies: ["CCurl"]),
+        // Policy: config, routing, cache keys, the read-through pipeline. No C, no sockets.
+        .target(
+            name: "GatewayCore",
+            dependencies: [
+                "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "gateway",
+            dependencies: [
+                "GatewayCore", "GatewayHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"]),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
+        .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
+        .testTarget(name: "GatewayUpstreamTests", dependencies: ["GatewayUpstream"]),
+    ]
+)

@@ -1,0 +1,3 @@
+import XCTest
+@testable import GatewayCore
+final class PlaceholderCoreTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import GatewayRedis
+final class PlaceholderRedisTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import GatewayUpstream
+final class PlaceholderUpstreamTests: XCTestCase { func testBuilds() {} }
