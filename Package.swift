@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "gateway", targets: ["gateway"]),
+        .executable(name: "demo-monolith", targets: ["demo-monolith"]),
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
         .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
     ],
@@ -52,6 +53,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // The demo "slow monolith": used by the README's demo, the integration tests and the benchmark.
+        .executableTarget(
+            name: "demo-monolith",
+            dependencies: ["GatewayHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/DemoMonolith"
         ),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),

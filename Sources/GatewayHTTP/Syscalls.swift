@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A failed system call: which one, and the `errno` it left.
+public struct SystemError: Error, Sendable, CustomStringConvertible {
+    public var function: String
+    public var errno: Int32
+    public init(_ function: String, errno: Int32) {
+        self.function = function
+        self.errno = errno
+    }
+    public var description: String { "\(function) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+}
+
+/// Every socket call the server makes, in one place: `errno` is read at once and `EINTR` retried,
+/// so the rest of the module never touches either.
+enum Syscall {
+    enum IOResult: Equatable {
+        case bytes(Int)
+        case wouldBlock
+        case eof
+    }
+
+    static func socket(family: Int32) throws(SystemError) -> Int32 {
+        #if canImport(Glibc)
+        let type = Int32(SOCK_STREAM.rawValue)
+        #else
+        let type = SOCK_STREAM
+        #endif
+        let fd = Glibc.socket(family, type, 0)
+        if fd < 0 { throw SystemError("socket", errno: errno) }
+        return fd
+    }
+
+    static func setNonBlocking(_ fd: Int32) throws(SystemError) {
+        let flags = fcntl(fd, F_GETFL, 0)
+        if flags < 0 { throw SystemError("fcntl(F_GETFL)", errno: errno) }
+        if fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 { throw SystemError("fcntl(F_SETFL)", errno: errno) }
+        // Close-on-exec, so the gateway's sockets do not leak into processes it might spawn.
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    }
+
+    static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(SystemError) {
+        var v = value
+        if setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) < 0 {
+            throw SystemError("setsockopt", errno: errno)
+        }
+    }
+
+    static func bind(_ fd: Int32, address: SocketAddress) throws(SystemError) {
+        let rc = address.withSockAddr { Glibc.bind(fd, $0, $1) }
+        if rc < 0 { throw SystemError("bind", errno: errno) }
+    }
+
+    static func listen(_ fd: Int32, backlog: Int32) throws(SystemError) {
+        if Glibc.listen(fd, backlog) < 0 { throw SystemError("listen", errno: errno) }
+    }
+
+    /// Accepts one connection; nil when none is pending. The new socket is non-blocking.
+    static func accept(_ fd: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        while true {
+            let client = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(fd, $0, &length) }
+            }
+            if client >= 0 {
+                do throws(SystemError) {
+                    try setNonBlocking(client)
+                } catch {
+                    Glibc.close(client)
+                    throw error
+                }
+                return (client, SocketAddress(storage: storage))
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return nil
+            // The peer gave up between SYN and accept: not our error, try the next one.
+            case ECONNABORTED, EPROTO: continue
+            default: throw SystemError("accept", errno: errno)
+            }
+        }
+    }
+
+    static func localAddress(_ fd: Int32) throws(SystemError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        if rc < 0 { throw SystemError("getsockname", errno: errno) }
+        return SocketAddress(storage: storage)
+    }
+
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .eof }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            default: throw SystemError("read", errno: errno)
+            }
+        }
+    }
+
+    static func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>, count: Int32) throws(SystemError) -> IOResult {
+        while true {
+            let n = Glibc.writev(fd, iov, count)
+            if n >= 0 { return .bytes(n) }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            default: throw SystemError("writev", errno: errno)
+            }
+        }
+    }
+
+    static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        while true {
+            let n = Glibc.write(fd, bytes.baseAddress, bytes.count)
+            if n < 0 && errno == EINTR { continue }
+            return n
+        }
+    }
+
+    static func shutdownWrite(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    static func close(_ fd: Int32) {
+        // Linux closes the descriptor even when close reports EINTR: never retry.
+        _ = Glibc.close(fd)
+    }
+}
+
+/// An IPv4 or IPv6 socket address.
+public struct SocketAddress: Sendable, CustomStringConvertible {
+    var storage: sockaddr_storage
+
+    init(storage: sockaddr_storage) { self.storage = storage }
+
+    /// Parses a numeric host (`127.0.0.1`, `::1`, `0.0.0.0`) and a port; nil if the host is not numeric.
+    public init?(host: String, port: Int) {
+        var storage = sockaddr_storage()
+        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, h, &v4) == 1 {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    $0.pointee.sin_family = sa_family_t(AF_INET)
+                    $0.pointee.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+                    $0.pointee.sin_addr = v4
+                }
+            }
+        } else if inet_pton(AF_INET6, h, &v6) == 1 {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
+                    $0.pointee.sin6_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+                    $0.pointee.sin6_addr = v6
+                }
+            }
+        } else {
+            return nil
+        }
+        self.storage = storage
+    }
+
+    var family: Int32 { Int32(storage.ss_family) }
+
+    public var port: Int {
+        var s = storage
+        return withUnsafePointer(to: &s) { p -> Int in
+            if family == AF_INET6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+        }
+    }
+
+    /// The numeric host, without brackets.
+    public var host: String {
+        var s = storage
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        withUnsafePointer(to: &s) { p in
+            if family == AF_INET6 {
+                p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    var a = $0.pointee.sin6_addr
+                    _ = inet_ntop(AF_INET6, &a, &buffer, socklen_t(buffer.count))
+                }
+            } else {
+                p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    var a = $0.pointee.sin_addr
+                    _ = inet_ntop(AF_INET, &a, &buffer, socklen_t(buffer.count))
+                }
+            }
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public var description: String { family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var s = storage
+        let length = family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
+        return withUnsafePointer(to: &s) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(length)) }
+        }
+    }
+}
