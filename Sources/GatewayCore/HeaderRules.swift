@@ -1,0 +1,66 @@
+import GatewayHTTP
+
+/// Which headers cross the gateway (RFC 9110 §7.6.1) and what `Cache-Control` says.
+enum HeaderRules {
+    /// Hop-by-hop fields, never forwarded in either direction nor stored.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    ]
+
+    static func isHopByHop(_ lowercasedName: String) -> Bool {
+        hopByHop.contains(lowercasedName) || lowercasedName.hasPrefix("proxy-")
+    }
+
+    /// The fields minus hop-by-hop ones, including those the `Connection` field names.
+    static func endToEnd(_ headers: HTTPHeaders, alsoDropping extra: Set<String> = []) -> HTTPHeaders {
+        var named = Set<String>()
+        for value in headers.values("Connection") {
+            for token in value.split(separator: ",") {
+                named.insert(token.trimmingSpaces().lowercased())
+            }
+        }
+        var out = HTTPHeaders()
+        out.reserveCapacity(headers.count)
+        for field in headers {
+            let name = field.name.lowercased()
+            if isHopByHop(name) || named.contains(name) || extra.contains(name) { continue }
+            out.add(name: field.name, value: field.value)
+        }
+        return out
+    }
+
+    /// The directives of every `Cache-Control` field, names lowercased, values unquoted.
+    static func cacheControl(_ headers: HTTPHeaders) -> [String: String] {
+        var directives: [String: String] = [:]
+        for value in headers.values("Cache-Control") {
+            for part in value.split(separator: ",") {
+                let item = part.trimmingSpaces()
+                if item.isEmpty { continue }
+                if let eq = item.firstIndex(of: "=") {
+                    var v = item[item.index(after: eq)...].trimmingSpaces()
+                    if v.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") { v = String(v.dropFirst().dropLast()) }
+                    directives[item[..<eq].trimmingSpaces().lowercased()] = v
+                } else {
+                    directives[item.lowercased()] = ""
+                }
+            }
+        }
+        return directives
+    }
+
+    /// Lowercased field names listed by `Vary`.
+    static func vary(_ headers: HTTPHeaders) -> [String] {
+        headers.values("Vary").flatMap { $0.split(separator: ",").map { $0.trimmingSpaces().lowercased() } }
+            .filter { !$0.isEmpty }
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,32 @@
+import GatewayHTTP
+import XCTest
+
+@testable import GatewayCore
+
+final class CachedResponseTests: XCTestCase {
+    private let sample = CachedResponse(
+        status: 404,
+        headers: HTTPHeaders([("Content-Type", "application/json"), ("X-Bin", "a\u{0}b")]),
+        body: [0, 13, 10, 255, 1],
+        storedAt: 1_764_000_000_123
+    )
+
+    func testRoundTrip() {
+        XCTAssertEqual(CachedResponse.decode(sample.encode()), sample)
+        let empty = CachedResponse(status: 200, headers: HTTPHeaders(), body: [], storedAt: 0)
+        XCTAssertEqual(CachedResponse.decode(empty.encode()), empty)
+    }
+
+    func testRejectsAnythingNotExactlyOneEntry() {
+        let bytes = sample.encode()
+        XCTAssertNil(CachedResponse.decode([]))
+        XCTAssertNil(CachedResponse.decode(Array(bytes.dropLast())), "truncated")
+        XCTAssertNil(CachedResponse.decode(bytes + [0]), "trailing byte")
+        var otherVersion = bytes
+        otherVersion[2] = 2
+        XCTAssertNil(CachedResponse.decode(otherVersion))
+        XCTAssertNil(CachedResponse.decode(Array("plain text value".utf8)))
+        // Every truncation point fails, none crashes.
+        for n in 0..<bytes.count { XCTAssertNil(CachedResponse.decode(Array(bytes[0..<n]))) }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Installs the build and test dependencies with apt-get when missing;
+# the tests start their own redis-server, demo backends and gateways on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_packages "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}"
+export REDIS_SERVER="${REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/redis-server)}"
+echo "==> swift build --build-tests"
+swift build --build-tests
+echo "==> swift test"
+swift test --skip-build
