@@ -1,0 +1,117 @@
+import GatewayHTTP
+
+/// The parts of a request that decide which cached response answers it, and the Redis key
+/// built from them.
+///
+/// Every part is length-prefixed into one SHA-256, so two different inputs can never produce the
+/// same key (no separator to smuggle into a path or a parameter), keys have a fixed length
+/// whatever the URL, and an identity appears only as a digest of a digest.
+public struct CacheKey: Sendable, Equatable {
+    /// The full Redis key: `<prefix><route>:<64 hex digits>`.
+    public let redisKey: String
+
+    public init(
+        prefix: String, route: String, host: String?, path: String,
+        query: [(name: String, value: String)], identityDigest: [UInt8]?
+    ) {
+        var h = SHA256()
+        h.updateLengthPrefixed(Array("cachegateway-key-v1".utf8))
+        // GET and HEAD share entries; other methods are never cached.
+        h.updateLengthPrefixed(Array("GET".utf8))
+        h.updateLengthPrefixed(Array((host ?? "").utf8))
+        h.updateLengthPrefixed(Array(path.utf8))
+        h.updateLengthPrefixed(Array(String(query.count).utf8))
+        for parameter in query {
+            h.updateLengthPrefixed(Array(parameter.name.utf8))
+            h.updateLengthPrefixed(Array(parameter.value.utf8))
+        }
+        h.updateLengthPrefixed(identityDigest ?? [])
+        redisKey = prefix + route + ":" + SHA256.hex(h.finalize())
+    }
+
+    /// The digest that stands for a user's identity (a header value or a cookie value): the raw
+    /// credential is hashed once here and never stored or logged.
+    public static func identityDigest(_ credential: String) -> [UInt8] {
+        var h = SHA256()
+        h.updateLengthPrefixed(Array("cachegateway-identity-v1".utf8))
+        h.updateLengthPrefixed(Array(credential.utf8))
+        return h.finalize()
+    }
+}
+
+/// Query strings and paths as the gateway sees them: raw (still percent-encoded) names and
+/// values, so that what is keyed is exactly what is forwarded.
+public enum RequestTarget {
+    /// `a=1&b&c=` → [(a, 1), (b, ""), (c, "")]; empty pieces are dropped.
+    public static func parameters(_ query: String?) -> [(name: String, value: String)] {
+        guard let query, !query.isEmpty else { return [] }
+        var result: [(name: String, value: String)] = []
+        for piece in query.split(separator: "&", omittingEmptySubsequences: true) {
+            if let eq = piece.firstIndex(of: "=") {
+                result.append((String(piece[..<eq]), String(piece[piece.index(after: eq)...])))
+            } else {
+                result.append((String(piece), ""))
+            }
+        }
+        return result
+    }
+
+    /// Rebuilds a query from parameters; nil when there are none.
+    public static func query(_ parameters: [(name: String, value: String)]) -> String? {
+        guard !parameters.isEmpty else { return nil }
+        return parameters.map { $0.value.isEmpty ? $0.name : "\($0.name)=\($0.value)" }.joined(separator: "&")
+    }
+
+    /// Why a path is refused before routing, or nil if it is safe.
+    ///
+    /// The router matches the path as sent, while the upstream may normalise it: a dot segment
+    /// (`/catalog/../users/1/resources`), an encoded slash or a backslash could make the gateway
+    /// route by one path and the monolith answer another, and so cache one user's answer under a
+    /// public route. Such paths get a 400 instead.
+    public static func unsafePathReason(_ path: String) -> String? {
+        guard path.utf8.first == UInt8(ascii: "/") else { return "path must start with /" }
+        for segment in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            var decoded: [UInt8] = []
+            var i = segment.startIndex
+            while i < segment.endIndex {
+                let c = segment[i]
+                if c == UInt8(ascii: "\\") { return "backslash in path" }
+                if c == UInt8(ascii: "%"), segment.distance(from: i, to: segment.endIndex) >= 3 {
+                    let hi = segment[segment.index(i, offsetBy: 1)], lo = segment[segment.index(i, offsetBy: 2)]
+                    if let v = hexValue(hi).flatMap({ h in hexValue(lo).map { h << 4 | $0 } }) {
+                        if v == UInt8(ascii: "/") || v == UInt8(ascii: "\\") { return "encoded slash in path" }
+                        if v == 0 { return "encoded NUL in path" }
+                        decoded.append(v)
+                        i = segment.index(i, offsetBy: 3)
+                        continue
+                    }
+                }
+                decoded.append(c)
+                i = segment.index(after: i)
+            }
+            if decoded == [0x2E] || decoded == [0x2E, 0x2E] { return "dot segment in path" }
+        }
+        return nil
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// The value of cookie `name` in the request's `Cookie` fields, or nil.
+    public static func cookie(_ name: String, in headers: HTTPHeaders) -> String? {
+        for field in headers.values("Cookie") {
+            for pair in field.split(separator: ";") {
+                let item = pair.trimmingSpaces()
+                guard let eq = item.firstIndex(of: "=") else { continue }
+                if item[..<eq] == name { return String(item[item.index(after: eq)...]) }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,54 @@
+import GatewayHTTP
+
+/// What to do with an upstream response fetched for a cached route.
+public enum StoreDecision: Sendable, Equatable {
+    /// Store it for this long, and hand it to every waiter.
+    case store(ttl: Duration)
+    /// Do not store it, but it is the same for everyone who asked: hand it to the waiters.
+    case shareOnly(reason: String)
+    /// Do not store it and do not hand it to anyone else: it may be personal (`Set-Cookie`,
+    /// `private`), or it belongs to one user. Each waiter fetches for itself.
+    case doNotShare(reason: String)
+}
+
+/// The rules that decide whether a response may be stored (RFC 9111 §3, for a shared cache that
+/// the operator configured per route).
+public enum CachePolicy {
+    public static func decide(
+        status: Int, headers: HTTPHeaders, bodyCount: Int, completeByFraming: Bool,
+        routeClass: RouteClass, settings: RouteCacheSettings
+    ) -> StoreDecision {
+        let perUser = routeClass == .perUser
+        // Personal answers first: never stored, never shared, whatever else is true.
+        if headers.contains("Set-Cookie") { return .doNotShare(reason: "set-cookie") }
+        let directives = HeaderRules.cacheControl(headers)
+        if directives["no-store"] != nil { return .doNotShare(reason: "no-store") }
+        // `private` forbids shared caches; a per_user entry is only ever served to its own user.
+        if directives["private"] != nil && !perUser { return .doNotShare(reason: "private") }
+        let varied = HeaderRules.vary(headers)
+        let identityHeader: String? = {
+            if case .header(let name) = settings.identity { return name.lowercased() }
+            return nil
+        }()
+        let identityCookie = settings.identity.map { if case .cookie = $0 { true } else { false } } ?? false
+        for name in varied {
+            // Varying on what the key already holds is fine; on anything else the key would be
+            // too coarse, and one variant could be served for another.
+            if name == identityHeader || (identityCookie && name == "cookie") { continue }
+            return perUser ? .doNotShare(reason: "vary") : .shareOnly(reason: "vary")
+        }
+        func notStored(_ reason: String) -> StoreDecision {
+            perUser ? .doNotShare(reason: reason) : .shareOnly(reason: reason)
+        }
+        guard var ttl = settings.ttl(forStatus: status) else { return notStored("status") }
+        if directives["no-cache"] != nil { return notStored("no-cache") }
+        if !completeByFraming { return notStored("unframed") }
+        if bodyCount > settings.maxBodySize { return notStored("too-large") }
+        // The origin may shorten, never lengthen, the operator's TTL.
+        if let maxAge = (directives["s-maxage"] ?? directives["max-age"]).flatMap({ Int($0) }) {
+            if maxAge <= 0 { return notStored("max-age=0") }
+            ttl = min(ttl, .seconds(maxAge))
+        }
+        return .store(ttl: ttl)
+    }
+}

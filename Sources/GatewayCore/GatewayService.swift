@@ -1,0 +1,69 @@
+import GatewayHTTP
+import Logging
+
+/// The whole gateway as one long-running service: the HTTP server and the read-through handler
+/// with its per-loop Redis and upstream clients. The CLI adds signals; tests start it directly.
+public final class GatewayService: Sendable {
+    public let config: GatewayConfig
+    public let gateway: Gateway
+    public let server: HTTPServer
+    private let logger: Logger
+
+    public init(config: GatewayConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        self.gateway = Gateway(config: config, logger: logger)
+        self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway)
+    }
+
+    /// Connects to Redis (in the background), then binds and starts accepting.
+    public func start() throws(SystemError) {
+        gateway.attach(to: server.loops)
+        do {
+            try server.start()
+        } catch {
+            gateway.shutdown()
+            throw error
+        }
+        logger.info(
+            "gateway listening",
+            metadata: [
+                "listen": "\(server.localAddress.map { "\($0)" } ?? "\(config.listen)")",
+                "upstream": "\(config.upstream.url)",
+                "redis": "\(config.redis.url)",
+                "routes": "\(config.routes.count)",
+                "event_loops": "\(server.loops.count)",
+            ])
+    }
+
+    /// The bound address (useful with port 0).
+    public var localAddress: SocketAddress? { server.localAddress }
+
+    /// Stops accepting, drains within `server.drain_timeout`, closes Redis and upstream clients.
+    public func shutdown(completion: @escaping @Sendable () -> Void) {
+        logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
+        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger] in
+            gateway.shutdown()
+            logger.info("stopped")
+            completion()
+        }
+    }
+}
+
+extension GatewayConfig {
+    /// The server part of the config, in the HTTP module's terms.
+    public var httpServerConfiguration: HTTPServerConfiguration {
+        var c = HTTPServerConfiguration()
+        c.host = listen.host
+        c.port = listen.port
+        c.eventLoops = server.eventLoops
+        c.maxConnections = server.maxConnections
+        c.maxRequestsPerConnection = server.maxRequestsPerConnection
+        c.headerTimeout = server.headerTimeout
+        c.idleTimeout = server.idleTimeout
+        c.bodyTimeout = server.bodyTimeout
+        c.parserLimits = HTTPParserLimits(
+            maxHeaderBytes: server.maxHeaderBytes, maxHeaderCount: server.maxHeaders, maxBodyBytes: server.maxBodyBytes)
+        return c
+    }
+}

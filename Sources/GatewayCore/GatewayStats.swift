@@ -1,0 +1,38 @@
+import Synchronization
+
+/// Counters since start, shared by every loop (relaxed atomics: they are statistics, not state).
+public final class GatewayStats: Sendable {
+    private let hits = Atomic<Int>(0)
+    private let misses = Atomic<Int>(0)
+    private let collapses = Atomic<Int>(0)
+    private let bypasses = Atomic<Int>(0)
+    private let redisErrors = Atomic<Int>(0)
+    private let upstreamErrors = Atomic<Int>(0)
+
+    public init() {}
+
+    func hit() { hits.add(1, ordering: .relaxed) }
+    func miss() { misses.add(1, ordering: .relaxed) }
+    func collapsed() { collapses.add(1, ordering: .relaxed) }
+    func bypass() { bypasses.add(1, ordering: .relaxed) }
+    func redisError() { redisErrors.add(1, ordering: .relaxed) }
+    func upstreamError() { upstreamErrors.add(1, ordering: .relaxed) }
+
+    public struct Snapshot: Sendable, Equatable {
+        public var hits, misses, collapsed, bypassed, redisErrors, upstreamErrors: Int
+    }
+
+    public var snapshot: Snapshot {
+        Snapshot(
+            hits: hits.load(ordering: .relaxed), misses: misses.load(ordering: .relaxed),
+            collapsed: collapses.load(ordering: .relaxed), bypassed: bypasses.load(ordering: .relaxed),
+            redisErrors: redisErrors.load(ordering: .relaxed), upstreamErrors: upstreamErrors.load(ordering: .relaxed))
+    }
+
+    /// One JSON object, for the `/__gateway/stats` endpoint.
+    public var json: String {
+        let s = snapshot
+        return "{\"hits\": \(s.hits), \"misses\": \(s.misses), \"collapsed\": \(s.collapsed), \"bypassed\": \(s.bypassed), "
+            + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors)}"
+    }
+}

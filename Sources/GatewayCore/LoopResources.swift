@@ -1,0 +1,66 @@
+import GatewayHTTP
+import GatewayRedis
+import GatewayUpstream
+import Logging
+
+/// What one event loop owns besides its connections: its Redis connections and its upstream
+/// client. Touched only on `loop.queue`.
+final class LoopResources: @unchecked Sendable {
+    let loop: EventLoop
+    let redis: [RedisConnection]
+    let upstream: UpstreamClient
+    private var nextRedis = 0
+
+    init(loop: EventLoop, config: GatewayConfig, loopCount: Int, logger: Logger) {
+        self.loop = loop
+        let url = config.redis.url
+        let redisConfiguration = RedisConfiguration(
+            host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
+            commandTimeout: config.redis.timeout,
+            connectTimeout: max(config.redis.timeout, .milliseconds(500))
+        )
+        redis = (0..<config.redis.connections).map { _ in
+            RedisConnection(configuration: redisConfiguration, queue: loop.queue)
+        }
+        // The upstream cap is for the whole gateway: each loop gets its share (at least one).
+        let upstream = config.upstream
+        let upstreamConfiguration = UpstreamConfiguration(
+            baseURL: upstream.url.description,
+            connectTimeout: upstream.connectTimeout,
+            timeout: upstream.timeout,
+            maxConnections: max(1, upstream.maxConnections / loopCount),
+            maxQueued: max(0, upstream.maxQueue / loopCount),
+            maxResponseBodyBytes: max(config.server.maxBodyBytes, 64 << 20)
+        )
+        self.upstream = UpstreamClient(configuration: upstreamConfiguration, queue: loop.queue)
+    }
+
+    func start() {
+        for connection in redis { connection.start() }
+    }
+
+    func stop() {
+        for connection in redis { connection.close() }
+        upstream.shutdown()
+    }
+
+    var redisConnected: Bool { redis.contains { $0.isConnected } }
+
+    /// The next connection, round robin, preferring one that is up.
+    private func pickRedis() -> RedisConnection {
+        for _ in 0..<redis.count {
+            let connection = redis[nextRedis]
+            nextRedis = (nextRedis + 1) % redis.count
+            if connection.isConnected { return connection }
+        }
+        return redis[0]
+    }
+
+    func redisGet(_ key: [UInt8], completion: @escaping (Result<[UInt8]?, RedisError>) -> Void) {
+        pickRedis().get(key, completion: completion)
+    }
+
+    func redisSet(_ key: [UInt8], _ value: [UInt8], ttlMilliseconds: Int, completion: @escaping (Result<Void, RedisError>) -> Void) {
+        pickRedis().set(key, value, ttlMilliseconds: max(1, ttlMilliseconds), completion: completion)
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Dispatch
+import GatewayCore
+import GatewayHTTP
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the gateway (the default command).",
+        discussion: "SIGTERM or SIGINT stops accepting, lets in-flight requests finish within server.drain_timeout, then exits 0."
+    )
+
+    @Option(name: .shortAndLong, help: "The config file.")
+    var config: String = "gateway.yaml"
+
+    @Option(name: .long, help: "Override `listen` from the config (host:port).")
+    var listen: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "gateway")
+        var loaded: GatewayConfig
+        do {
+            loaded = try GatewayConfig.load(path: config)
+            if let listen { loaded.listen = try GatewayConfig.ListenAddress(parsing: listen) }
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        let service = GatewayService(config: loaded, logger: logger)
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            try service.start()
+        } catch {
+            printError("gateway: cannot listen on \(loaded.listen): \(error)")
+            throw ExitCode(1)
+        }
+        stopOnSignals(service)
+        dispatchMain()
+    }
+}
+
+/// SIGTERM and SIGINT start a graceful shutdown; the process exits 0 once it is done.
+private func stopOnSignals(_ service: GatewayService) {
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            service.shutdown { exit(0) }
+        }
+        source.resume()
+        signalSources.append(source)
+    }
+}
+
+/// Keeps the signal sources alive for the life of the process; written once, on the main thread.
+nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
