@@ -1,0 +1,667 @@
+import Foundation
+import Yams
+
+// Loading walks the YAML node tree by hand (not Decodable) so that every problem can name the
+// file, line, column and field path, and so that every problem is found in one pass: a bad value
+// is reported and replaced by its default, and checking goes on.
+
+extension GatewayConfig {
+    /// Reads, parses and validates a configuration file.
+    /// - Parameter path: the file; messages name it as given.
+    /// - Throws: ``ConfigErrors`` with every problem found, in file order.
+    public static func load(path: String) throws(ConfigErrors) -> GatewayConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file"
+            throw ConfigErrors([ConfigError(file: path, line: nil, column: nil, path: "", message: reason)])
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw ConfigErrors([ConfigError(file: path, line: nil, column: nil, path: "", message: "the file is not valid UTF-8")])
+        }
+        return try parse(yaml: text, fileName: path)
+    }
+
+    /// Parses and validates configuration text.
+    /// - Parameters:
+    ///   - yaml: the YAML text.
+    ///   - fileName: the name used in messages.
+    /// - Throws: ``ConfigErrors`` with every problem found, in file order.
+    public static func parse(yaml: String, fileName: String) throws(ConfigErrors) -> GatewayConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigErrors([ConfigError(yamlError: error, file: fileName, source: yaml)])
+        } catch {
+            throw ConfigErrors([ConfigError(file: fileName, line: nil, column: nil, path: "", message: "invalid YAML: \(error)")])
+        }
+        guard let root else {
+            throw ConfigErrors([ConfigError(file: fileName, line: nil, column: nil, path: "",
+                                            message: "the file is empty; expected listen, upstream, redis and routes")])
+        }
+        let reader = ConfigReader(file: fileName)
+        let config = reader.readConfig(root)
+        if let config, reader.errors.isEmpty { return config }
+        throw ConfigErrors(reader.sortedErrors)
+    }
+}
+
+// MARK: - Schema
+
+private enum Keys {
+    static let root = ["listen", "server", "upstream", "redis", "cache", "routes"]
+    static let server = [
+        "event_loops", "max_connections", "max_requests_per_connection", "header_timeout", "idle_timeout",
+        "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
+    ]
+    static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue"]
+    static let redis = ["url", "timeout", "key_prefix", "connections"]
+    static let cache = ["max_body_size", "max_wait", "key_host"]
+    static let route = [
+        "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
+        "allow_authorized", "identity", "max_body_size", "max_wait", "key_host",
+    ]
+    /// Route keys that only make sense on cached routes, in the order they are checked.
+    static let cachedOnly = [
+        "ttl", "ttl_by_status", "query", "unlisted_query", "allow_authorized", "identity",
+        "max_body_size", "max_wait", "key_host",
+    ]
+    static let identity = ["header", "cookie"]
+}
+
+private let maxStoredBody = 512 << 20 // Redis' largest string
+
+// MARK: - Reader
+
+/// The fields of one YAML mapping whose keys were checked against the schema.
+struct Fields {
+    let path: String
+    let mark: Mark?
+    var entries: [String: (key: Node, value: Node)] = [:]
+
+    subscript(key: String) -> Node? { entries[key]?.value }
+    func keyNode(_ key: String) -> Node? { entries[key]?.key }
+    func path(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+}
+
+/// Walks the node tree, collecting every problem.
+final class ConfigReader {
+    let file: String
+    private(set) var errors: [ConfigError] = []
+
+    init(file: String) {
+        self.file = file
+    }
+
+    /// Errors by position (stable for errors at the same place).
+    var sortedErrors: [ConfigError] {
+        errors.enumerated().sorted { a, b in
+            let ka = (a.element.line ?? 0, a.element.column ?? 0, a.offset)
+            let kb = (b.element.line ?? 0, b.element.column ?? 0, b.offset)
+            return ka < kb
+        }.map(\.element)
+    }
+
+    func report(_ mark: Mark?, _ path: String, _ message: String) {
+        errors.append(ConfigError(file: file, line: mark?.line, column: mark?.column, path: path, message: message))
+    }
+
+    func report(_ node: Node?, _ path: String, _ message: String) {
+        report(node?.mark, path, message)
+    }
+
+    // MARK: Shapes
+
+    func isNull(_ node: Node) -> Bool {
+        guard case .scalar(let scalar) = node else { return false }
+        return (scalar.style == .plain || scalar.style == .any) && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        case .scalar(let scalar): isNull(node) ? "nothing" : "\"\(scalar.string)\""
+        }
+    }
+
+    /// The mapping's fields; unknown keys are reported (with the closest known key).
+    /// - Parameter nullIsEmpty: accept an empty value (`server:` with every option commented out).
+    func fields(_ node: Node, _ path: String, known: [String], nullIsEmpty: Bool, expected: String = "a mapping") -> Fields? {
+        if nullIsEmpty && isNull(node) { return Fields(path: path, mark: node.mark) }
+        guard case .mapping(let mapping) = node else {
+            report(node, path, "expected \(expected), found \(describe(node))")
+            return nil
+        }
+        var fields = Fields(path: path, mark: mapping.mark)
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key, !isNull(key) else {
+                report(key, path, "expected a key name, found \(describe(key))")
+                continue
+            }
+            let name = scalar.string
+            if name == "<<" {
+                report(key, path, "merge keys (<<) are not supported; write the settings out")
+            } else if known.contains(name) {
+                fields.entries[name] = (key, value)
+            } else if let suggestion = closestMatch(to: name, in: known) {
+                report(key, path, "unknown key \"\(name)\" (did you mean \"\(suggestion)\"?)")
+            } else {
+                report(key, path, "unknown key \"\(name)\" (expected one of: \(known.joined(separator: ", ")))")
+            }
+        }
+        return fields
+    }
+
+    /// The value of a required field, or nil after reporting that it is missing.
+    func required(_ fields: Fields, _ key: String, hint: String = "") -> Node? {
+        if let node = fields[key] { return node }
+        report(fields.mark, fields.path, "missing required field \"\(key)\"\(hint)")
+        return nil
+    }
+
+    func list(_ node: Node, _ path: String) -> [Node]? {
+        guard case .sequence(let sequence) = node else {
+            report(node, path, "expected a list, found \(describe(node))")
+            return nil
+        }
+        return Array(sequence)
+    }
+
+    // MARK: Scalars
+
+    func string(_ node: Node, _ path: String, expected: String = "a string") -> String? {
+        guard case .scalar(let scalar) = node, !isNull(node) else {
+            report(node, path, "expected \(expected), found \(describe(node))")
+            return nil
+        }
+        return scalar.string
+    }
+
+    func int(_ node: Node, _ path: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let text = string(node, path, expected: "an integer") else { return nil }
+        guard let value = Int(text) else {
+            report(node, path, "expected an integer, found \"\(text)\"")
+            return nil
+        }
+        guard range.contains(value) else {
+            report(node, path, "must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    func bool(_ node: Node, _ path: String) -> Bool? {
+        guard let text = string(node, path, expected: "true or false") else { return nil }
+        switch text {
+        case "true", "True", "TRUE": return true
+        case "false", "False", "FALSE": return false
+        default:
+            report(node, path, "expected true or false, found \"\(text)\"")
+            return nil
+        }
+    }
+
+    func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
+        guard let text = string(node, path, expected: "a duration") else { return nil }
+        guard let value = Duration(configString: text) else {
+            report(node, path, "invalid duration \"\(text)\" (expected a number followed by ms, s, m or h, e.g. 250ms, 30s, 5m)")
+            return nil
+        }
+        if allowZero && value < .zero {
+            report(node, path, "must not be negative, got \"\(text)\"")
+            return nil
+        }
+        if !allowZero && value <= .zero {
+            report(node, path, "must be greater than 0, got \"\(text)\"")
+            return nil
+        }
+        return value
+    }
+
+    func size(_ node: Node, _ path: String, _ range: ClosedRange<Int>) -> Int? {
+        guard let text = string(node, path, expected: "a size") else { return nil }
+        guard let value = ByteSize.parse(text) else {
+            report(node, path, "invalid size \"\(text)\" (expected a number of bytes, or a number followed by KiB, MiB or GiB, e.g. 4096, 16KiB, 1MiB)")
+            return nil
+        }
+        guard range.contains(value) else {
+            report(node, path, "must be between \(ByteSize.format(range.lowerBound)) and \(ByteSize.format(range.upperBound)), got \"\(text)\"")
+            return nil
+        }
+        return value
+    }
+
+    /// A value parsed by one of the address types; their message is reported as is.
+    func parsed<T>(_ node: Node, _ path: String, _ parse: (String) throws -> T) -> T? {
+        guard let text = string(node, path) else { return nil }
+        do {
+            return try parse(text)
+        } catch {
+            report(node, path, "\(error)")
+            return nil
+        }
+    }
+
+    // Optional fields with defaults: a bad value is reported and the default stands in.
+
+    func int(_ fields: Fields, _ key: String, default value: Int, _ range: ClosedRange<Int>) -> Int {
+        fields[key].flatMap { int($0, fields.path(key), range) } ?? value
+    }
+
+    func bool(_ fields: Fields, _ key: String, default value: Bool) -> Bool {
+        fields[key].flatMap { bool($0, fields.path(key)) } ?? value
+    }
+
+    func duration(_ fields: Fields, _ key: String, default value: Duration, allowZero: Bool = false) -> Duration {
+        fields[key].flatMap { duration($0, fields.path(key), allowZero: allowZero) } ?? value
+    }
+
+    func size(_ fields: Fields, _ key: String, default value: Int, _ range: ClosedRange<Int>) -> Int {
+        fields[key].flatMap { size($0, fields.path(key), range) } ?? value
+    }
+
+    // MARK: - Document
+
+    func readConfig(_ root: Node) -> GatewayConfig? {
+        guard let fields = fields(root, "", known: Keys.root, nullIsEmpty: false,
+                                  expected: "a mapping with listen, upstream, redis and routes")
+        else { return nil }
+        let listen = required(fields, "listen").flatMap { node in
+            parsed(node, "listen") { try GatewayConfig.ListenAddress(parsing: $0) }
+        }
+        let server = readServer(fields)
+        let upstream = readUpstream(fields)
+        let redis = readRedis(fields)
+        let cache = readCache(fields)
+        let routes = readRoutes(fields, cache: cache)
+        guard let listen, let upstream, let redis, let routes else { return nil }
+        return GatewayConfig(listen: listen, server: server, upstream: upstream, redis: redis, cache: cache,
+                             routes: routes, fileName: file)
+    }
+
+    func readServer(_ root: Fields) -> GatewayConfig.Server {
+        var server = GatewayConfig.Server()
+        guard let node = root["server"],
+              let f = fields(node, "server", known: Keys.server, nullIsEmpty: true)
+        else { return server }
+        server.eventLoops = int(f, "event_loops", default: server.eventLoops, 1...64)
+        server.maxConnections = int(f, "max_connections", default: server.maxConnections, 1...1_000_000)
+        server.maxRequestsPerConnection = int(
+            f, "max_requests_per_connection", default: server.maxRequestsPerConnection, 1...10_000_000)
+        server.headerTimeout = duration(f, "header_timeout", default: server.headerTimeout)
+        server.idleTimeout = duration(f, "idle_timeout", default: server.idleTimeout)
+        server.bodyTimeout = duration(f, "body_timeout", default: server.bodyTimeout)
+        server.drainTimeout = duration(f, "drain_timeout", default: server.drainTimeout, allowZero: true)
+        server.maxHeaderBytes = size(f, "max_header_bytes", default: server.maxHeaderBytes, (1 << 10)...(1 << 20))
+        server.maxHeaders = int(f, "max_headers", default: server.maxHeaders, 1...1000)
+        server.maxBodyBytes = size(f, "max_body_bytes", default: server.maxBodyBytes, 0...(1 << 30))
+        return server
+    }
+
+    func readUpstream(_ root: Fields) -> GatewayConfig.Upstream? {
+        guard let node = required(root, "upstream"),
+              let f = fields(node, "upstream", known: Keys.upstream, nullIsEmpty: true)
+        else { return nil }
+        let url = required(f, "url").flatMap { node in
+            parsed(node, f.path("url")) { try GatewayConfig.UpstreamURL(parsing: $0) }
+        }
+        let defaults = GatewayConfig.Upstream(url: GatewayConfig.UpstreamURL(host: "localhost"))
+        let connectTimeout = duration(f, "connect_timeout", default: defaults.connectTimeout)
+        let timeout = duration(f, "timeout", default: defaults.timeout)
+        let maxConnections = int(f, "max_connections", default: defaults.maxConnections, 1...10_000)
+        let maxQueue = int(f, "max_queue", default: defaults.maxQueue, 0...1_000_000)
+        guard let url else { return nil }
+        return GatewayConfig.Upstream(url: url, connectTimeout: connectTimeout, timeout: timeout,
+                                      maxConnections: maxConnections, maxQueue: maxQueue)
+    }
+
+    func readRedis(_ root: Fields) -> GatewayConfig.Redis? {
+        guard let node = required(root, "redis"),
+              let f = fields(node, "redis", known: Keys.redis, nullIsEmpty: true)
+        else { return nil }
+        let url = required(f, "url").flatMap { node in
+            parsed(node, f.path("url")) { try GatewayConfig.RedisURL(parsing: $0) }
+        }
+        let defaults = GatewayConfig.Redis(url: GatewayConfig.RedisURL(host: "localhost"))
+        let timeout = duration(f, "timeout", default: defaults.timeout)
+        var keyPrefix = defaults.keyPrefix
+        if let node = f["key_prefix"], let text = string(node, f.path("key_prefix")) {
+            if text.utf8.count > 128 {
+                report(node, f.path("key_prefix"), "must be at most 128 bytes long, got \(text.utf8.count)")
+            } else {
+                keyPrefix = text
+            }
+        }
+        let connections = int(f, "connections", default: defaults.connections, 1...64)
+        guard let url else { return nil }
+        return GatewayConfig.Redis(url: url, timeout: timeout, keyPrefix: keyPrefix, connections: connections)
+    }
+
+    func readCache(_ root: Fields) -> GatewayConfig.Cache {
+        var cache = GatewayConfig.Cache()
+        guard let node = root["cache"],
+              let f = fields(node, "cache", known: Keys.cache, nullIsEmpty: true)
+        else { return cache }
+        cache.maxBodySize = size(f, "max_body_size", default: cache.maxBodySize, 0...maxStoredBody)
+        cache.maxWait = duration(f, "max_wait", default: cache.maxWait)
+        cache.keyHost = bool(f, "key_host", default: cache.keyHost)
+        return cache
+    }
+
+    // MARK: - Routes
+
+    /// What is known of one route even when parts of it are invalid, for the checks across routes.
+    struct RouteDraft {
+        var name: String?
+        var nameNode: Node?
+        var pattern: RoutePattern?
+        var matchNode: Node?
+        var methods: MethodSet?
+        var line = 0
+        var route: Route?
+    }
+
+    func readRoutes(_ root: Fields, cache: GatewayConfig.Cache) -> [Route]? {
+        guard let node = required(root, "routes"), let items = list(node, "routes") else { return nil }
+        if items.isEmpty {
+            report(node, "routes", "expected at least one route")
+            return nil
+        }
+        let drafts = items.enumerated().map { readRoute($1, "routes[\($0)]", cache: cache) }
+
+        func label(_ index: Int) -> String {
+            let name = drafts[index].name.map { "route \"\($0)\"" } ?? "route"
+            return "\(name) (routes[\(index)], line \(drafts[index].line))"
+        }
+
+        var firstByName: [String: Int] = [:]
+        for (index, draft) in drafts.enumerated() {
+            guard let name = draft.name else { continue }
+            if let first = firstByName[name] {
+                report(draft.nameNode, "routes[\(index)].name",
+                       "duplicate route name \"\(name)\" (already used by routes[\(first)], line \(drafts[first].line))")
+            } else {
+                firstByName[name] = index
+            }
+        }
+
+        let comparable = drafts.indices.filter { drafts[$0].pattern != nil && drafts[$0].methods != nil }
+        let entries = comparable.map { (pattern: drafts[$0].pattern!, methods: drafts[$0].methods!) }
+        for shadowing in Router.shadowedRoutes(entries) {
+            let shadowed = comparable[shadowing.shadowed]
+            let by = comparable[shadowing.by]
+            report(drafts[shadowed].matchNode, "routes[\(shadowed)].match",
+                   "this route can never match: every request it would take goes to the earlier \(label(by))")
+        }
+
+        let routes = drafts.compactMap(\.route)
+        return routes.count == drafts.count ? routes : nil
+    }
+
+    func readRoute(_ node: Node, _ path: String, cache: GatewayConfig.Cache) -> RouteDraft {
+        var draft = RouteDraft()
+        draft.line = node.mark?.line ?? 0
+        guard let f = fields(node, path, known: Keys.route, nullIsEmpty: false) else { return draft }
+
+        if let node = required(f, "name"), let name = string(node, f.path("name")) {
+            if isValidRouteName(name) {
+                draft.name = name
+                draft.nameNode = node
+            } else {
+                report(node, f.path("name"), "invalid route name \"\(name)\" (use letters, digits, \"_\" and \"-\", at most 64)")
+            }
+        }
+
+        if let node = required(f, "match"), let text = string(node, f.path("match")) {
+            do {
+                draft.pattern = try RoutePattern(text)
+                draft.matchNode = node
+            } catch {
+                report(node, f.path("match"), "invalid pattern \"\(text)\": \(error.reason)")
+            }
+        }
+
+        var routeClass: RouteClass?
+        if let node = required(f, "class", hint: " (public, per_user or pass)"),
+           let text = string(node, f.path("class")) {
+            routeClass = RouteClass(rawValue: text)
+            if routeClass == nil {
+                var message = "invalid class \"\(text)\" (expected public, per_user or pass)"
+                if let suggestion = closestMatch(to: text, in: RouteClass.allCases.map(\.rawValue)) {
+                    message = "invalid class \"\(text)\" (did you mean \"\(suggestion)\"? expected public, per_user or pass)"
+                }
+                report(node, f.path("class"), message)
+            }
+        }
+
+        var methodsValid = true
+        var methods: MethodSet?
+        if let node = f["methods"] {
+            methods = readMethods(node, f.path("methods"), routeClass: routeClass)
+            methodsValid = methods != nil
+        }
+        if methods == nil, methodsValid, let routeClass {
+            methods = routeClass == .pass ? .all : .cacheable
+        }
+        draft.methods = methods
+
+        var settings: RouteCacheSettings?
+        if routeClass == .pass {
+            for key in Keys.cachedOnly where f[key] != nil {
+                report(f.keyNode(key), f.path(key), "\"\(key)\" is not allowed on a pass route (pass routes are never cached)")
+            }
+        } else {
+            settings = readCacheSettings(f, routeClass: routeClass, defaults: cache)
+        }
+
+        if let name = draft.name, let pattern = draft.pattern, let methods, let routeClass,
+           routeClass == .pass || settings != nil {
+            draft.route = Route(name: name, pattern: pattern, methods: methods, routeClass: routeClass,
+                                cache: settings, line: draft.line)
+        }
+        return draft
+    }
+
+    /// The cache settings of a public or per_user route (or of a route whose class is invalid,
+    /// so that its other fields are checked too; then the result is discarded).
+    func readCacheSettings(_ f: Fields, routeClass: RouteClass?, defaults: GatewayConfig.Cache) -> RouteCacheSettings? {
+        var valid = true
+        let className = routeClass?.rawValue ?? "cached"
+
+        var ttl: Duration?
+        if let node = f["ttl"] {
+            ttl = duration(node, f.path("ttl"))
+        } else if routeClass != nil {
+            report(f.mark, f.path, "missing required field \"ttl\" (how long a \(className) route's responses are cached, e.g. ttl: 30s)")
+        }
+
+        var ttlByStatus: [Int: Duration] = [:]
+        if let node = f["ttl_by_status"] {
+            ttlByStatus = readTTLByStatus(node, f.path("ttl_by_status")) ?? { valid = false; return [:] }()
+        }
+
+        var query: [String] = []
+        if let node = f["query"] {
+            query = readQuery(node, f.path("query")) ?? { valid = false; return [] }()
+        }
+
+        var unlistedQuery = UnlistedQueryPolicy.strip
+        if let node = f["unlisted_query"], let text = string(node, f.path("unlisted_query")) {
+            if let policy = UnlistedQueryPolicy(rawValue: text) {
+                unlistedQuery = policy
+            } else {
+                report(node, f.path("unlisted_query"), "invalid value \"\(text)\" (expected strip or bypass)")
+            }
+        }
+
+        var allowAuthorized = false
+        if let node = f["allow_authorized"] {
+            if routeClass == .perUser {
+                report(f.keyNode("allow_authorized"), f.path("allow_authorized"),
+                       "\"allow_authorized\" is only allowed on public routes")
+                valid = false
+            } else {
+                allowAuthorized = bool(node, f.path("allow_authorized")) ?? false
+            }
+        }
+
+        var identity: IdentitySource?
+        if let node = f["identity"] {
+            if routeClass == .public {
+                report(f.keyNode("identity"), f.path("identity"),
+                       "\"identity\" is only allowed on per_user routes (a public route has one answer for everyone)")
+                valid = false
+            } else {
+                identity = readIdentity(node, f.path("identity"))
+            }
+        } else if routeClass == .perUser {
+            report(f.mark, f.path, "missing required field \"identity\" (a per_user route is keyed by the user's identity: { header: NAME } or { cookie: NAME })")
+        }
+
+        let maxBodySize = size(f, "max_body_size", default: defaults.maxBodySize, 0...maxStoredBody)
+        let maxWait = duration(f, "max_wait", default: defaults.maxWait)
+        let keyHost = bool(f, "key_host", default: defaults.keyHost)
+
+        guard valid, let ttl, routeClass == .public || identity != nil else { return nil }
+        return RouteCacheSettings(
+            ttl: ttl, ttlByStatus: ttlByStatus, query: query, unlistedQuery: unlistedQuery,
+            allowAuthorized: allowAuthorized, identity: identity, maxBodySize: maxBodySize, maxWait: maxWait,
+            keyHost: keyHost)
+    }
+
+    func readMethods(_ node: Node, _ path: String, routeClass: RouteClass?) -> MethodSet? {
+        guard let items = list(node, path) else { return nil }
+        if items.isEmpty {
+            report(node, path, "expected at least one method")
+            return nil
+        }
+        var methods: MethodSet = []
+        var valid = true
+        let known = MethodSet.names.map(\.name)
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let name = string(item, itemPath, expected: "a method name") else {
+                valid = false
+                continue
+            }
+            guard let method = MethodSet(name: name) else {
+                if MethodSet(name: name.uppercased()) != nil {
+                    report(item, itemPath, "methods are case-sensitive: write \"\(name.uppercased())\", not \"\(name)\"")
+                } else if let suggestion = closestMatch(to: name, in: known) {
+                    report(item, itemPath, "unknown method \"\(name)\" (did you mean \"\(suggestion)\"?)")
+                } else {
+                    report(item, itemPath, "unknown method \"\(name)\" (expected one of: \(known.joined(separator: ", ")))")
+                }
+                valid = false
+                continue
+            }
+            if methods.contains(method) {
+                report(item, itemPath, "duplicate method \"\(name)\"")
+                valid = false
+            } else if let routeClass, routeClass != .pass, !MethodSet.cacheable.contains(method) {
+                report(item, itemPath,
+                       "\(name) cannot be cached: a \(routeClass.rawValue) route takes only GET and HEAD (use a pass route for \(name))")
+                valid = false
+            }
+            methods.insert(method)
+        }
+        return valid ? methods : nil
+    }
+
+    func readTTLByStatus(_ node: Node, _ path: String) -> [Int: Duration]? {
+        if isNull(node) { return [:] }
+        guard case .mapping(let mapping) = node else {
+            report(node, path, "expected a mapping of status to duration, e.g. { 404: 30s }, found \(describe(node))")
+            return nil
+        }
+        var result: [Int: Duration] = [:]
+        var valid = true
+        for (key, value) in mapping {
+            let text = key.scalar?.string ?? ""
+            guard let status = Int(text), (100...599).contains(status) else {
+                report(key, path, "invalid status \(describe(key)) (expected an HTTP status code between 100 and 599)")
+                valid = false
+                continue
+            }
+            if status == 200 {
+                report(key, path, "status 200 is cached for the route's \"ttl\"; do not list it here")
+                valid = false
+                continue
+            }
+            if let ttl = duration(value, "\(path).\(status)") {
+                result[status] = ttl
+            } else {
+                valid = false
+            }
+        }
+        return valid ? result : nil
+    }
+
+    func readQuery(_ node: Node, _ path: String) -> [String]? {
+        guard let items = list(node, path) else { return nil }
+        var names: [String] = []
+        var valid = true
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let name = string(item, itemPath, expected: "a query parameter name") else {
+                valid = false
+                continue
+            }
+            if name.isEmpty {
+                report(item, itemPath, "empty query parameter name")
+                valid = false
+            } else if let bad = name.utf8.first(where: { !isPathByte($0) || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "=") }) {
+                report(item, itemPath, "\(describeByte(bad)) is not allowed in a query parameter name")
+                valid = false
+            } else if names.contains(name) {
+                report(item, itemPath, "duplicate query parameter \"\(name)\"")
+                valid = false
+            } else {
+                names.append(name)
+            }
+        }
+        return valid ? names.sorted() : nil
+    }
+
+    func readIdentity(_ node: Node, _ path: String) -> IdentitySource? {
+        let usage = "{ header: NAME } or { cookie: NAME }"
+        guard let f = fields(node, path, known: Keys.identity, nullIsEmpty: false, expected: usage) else { return nil }
+        let header = f["header"]
+        let cookie = f["cookie"]
+        guard (header == nil) != (cookie == nil) else {
+            // Both given, or an empty mapping; a lone misspelt key was already reported.
+            if header != nil || node.mapping?.isEmpty == true {
+                report(f.mark, path, "use exactly one of \"header\" or \"cookie\", e.g. { header: Authorization } or { cookie: session_id }")
+            }
+            return nil
+        }
+        let key = header != nil ? "header" : "cookie"
+        guard let value = header ?? cookie, let name = string(value, f.path(key), expected: "a \(key) name") else {
+            return nil
+        }
+        guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
+            report(value, f.path(key), "invalid \(key) name \"\(name)\"")
+            return nil
+        }
+        return header != nil ? .header(name) : .cookie(name)
+    }
+}
+
+/// `[A-Za-z0-9_-]{1,64}`: route names are metric labels.
+private func isValidRouteName(_ name: String) -> Bool {
+    !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+    }
+}
+
+/// RFC 9110 `tchar`: header and cookie names.
+private func isTokenByte(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    default:
+        return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+    }
+}

@@ -1,0 +1,284 @@
+// The three addresses of the configuration: where to listen, the upstream URL, the Redis URL.
+// Each parses its own text and says what is wrong in words meant for the person editing the file.
+
+/// Why a single configuration value is invalid (the loader adds file, position and field path).
+public struct ConfigValueError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension GatewayConfig {
+    /// `listen:` — `host:port` or `[ipv6]:port`. Port 0 asks the system for a free port (tests).
+    public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+        /// Host name or address without brackets: `127.0.0.1`, `::1`, `0.0.0.0`, `localhost`.
+        public var host: String
+        /// 0–65535.
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// Parses `host:port` or `[ipv6]:port`.
+        public init(parsing text: String) throws(ConfigValueError) {
+            let usage = "expected host:port or [ipv6]:port, e.g. 127.0.0.1:8080"
+            guard let (host, portText) = splitHostPort(text) else {
+                throw ConfigValueError("invalid listen address \"\(text)\" (\(usage))")
+            }
+            if let problem = hostProblem(host) {
+                throw ConfigValueError("invalid listen address \"\(text)\": \(problem)")
+            }
+            guard let portText else {
+                throw ConfigValueError("invalid listen address \"\(text)\": missing port (\(usage))")
+            }
+            guard let port = parsePort(portText), port <= 65535 else {
+                throw ConfigValueError("invalid listen address \"\(text)\": port must be a number between 0 and 65535")
+            }
+            self.init(host: host, port: port)
+        }
+
+        /// `host:port`, with brackets around IPv6 addresses.
+        public var description: String { "\(bracketed(host)):\(port)" }
+    }
+
+    /// `upstream.url:` — `http://host[:port][/base]`.
+    public struct UpstreamURL: Sendable, Equatable, CustomStringConvertible {
+        /// Host name or address, without brackets.
+        public var host: String
+        /// 1–65535, default 80.
+        public var port: Int
+        /// Prepended to every forwarded path: empty, or `/api` style (no trailing slash).
+        public var basePath: String
+
+        public init(host: String, port: Int = 80, basePath: String = "") {
+            self.host = host
+            self.port = port
+            self.basePath = basePath
+        }
+
+        public init(parsing text: String) throws(ConfigValueError) {
+            let usage = "expected http://host[:port][/base], e.g. http://127.0.0.1:9000"
+            let lower = text.lowercased()
+            if lower.hasPrefix("https://") {
+                throw ConfigValueError("invalid upstream URL \"\(text)\": https is not supported; the upstream must be http://")
+            }
+            guard lower.hasPrefix("http://") else {
+                throw ConfigValueError("invalid upstream URL \"\(text)\" (\(usage))")
+            }
+            let rest = text.dropFirst("http://".count)
+            if rest.contains("?") || rest.contains("#") {
+                throw ConfigValueError("invalid upstream URL \"\(text)\": a query or fragment is not allowed")
+            }
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            let authority = String(rest[..<slash])
+            var base = String(rest[slash...])
+            if authority.contains("@") {
+                throw ConfigValueError("invalid upstream URL \"\(text)\": user information is not allowed")
+            }
+            guard let (host, portText) = splitHostPort(authority) else {
+                throw ConfigValueError("invalid upstream URL \"\(text)\" (\(usage))")
+            }
+            if let problem = hostProblem(host) {
+                throw ConfigValueError("invalid upstream URL \"\(text)\": \(problem)")
+            }
+            var port = 80
+            if let portText {
+                guard let value = parsePort(portText), (1...65535).contains(value) else {
+                    throw ConfigValueError("invalid upstream URL \"\(text)\": port must be a number between 1 and 65535")
+                }
+                port = value
+            }
+            if let bad = base.utf8.first(where: { !isPathByte($0) }) {
+                throw ConfigValueError("invalid upstream URL \"\(text)\": \(describeByte(bad)) is not allowed in a path")
+            }
+            while base.hasSuffix("/") { base.removeLast() }
+            self.init(host: host, port: port, basePath: base)
+        }
+
+        /// `http://host:port/base`, the form curl is given (the request path is appended).
+        public var description: String { "http://\(bracketed(host)):\(port)\(basePath)" }
+    }
+
+    /// `redis.url:` — `redis://[[user]:password@]host[:port][/db]`.
+    public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        /// 1–65535, default 6379.
+        public var port: Int
+        /// For `AUTH user password` (Redis 6 ACL); nil for plain `AUTH password`.
+        public var username: String?
+        /// Percent-decoded; nil when the URL has none.
+        public var password: String?
+        /// Database index for `SELECT`, default 0.
+        public var database: Int
+
+        public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+        }
+
+        public init(parsing text: String) throws(ConfigValueError) {
+            let usage = "expected redis://[:password@]host[:port][/db], e.g. redis://127.0.0.1:6379/0"
+            let lower = text.lowercased()
+            if lower.hasPrefix("rediss://") {
+                throw ConfigValueError("invalid Redis URL \"\(text)\": TLS (rediss://) is not supported")
+            }
+            guard lower.hasPrefix("redis://") else {
+                throw ConfigValueError("invalid Redis URL \"\(text)\" (\(usage))")
+            }
+            var rest = Substring(text.dropFirst("redis://".count))
+            var username: String?
+            var password: String?
+            if let at = rest.lastIndex(of: "@") {
+                let userinfo = rest[..<at]
+                rest = rest[rest.index(after: at)...]
+                guard let colon = userinfo.firstIndex(of: ":") else {
+                    throw ConfigValueError("invalid Redis URL \"\(text)\": write the password as :password@ before the host")
+                }
+                let user = String(userinfo[..<colon])
+                guard let secret = percentDecode(userinfo[userinfo.index(after: colon)...]), !secret.isEmpty,
+                      let decodedUser = percentDecode(Substring(user))
+                else {
+                    throw ConfigValueError("invalid Redis URL \"\(text)\": invalid or empty password")
+                }
+                username = decodedUser.isEmpty ? nil : decodedUser
+                password = secret
+            }
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            guard let (host, portText) = splitHostPort(String(rest[..<slash])) else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\" (\(usage))")
+            }
+            if let problem = hostProblem(host) {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": \(problem)")
+            }
+            var port = 6379
+            if let portText {
+                guard let value = parsePort(portText), (1...65535).contains(value) else {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": port must be a number between 1 and 65535")
+                }
+                port = value
+            }
+            var database = 0
+            if slash != rest.endIndex {
+                let dbText = rest[rest.index(after: slash)...]
+                if !dbText.isEmpty {
+                    guard dbText.count <= 5, dbText.allSatisfy({ $0.isASCII && $0.isNumber }), let db = Int(dbText) else {
+                        throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": the database must be a number, e.g. redis://127.0.0.1:6379/0")
+                    }
+                    database = db
+                }
+            }
+            self.init(host: host, port: port, username: username, password: password, database: database)
+        }
+
+        /// The URL with the password masked: `redis://:***@host:6379/0`.
+        public var description: String {
+            let auth = password == nil ? "" : "\(username ?? ""):***@"
+            return "redis://\(auth)\(bracketed(host)):\(port)/\(database)"
+        }
+    }
+}
+
+// MARK: - Helpers
+
+/// Splits `host[:port]` or `[v6][:port]`; nil when the shape is wrong (empty host, stray colons).
+private func splitHostPort(_ text: String) -> (host: String, port: String?)? {
+    if text.hasPrefix("[") {
+        guard let close = text.firstIndex(of: "]") else { return nil }
+        let host = String(text[text.index(after: text.startIndex)..<close])
+        let after = text[text.index(after: close)...]
+        if after.isEmpty { return host.isEmpty ? nil : (host, nil) }
+        guard after.first == ":" else { return nil }
+        return host.isEmpty ? nil : (host, String(after.dropFirst()))
+    }
+    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+    switch parts.count {
+    case 1: return parts[0].isEmpty ? nil : (String(parts[0]), nil)
+    case 2: return parts[0].isEmpty ? nil : (String(parts[0]), String(parts[1]))
+    default: return nil // an IPv6 address without brackets, or garbage
+    }
+}
+
+/// Why a host is not acceptable, or nil. IPv6 addresses arrive without their brackets.
+private func hostProblem(_ host: String) -> String? {
+    if host.contains(":") {
+        let ok = host.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || $0 == ":" || $0 == "." }
+        return ok ? nil : "invalid IPv6 address \"\(host)\""
+    }
+    guard host.count <= 253 else { return "host name too long" }
+    let ok = host.utf8.allSatisfy { byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_")
+    }
+    return ok && !host.hasPrefix("-") ? nil : "invalid host \"\(host)\""
+}
+
+/// Decimal digits only (no sign, no spaces), at most 5 of them.
+private func parsePort(_ text: String) -> Int? {
+    guard !text.isEmpty, text.count <= 5, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+    return Int(text)
+}
+
+private func bracketed(_ host: String) -> String {
+    host.contains(":") ? "[\(host)]" : host
+}
+
+/// The text with any `:password@` masked, for messages.
+private func redacted(_ url: String) -> String {
+    let schemeLength = "redis://".count
+    guard url.count > schemeLength, let at = url.lastIndex(of: "@") else { return url }
+    let authorityStart = url.index(url.startIndex, offsetBy: schemeLength)
+    guard authorityStart < at, let colon = url[authorityStart..<at].firstIndex(of: ":") else { return url }
+    return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+}
+
+private func percentDecode(_ text: Substring) -> String? {
+    var bytes: [UInt8] = []
+    var iterator = text.utf8.makeIterator()
+    while let byte = iterator.next() {
+        if byte == UInt8(ascii: "%") {
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                return nil
+            }
+            bytes.append(high << 4 | low)
+        } else {
+            bytes.append(byte)
+        }
+    }
+    return String(validating: bytes, as: UTF8.self)
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case 0x30...0x39: byte - 0x30
+    case 0x41...0x46: byte - 0x41 + 10
+    case 0x61...0x66: byte - 0x61 + 10
+    default: nil
+    }
+}
+
+/// RFC 3986 `pchar` plus `/`: unreserved, sub-delims, `:`, `@`, and `%` for percent-encoding.
+func isPathByte(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
+         UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+         UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"),
+         UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "%"), UInt8(ascii: "/"):
+        return true
+    default:
+        return false
+    }
+}
+
+/// `" "` for printable ASCII, `byte 0x0A` otherwise; names the offending character in messages.
+func describeByte(_ byte: UInt8) -> String {
+    if byte >= 0x20 && byte < 0x7F { return "character \"\(Character(Unicode.Scalar(byte)))\"" }
+    if byte >= 0x80 { return "a non-ASCII character (percent-encode it)" }
+    return "control character 0x\(String(byte, radix: 16, uppercase: true))"
+}

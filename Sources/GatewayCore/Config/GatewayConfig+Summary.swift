@@ -1,0 +1,47 @@
+extension GatewayConfig {
+    /// A one-screen description for `gateway check-config`: addresses, limits, then the route
+    /// table in match order. The Redis password is masked.
+    public func summary() -> String {
+        var lines: [String] = []
+        lines.append("listen    \(listen) (\(server.eventLoops) event loop\(server.eventLoops == 1 ? "" : "s"), "
+            + "at most \(server.maxConnections) connections)")
+        lines.append("limits    head \(ByteSize.format(server.maxHeaderBytes)) in \(server.headerTimeout.configString), "
+            + "\(server.maxHeaders) headers, body \(ByteSize.format(server.maxBodyBytes)); "
+            + "idle \(server.idleTimeout.configString), drain \(server.drainTimeout.configString)")
+        lines.append("upstream  \(upstream.url) (timeout \(upstream.timeout.configString), "
+            + "connect \(upstream.connectTimeout.configString), \(upstream.maxConnections) connections, "
+            + "queue \(upstream.maxQueue))")
+        lines.append("redis     \(redis.url) (timeout \(redis.timeout.configString), "
+            + "key prefix \"\(redis.keyPrefix)\", \(redis.connections) per loop)")
+        lines.append("cache     store bodies up to \(ByteSize.format(cache.maxBodySize)), waiters wait up to "
+            + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys (defaults)")
+        lines.append("")
+        lines.append("routes (first match wins):")
+
+        let header = ["NAME", "METHODS", "PATTERN", "CLASS", "TTL", "QUERY KEY", "IDENTITY"]
+        let rows = routes.map { route -> [String] in
+            let cache = route.cache
+            var ttl = cache.map { $0.ttl.configString } ?? "-"
+            if let extra = cache?.ttlByStatus, !extra.isEmpty {
+                let statuses = extra.keys.sorted().map { "\($0): \(extra[$0]!.configString)" }
+                ttl += " (" + statuses.joined(separator: ", ") + ")"
+            }
+            var query = cache.map { $0.query.isEmpty ? "-" : $0.query.joined(separator: ",") } ?? "-"
+            if cache?.unlistedQuery == .bypass { query += " (others bypass)" }
+            return [
+                route.name, route.methods.description, route.pattern.source, route.routeClass.rawValue,
+                ttl, query, cache?.identity?.description ?? "-",
+            ]
+        }
+        let widths = header.indices.map { column in
+            ([header] + rows).map { $0[column].count }.max() ?? 0
+        }
+        for row in [header] + rows {
+            let cells = row.enumerated().map { column, text in
+                column == row.count - 1 ? text : text + String(repeating: " ", count: widths[column] - text.count)
+            }
+            lines.append("  " + cells.joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,150 @@
+/// The whole gateway configuration, as read from `gateway.yaml` and validated once at start.
+///
+/// Load it with ``GatewayConfig/load(path:)`` (or ``GatewayConfig/parse(yaml:fileName:)`` in tests);
+/// both throw ``ConfigErrors`` listing every problem found. A value that loaded is consistent:
+/// every route pattern compiles, no route is shadowed by an earlier one, cached routes have a TTL,
+/// per_user routes have an identity, and every number is in range.
+///
+/// Durations are Swift `Duration`s (always whole milliseconds; see `Duration.wholeMilliseconds`),
+/// sizes are `Int` bytes.
+public struct GatewayConfig: Sendable {
+    /// Where the gateway accepts client connections (`listen`, required).
+    public var listen: ListenAddress
+    /// Client-side limits and timeouts (`server`).
+    public var server: Server
+    /// The origin that misses and pass-through requests go to (`upstream`, required).
+    public var upstream: Upstream
+    /// The cache store (`redis`, required).
+    public var redis: Redis
+    /// Defaults for cached routes (`cache`); each ``Route`` already carries the resolved values.
+    public var cache: Cache
+    /// The routes in file order: the first match wins. Never empty.
+    public var routes: [Route]
+    /// The file it was loaded from, as given to the loader (for messages).
+    public var fileName: String
+
+    public init(
+        listen: ListenAddress, server: Server = Server(), upstream: Upstream, redis: Redis,
+        cache: Cache = Cache(), routes: [Route], fileName: String = "gateway.yaml"
+    ) {
+        self.listen = listen
+        self.server = server
+        self.upstream = upstream
+        self.redis = redis
+        self.cache = cache
+        self.routes = routes
+        self.fileName = fileName
+    }
+}
+
+extension GatewayConfig {
+    /// Client-facing server settings (`server:`). Every field is optional in the file.
+    public struct Server: Sendable, Equatable {
+        /// Serial event loops, each owning its connections, Redis context and curl handle.
+        /// `event_loops`, 1–64, default 2.
+        public var eventLoops: Int
+        /// Open client connections beyond which new ones are closed at once.
+        /// `max_connections`, 1–1,000,000, default 10,000.
+        public var maxConnections: Int
+        /// Requests served on one keep-alive connection before it is closed.
+        /// `max_requests_per_connection`, 1–10,000,000, default 10,000.
+        public var maxRequestsPerConnection: Int
+        /// The whole request head must arrive within this after the first byte (slowloris).
+        /// `header_timeout`, > 0, default 10s.
+        public var headerTimeout: Duration
+        /// A keep-alive connection with no request in flight is closed after this.
+        /// `idle_timeout`, > 0, default 60s.
+        public var idleTimeout: Duration
+        /// Longest gap between two reads of a request body. `body_timeout`, > 0, default 30s.
+        public var bodyTimeout: Duration
+        /// On shutdown, in-flight requests get this long to finish. `drain_timeout`, ≥ 0, default 10s.
+        public var drainTimeout: Duration
+        /// Request line plus header lines, in bytes (431 beyond).
+        /// `max_header_bytes`, 1KiB–1MiB, default 16KiB.
+        public var maxHeaderBytes: Int
+        /// Header fields per request (431 beyond). `max_headers`, 1–1000, default 100.
+        public var maxHeaders: Int
+        /// Decoded request body, in bytes (413 beyond). `max_body_bytes`, 0–1GiB, default 8MiB.
+        public var maxBodyBytes: Int
+
+        public init(
+            eventLoops: Int = 2, maxConnections: Int = 10_000, maxRequestsPerConnection: Int = 10_000,
+            headerTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60),
+            bodyTimeout: Duration = .seconds(30), drainTimeout: Duration = .seconds(10),
+            maxHeaderBytes: Int = 16 * 1024, maxHeaders: Int = 100, maxBodyBytes: Int = 8 * 1024 * 1024
+        ) {
+            self.eventLoops = eventLoops
+            self.maxConnections = maxConnections
+            self.maxRequestsPerConnection = maxRequestsPerConnection
+            self.headerTimeout = headerTimeout
+            self.idleTimeout = idleTimeout
+            self.bodyTimeout = bodyTimeout
+            self.drainTimeout = drainTimeout
+            self.maxHeaderBytes = maxHeaderBytes
+            self.maxHeaders = maxHeaders
+            self.maxBodyBytes = maxBodyBytes
+        }
+    }
+
+    /// The upstream origin (`upstream:`).
+    public struct Upstream: Sendable, Equatable {
+        /// `url`, required: `http://host[:port][/base]`.
+        public var url: UpstreamURL
+        /// TCP connect limit. `connect_timeout`, > 0, default 1s.
+        public var connectTimeout: Duration
+        /// Whole-exchange limit for one upstream request (504 beyond). `timeout`, > 0, default 10s.
+        public var timeout: Duration
+        /// Concurrent upstream requests (per gateway). `max_connections`, 1–10,000, default 64.
+        public var maxConnections: Int
+        /// Requests waiting for a connection beyond `maxConnections`; beyond this the gateway
+        /// answers 503. `max_queue`, 0–1,000,000, default 1024.
+        public var maxQueue: Int
+
+        public init(
+            url: UpstreamURL, connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(10),
+            maxConnections: Int = 64, maxQueue: Int = 1024
+        ) {
+            self.url = url
+            self.connectTimeout = connectTimeout
+            self.timeout = timeout
+            self.maxConnections = maxConnections
+            self.maxQueue = maxQueue
+        }
+    }
+
+    /// The Redis cache store (`redis:`).
+    public struct Redis: Sendable, Equatable {
+        /// `url`, required: `redis://[[user]:password@]host[:port][/db]`.
+        public var url: RedisURL
+        /// Per-command limit; a slower Redis counts as a miss. `timeout`, > 0, default 50ms.
+        public var timeout: Duration
+        /// Prepended to every cache key. `key_prefix`, at most 128 bytes, default `gw:`.
+        public var keyPrefix: String
+        /// Redis connections per event loop. `connections`, 1–64, default 1.
+        public var connections: Int
+
+        public init(url: RedisURL, timeout: Duration = .milliseconds(50), keyPrefix: String = "gw:", connections: Int = 1) {
+            self.url = url
+            self.timeout = timeout
+            self.keyPrefix = keyPrefix
+            self.connections = connections
+        }
+    }
+
+    /// Defaults for cached routes (`cache:`); routes may override each.
+    public struct Cache: Sendable, Equatable {
+        /// Bigger responses are served but not stored. `max_body_size`, 0–512MiB, default 1MiB.
+        public var maxBodySize: Int
+        /// How long a coalesced waiter waits for the leader's response before going upstream
+        /// itself. `max_wait`, > 0, default 5s.
+        public var maxWait: Duration
+        /// Whether the Host header is part of cache keys. `key_host`, default false.
+        public var keyHost: Bool
+
+        public init(maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false) {
+            self.maxBodySize = maxBodySize
+            self.maxWait = maxWait
+            self.keyHost = keyHost
+        }
+    }
+}

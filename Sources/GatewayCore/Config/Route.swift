@@ -1,0 +1,107 @@
+/// One entry of `routes:`: which requests it takes (pattern and methods) and how they are served.
+public struct Route: Sendable {
+    /// Unique name, `[A-Za-z0-9_-]+`: a bounded label for logs and metrics.
+    public var name: String
+    /// The compiled `match` pattern.
+    public var pattern: RoutePattern
+    /// The methods this route takes; a request with another method falls through to later routes.
+    /// Default: GET and HEAD for cached routes, every method (``MethodSet/all``) for pass routes.
+    public var methods: MethodSet
+    /// public | per_user | pass.
+    public var routeClass: RouteClass
+    /// How responses are cached; nil exactly when ``routeClass`` is ``RouteClass/pass``.
+    public var cache: RouteCacheSettings?
+    /// Line of the route in the configuration file (0 when built in code).
+    public var line: Int
+
+    public init(
+        name: String, pattern: RoutePattern, methods: MethodSet, routeClass: RouteClass,
+        cache: RouteCacheSettings? = nil, line: Int = 0
+    ) {
+        self.name = name
+        self.pattern = pattern
+        self.methods = methods
+        self.routeClass = routeClass
+        self.cache = cache
+        self.line = line
+    }
+}
+
+/// How a route's requests are served.
+public enum RouteClass: String, Sendable, Hashable, CaseIterable {
+    /// One cached answer for everyone.
+    case `public` = "public"
+    /// Cached per user: the key holds a digest of the user's identity (header or cookie).
+    case perUser = "per_user"
+    /// Never cached: forwarded upstream as is (any method, body and headers).
+    case pass = "pass"
+}
+
+/// What identifies a user on a per_user route. Only a digest of its value ever reaches a key.
+public enum IdentitySource: Sendable, Hashable, CustomStringConvertible {
+    /// A request header, e.g. `Authorization` (matched case-insensitively).
+    case header(String)
+    /// A cookie from the `Cookie` header, e.g. `session_id` (matched case-sensitively).
+    case cookie(String)
+
+    public var description: String {
+        switch self {
+        case .header(let name): "header \(name)"
+        case .cookie(let name): "cookie \(name)"
+        }
+    }
+}
+
+/// What happens to query parameters that are not in a route's `query` allow-list.
+public enum UnlistedQueryPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Removed before the request is looked up and forwarded (default).
+    case strip
+    /// The request bypasses the cache and goes upstream with its query untouched.
+    case bypass
+}
+
+/// The caching part of a public or per_user route, with the `cache:` defaults already applied.
+public struct RouteCacheSettings: Sendable, Equatable {
+    /// TTL of a stored 200 response (`ttl`, > 0).
+    public var ttl: Duration
+    /// Other statuses that are stored, each with its own TTL (`ttl_by_status`; never contains 200).
+    public var ttlByStatus: [Int: Duration]
+    /// Allow-listed query parameter names that are part of the key, sorted, without duplicates.
+    public var query: [String]
+    /// What to do with other query parameters.
+    public var unlistedQuery: UnlistedQueryPolicy
+    /// Public routes only: whether requests with `Authorization` or `Cookie` may be answered from
+    /// the shared cache (otherwise they go upstream uncached). Always false on per_user routes.
+    public var allowAuthorized: Bool
+    /// Set exactly on per_user routes.
+    public var identity: IdentitySource?
+    /// Larger responses are served but not stored (route `max_body_size` or `cache.max_body_size`).
+    public var maxBodySize: Int
+    /// How long a coalesced waiter waits for the leader (route `max_wait` or `cache.max_wait`).
+    public var maxWait: Duration
+    /// Whether the Host header is part of the key (route `key_host` or `cache.key_host`).
+    public var keyHost: Bool
+
+    public init(
+        ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
+        unlistedQuery: UnlistedQueryPolicy = .strip, allowAuthorized: Bool = false,
+        identity: IdentitySource? = nil, maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5),
+        keyHost: Bool = false
+    ) {
+        self.ttl = ttl
+        self.ttlByStatus = ttlByStatus
+        self.query = query
+        self.unlistedQuery = unlistedQuery
+        self.allowAuthorized = allowAuthorized
+        self.identity = identity
+        self.maxBodySize = maxBodySize
+        self.maxWait = maxWait
+        self.keyHost = keyHost
+    }
+
+    /// The TTL for a response with this status, or nil when such responses are not stored:
+    /// 200 uses ``ttl``, statuses in ``ttlByStatus`` their own, everything else is not cached.
+    public func ttl(forStatus status: Int) -> Duration? {
+        status == 200 ? ttl : ttlByStatus[status]
+    }
+}

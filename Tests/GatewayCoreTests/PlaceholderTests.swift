@@ -1,3 +1,0 @@
-import XCTest
-@testable import GatewayCore
-final class PlaceholderCoreTests: XCTestCase { func testBuilds() {} }
