@@ -19,7 +19,7 @@ import Dispatch
 public final class UpstreamClient: @unchecked Sendable {
     public let configuration: UpstreamConfiguration
     public let queue: DispatchQueue
-    private let loop: CurlMultiLoop
+    let loop: CurlMultiLoop  // internal for tests (lifetime checks)
 
     /// Initialises libcurl for the process (`curl_global_init`) exactly once; later calls do nothing.
     /// Call it at start-up before other threads use libcurl; ``init(configuration:queue:)`` calls it too.

@@ -1,5 +1,5 @@
 import Foundation
-import GatewayUpstream
+@testable import GatewayUpstream
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -208,6 +208,33 @@ final class UpstreamConnectionTests: XCTestCase {
         XCTAssertLessThanOrEqual(backend.acceptedConnections, 4)
     }
 
+    func testNoDescriptorOrClientIsLeaked() throws {
+        backend.setBehaviour(.neverAnswer, forPath: "/hang")
+        let baseline = Self.openDescriptorCount()
+        weak var released: UpstreamClient?
+        weak var releasedLoop: CurlMultiLoop?
+        do {
+            let name = Self.loopbackHostName() ?? "127.0.0.1"
+            let harness = ClientHarness(baseURL: "http://\(name):\(backend.port)", maxConnections: 8)
+            released = harness.client
+            releasedLoop = harness.client.loop
+            _ = harness.run((0..<50).map { UpstreamRequest(pathAndQuery: "/x?i=\($0)") })
+            backend.setBehaviour(.closeMidBody(contentLength: 9, sentBytes: 1), forPath: "/cut")
+            _ = harness.run((0..<5).map { _ in UpstreamRequest(pathAndQuery: "/cut") })
+            // Two hung transfers are cut by shutdown.
+            harness.queue.async { [client = harness.client] in
+                for _ in 0..<2 { client.execute(UpstreamRequest(pathAndQuery: "/hang")) { _ in } }
+            }
+            XCTAssertTrue(eventually { self.backend.requestCount(forPath: "/hang") == 2 })
+            XCTAssertGreaterThan(Self.openDescriptorCount(), baseline)
+            harness.shutdown()
+        }
+        XCTAssertTrue(eventually { released == nil }, "the client is still referenced after shutdown")
+        XCTAssertTrue(eventually { releasedLoop == nil }, "the multi loop is still referenced after shutdown")
+        XCTAssertTrue(eventually { self.backend.openConnections == 0 && Self.openDescriptorCount() == baseline },
+                      "descriptors: \(Self.openDescriptorCount()) now, \(baseline) before")
+    }
+
     func testConfigurationIsValidated() {
         let good = UpstreamConfiguration(baseURL: "http://127.0.0.1:1")
         XCTAssertNoThrow(try good.validate())
@@ -228,6 +255,10 @@ final class UpstreamConnectionTests: XCTestCase {
     }
 
     // MARK: Helpers
+
+    static func openDescriptorCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    }
 
     /// A port on 127.0.0.1 with nothing listening.
     static func closedPort() throws -> Int {

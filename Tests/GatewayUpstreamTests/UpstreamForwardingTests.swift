@@ -1,5 +1,8 @@
 import GatewayUpstream
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What goes out is what was given; what comes back is what the upstream sent.
 final class UpstreamForwardingTests: XCTestCase {
@@ -207,5 +210,20 @@ final class UpstreamForwardingTests: XCTestCase {
         _ = harness.run(UpstreamRequest(pathAndQuery: "/login"))
         _ = harness.run(UpstreamRequest(pathAndQuery: "/next"))
         XCTAssertNil(backend.lastRequest?.header("Cookie"))
+    }
+
+    func testProxyEnvironmentIsIgnored() throws {
+        // libcurl would otherwise send every request to whatever http_proxy / ALL_PROXY name.
+        let port = try UpstreamConnectionTests.closedPort()
+        setenv("http_proxy", "http://127.0.0.1:\(port)", 1)
+        setenv("ALL_PROXY", "http://127.0.0.1:\(port)", 1)
+        defer {
+            unsetenv("http_proxy")
+            unsetenv("ALL_PROXY")
+        }
+        let fresh = ClientHarness(baseURL: backend.baseURL)
+        defer { fresh.shutdown() }
+        XCTAssertEqual(fresh.run(UpstreamRequest(pathAndQuery: "/direct")).success?.status, 200)
+        XCTAssertEqual(backend.lastRequest?.target, "/direct")
     }
 }
