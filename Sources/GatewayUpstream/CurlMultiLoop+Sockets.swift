@@ -42,16 +42,24 @@ extension CurlMultiLoop {
     func openSocket(family: Int32, type: Int32, protocol proto: Int32) -> Int32 {
         let fd = Syscall.socket(family, type, proto)
         guard fd >= 0 else { return CURL_SOCKET_BAD }
-        if let stale = sockets.removeValue(forKey: fd) { stale.cancel() }
+        if let stale = sockets.removeValue(forKey: fd) {
+            // The number belongs to the new socket now: stop watching, never close it.
+            stale.cancel(closingConnection: false)
+        }
         sockets[fd] = SocketWatch(fd: fd, kind: .connection)
         return fd
     }
 
     /// `CURLOPT_CLOSESOCKETFUNCTION`, also called by `curl_multi_cleanup` for cached connections.
     func closeSocket(_ fd: Int32) -> Int32 {
-        if let watch = sockets.removeValue(forKey: fd), watch.kind == .connection {
+        guard let watch = sockets.removeValue(forKey: fd) else {
+            Syscall.close(fd)
+            return 0
+        }
+        if watch.kind == .connection {
             watch.cancel()  // closes fd once both sources are gone
         } else {
+            watch.cancel()  // closes only its dup
             Syscall.close(fd)
         }
         return 0
@@ -111,8 +119,10 @@ final class SocketWatch {
     /// Cancels both sources and closes the watched descriptor in the last cancel handler (a connection's
     /// fd, or a foreign socket's dup). A source is resumed after `cancel()` if it was suspended: its
     /// cancel handler runs only when resumed, and a suspended source must never be released.
-    func cancel() {
-        let closing: Int32 = (kind == .connection || watchedFD != fd) ? watchedFD : -1
+    ///
+    /// - Parameter closingConnection: `false` leaves a connection's fd open (its number was reused).
+    func cancel(closingConnection: Bool = true) {
+        let closing: Int32 = kind == .connection ? (closingConnection ? watchedFD : -1) : (watchedFD != fd ? watchedFD : -1)
         let sources: [(DispatchSourceProtocol, Bool)] =
             [readSource.map { ($0 as DispatchSourceProtocol, readActive) },
              writeSource.map { ($0 as DispatchSourceProtocol, writeActive) }].compactMap { $0 }
