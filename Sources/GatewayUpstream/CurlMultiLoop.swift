@@ -1,0 +1,237 @@
+internal import CCurl
+import Dispatch
+
+/// One libcurl multi handle driven by Dispatch sources on one serial queue: the machinery behind
+/// ``UpstreamClient``.
+///
+/// Everything here runs on `queue`; libcurl's callbacks find the loop through `Unmanaged` user data
+/// (`CURLMOPT_SOCKETDATA`, `CURLMOPT_TIMERDATA`, `CURLOPT_OPENSOCKETDATA`, `CURLOPT_CLOSESOCKETDATA`),
+/// unretained: the timer and socket sources' handlers retain the loop until ``shutdown()`` cancels them,
+/// which is also what keeps it alive through `curl_multi_cleanup` closing the cached connections.
+///
+/// Admission: at most `maxConnections` transfers are added to the multi handle (libcurl never queues
+/// internally), up to `maxQueued` more wait here in FIFO order, and anything beyond fails at once with
+/// `.overloaded`.
+final class CurlMultiLoop: @unchecked Sendable {
+    struct Waiting {
+        var request: PreparedRequest
+        var completion: (Result<UpstreamResponse, UpstreamError>) -> Void
+    }
+
+    let queue: DispatchQueue
+    let configuration: UpstreamConfiguration
+    private let origin: String
+    private let basePath: String
+    private var multi: UnsafeMutableRawPointer?
+    private var timer: DispatchSourceTimer?
+    /// Every socket libcurl told us about, by its fd.
+    var sockets: [Int32: SocketWatch] = [:]
+    /// Transfers added to the multi handle; owns them while libcurl holds unretained pointers.
+    private var running: [ObjectIdentifier: Transfer] = [:]
+    private var waiting = FIFO<Waiting>()
+    /// Idle transfers (easy handles) to reuse; at most `maxConnections`.
+    private var spare: [Transfer] = []
+    private(set) var isShutdown = false
+
+    var runningCount: Int { running.count }
+    var waitingCount: Int { waiting.count }
+
+    /// - Precondition: `configuration.validate()` succeeds; `curl_global_init` has run.
+    init(configuration: UpstreamConfiguration, queue: DispatchQueue) {
+        self.queue = queue
+        self.configuration = configuration
+        (origin, basePath) = Self.split(baseURL: configuration.baseURL)
+
+        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
+        self.multi = multi
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let max = configuration.maxConnections
+        var rc = cg_multi_setopt_socketfn(multi, curlSocketCallback)
+        if rc == CURLM_OK { rc = cg_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, me) }
+        if rc == CURLM_OK { rc = cg_multi_setopt_timerfn(multi, curlTimerCallback) }
+        if rc == CURLM_OK { rc = cg_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, me) }
+        if rc == CURLM_OK { rc = cg_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max) }
+        if rc == CURLM_OK { rc = cg_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max) }
+        // The keep-alive cache: every connection we may have open stays reusable.
+        if rc == CURLM_OK { rc = cg_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max) }
+        precondition(rc == CURLM_OK, "curl_multi_setopt failed: \(String(cString: curl_multi_strerror(rc)))")
+
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.setEventHandler { self.socketAction(CURL_SOCKET_TIMEOUT, 0) }
+        timer.schedule(deadline: .distantFuture)
+        timer.resume()
+        self.timer = timer
+    }
+
+    // MARK: Requests
+
+    func execute(_ request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
+        guard !isShutdown else { return failLater(completion, .shutdown) }
+        let deadline = DispatchTime.now().uptimeNanoseconds &+ configuration.timeout.nanoseconds
+        let prepared: PreparedRequest
+        switch PreparedRequest.make(request, origin: origin, basePath: basePath, deadline: deadline) {
+        case .failure(let error): return failLater(completion, error)
+        case .success(let p): prepared = p
+        }
+        if running.count < configuration.maxConnections {
+            start(prepared, completion)
+        } else if waiting.count < configuration.maxQueued {
+            waiting.append(Waiting(request: prepared, completion: completion))
+        } else {
+            failLater(completion, .overloaded.with(
+                detail: "\(running.count) in flight, \(waiting.count) queued (maxConnections \(configuration.maxConnections), maxQueued \(configuration.maxQueued))"))
+        }
+    }
+
+    /// Fails every transfer with `.shutdown`, closes every connection and frees libcurl's state.
+    /// Idempotent. Completions run before it returns.
+    func shutdown() {
+        guard !isShutdown else { return }
+        isShutdown = true
+        var failed: [(Result<UpstreamResponse, UpstreamError>) -> Void] = []
+        if let multi {
+            for transfer in running.values {
+                curl_multi_remove_handle(multi, transfer.easy)
+                if let completion = transfer.completion { failed.append(completion) }
+                transfer.completion = nil
+                transfer.close()
+            }
+            running.removeAll()
+            // Closes the cached connections through curlCloseSocketCallback: we are still alive here.
+            curl_multi_cleanup(multi)
+            self.multi = nil
+        }
+        while let w = waiting.popFirst() { failed.append(w.completion) }
+        for transfer in spare { transfer.close() }
+        spare.removeAll()
+        // Whatever libcurl did not close through our callback (a resolver's socket pair): stop watching.
+        for watch in sockets.values { watch.cancel() }
+        sockets.removeAll()
+        timer?.cancel()  // releases the handler's reference to us
+        timer = nil
+        for completion in failed { completion(.failure(.shutdown)) }
+    }
+
+    private func start(_ request: PreparedRequest, _ completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard request.deadline > now, let multi else {
+            return failLater(completion, .timeout.with(detail: "timed out waiting for a free upstream connection"))
+        }
+        let remainingMs = Int((request.deadline - now + 999_999) / 1_000_000)
+        guard let transfer = spare.popLast() ?? Transfer() else {
+            return failLater(completion, .transferFailed.with(detail: "curl_easy_init failed"))
+        }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let rc = transfer.configure(request, loop: me, configuration: configuration, remainingMs: remainingMs)
+        guard rc == CURLE_OK else {
+            recycle(transfer)
+            return failLater(completion, .transferFailed.with(detail: "curl_easy_setopt: \(String(cString: curl_easy_strerror(rc)))"))
+        }
+        transfer.completion = completion
+        running[ObjectIdentifier(transfer)] = transfer
+        let mrc = curl_multi_add_handle(multi, transfer.easy)
+        guard mrc == CURLM_OK else {
+            running.removeValue(forKey: ObjectIdentifier(transfer))
+            transfer.completion = nil
+            recycle(transfer)
+            return failLater(completion, .transferFailed.with(detail: "curl_multi_add_handle: \(String(cString: curl_multi_strerror(mrc)))"))
+        }
+    }
+
+    /// Starts waiting requests while there are free slots.
+    private func startWaiting() {
+        while !isShutdown, running.count < configuration.maxConnections, let next = waiting.popFirst() {
+            start(next.request, next.completion)
+        }
+    }
+
+    private func recycle(_ transfer: Transfer) {
+        transfer.resetResponse()
+        if spare.count < configuration.maxConnections {
+            spare.append(transfer)
+        } else {
+            transfer.close()
+        }
+    }
+
+    /// Completions are never called from inside `execute`: a failure found there is delivered on a
+    /// later turn of the queue.
+    private func failLater(_ completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void, _ error: UpstreamError) {
+        let box = UncheckedSendable(completion)
+        queue.async { box.value(.failure(error)) }
+    }
+
+    // MARK: Driving libcurl
+
+    /// `curl_multi_socket_action` for a ready socket (or the timeout), then finished transfers.
+    func socketAction(_ fd: Int32, _ events: Int32) {
+        guard let multi else { return }
+        var stillRunning: Int32 = 0
+        _ = curl_multi_socket_action(multi, fd, events, &stillRunning)
+        drainMessages()
+    }
+
+    private func drainMessages() {
+        var left: Int32 = 0
+        // `multi` is read again each turn: a completion may have shut us down.
+        while let multi, let message = curl_multi_info_read(multi, &left) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+            finish(easy, message.pointee.data.result, multi: multi)
+        }
+    }
+
+    private func finish(_ easy: UnsafeMutableRawPointer, _ code: CURLcode, multi: UnsafeMutableRawPointer) {
+        var pointer: UnsafeMutableRawPointer?
+        _ = cg_easy_getinfo_ptr(easy, CURLINFO_PRIVATE, &pointer)
+        guard let pointer else {
+            curl_multi_remove_handle(multi, easy)
+            return
+        }
+        let transfer = Unmanaged<Transfer>.fromOpaque(pointer).takeUnretainedValue()
+        let result = transfer.result(for: code)
+        curl_multi_remove_handle(multi, easy)
+        running.removeValue(forKey: ObjectIdentifier(transfer))
+        let completion = transfer.completion
+        transfer.completion = nil
+        recycle(transfer)
+        startWaiting()
+        completion?(result)
+    }
+
+    /// Re-arms the one timer source; called from `CURLMOPT_TIMERFUNCTION`, so it never calls libcurl.
+    func armTimer(milliseconds: Int) {
+        guard let timer else { return }
+        if milliseconds < 0 {
+            timer.schedule(deadline: .distantFuture)
+        } else {
+            timer.schedule(deadline: .now() + .milliseconds(milliseconds), leeway: .milliseconds(1))
+        }
+    }
+
+    /// `"http://h:1/api/"` → (`"http://h:1"`, `"/api"`).
+    static func split(baseURL: String) -> (origin: String, basePath: String) {
+        let utf8 = Array(baseURL.utf8)
+        var i = 0
+        // Skip "scheme://", then the authority runs to the first "/".
+        while i + 2 < utf8.count && !(utf8[i] == UInt8(ascii: ":") && utf8[i + 1] == UInt8(ascii: "/") && utf8[i + 2] == UInt8(ascii: "/")) { i += 1 }
+        i = min(i + 3, utf8.count)
+        while i < utf8.count && utf8[i] != UInt8(ascii: "/") { i += 1 }
+        var path = Array(utf8[i...])
+        while path.last == UInt8(ascii: "/") { path.removeLast() }
+        return (String(decoding: utf8[..<i], as: UTF8.self), String(decoding: path, as: UTF8.self))
+    }
+}
+
+/// Carries a value that is confined to one queue across a `queue.async` to that same queue.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+// MARK: - C callbacks of the multi handle
+
+/// `CURLMOPT_TIMERFUNCTION`: -1 disarms, 0 means "as soon as possible" (from the queue, not from here).
+private func curlTimerCallback(_ multi: UnsafeMutableRawPointer?, _ timeoutMs: Int, _ userp: UnsafeMutableRawPointer?) -> Int32 {
+    Unmanaged<CurlMultiLoop>.fromOpaque(userp!).takeUnretainedValue().armTimer(milliseconds: timeoutMs)
+    return 0
+}

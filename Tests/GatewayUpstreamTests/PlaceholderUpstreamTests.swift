@@ -1,3 +1,0 @@
-import XCTest
-@testable import GatewayUpstream
-final class PlaceholderUpstreamTests: XCTestCase { func testBuilds() {} }
