@@ -34,7 +34,10 @@ let package = Package(
         // The HTTP/1.1 server on POSIX sockets and Dispatch sources.
         .target(name: "GatewayHTTP"),
         // Redis over hiredis's async API, driven by Dispatch sources.
-        .target(name: "GatewayRedis", dependencies: ["CHiredis"]),
+        .target(
+            name: "GatewayRedis",
+            dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]
+        ),
         // Upstream HTTP over libcurl's multi interface, driven by Dispatch sources.
         .target(name: "GatewayUpstream", dependencies: ["CCurl"]),
         // Policy: config, routing, cache keys, the read-through pipeline. No C, no sockets.
@@ -62,7 +65,10 @@ let package = Package(
         ),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
-        .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
+        .testTarget(
+            name: "GatewayRedisTests",
+            dependencies: ["GatewayRedis", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "GatewayUpstreamTests", dependencies: ["GatewayUpstream"]),
     ]
 )

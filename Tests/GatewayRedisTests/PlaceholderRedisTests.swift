@@ -1,3 +1,0 @@
-import XCTest
-@testable import GatewayRedis
-final class PlaceholderRedisTests: XCTestCase { func testBuilds() {} }

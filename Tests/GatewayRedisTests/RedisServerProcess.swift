@@ -1,0 +1,158 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A real `redis-server` on 127.0.0.1 for tests: a free port, no persistence, `DEBUG` enabled.
+///
+/// Self-contained (Foundation + libc) so it can move to a shared test-support target.
+/// Start with ``start()``; ``stop()`` and ``start()`` again reuse the same port (outage tests);
+/// ``pause()``/``resume()`` send `SIGSTOP`/`SIGCONT` (timeout tests). Stopped on deinit.
+/// Not thread-safe: use it from the test's own thread.
+final class RedisServerProcess {
+    enum Failure: Error, CustomStringConvertible {
+        case notInstalled(String)
+        case noFreePort(String)
+        case didNotStart(port: Int, output: String)
+
+        var description: String {
+            switch self {
+            case .notInstalled(let path): "redis-server not found at \(path) (apt-get install redis-server)"
+            case .noFreePort(let why): "no free port: \(why)"
+            case .didNotStart(let port, let output): "redis-server did not accept on 127.0.0.1:\(port): \(output)"
+            }
+        }
+    }
+
+    static let executable = "/usr/bin/redis-server"
+
+    /// The port, fixed for the life of this object.
+    let port: Int
+    private var process: Process?
+    private let logURL: URL
+    private let directory: URL
+    private(set) var isPaused = false
+    /// Extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
+    let extraArguments: [String]
+
+    var pid: Int32? { process?.processIdentifier }
+    var isRunning: Bool { process?.isRunning ?? false }
+
+    /// Picks a free port unless one is given (does not start the server).
+    init(port: Int? = nil, extraArguments: [String] = []) throws {
+        self.extraArguments = extraArguments
+        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
+            throw Failure.notInstalled(Self.executable)
+        }
+        self.port = try port ?? Self.freePort()
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("redis-test-\(getpid())-\(self.port)-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        logURL = directory.appendingPathComponent("redis.log")
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Starts redis-server and waits until it accepts connections.
+    func start(timeout: TimeInterval = 5) throws {
+        precondition(process == nil, "already running")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logURL)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.executable)
+        p.arguments = [
+            "--bind", "127.0.0.1", "--port", "\(port)",
+            "--save", "", "--appendonly", "no",
+            "--enable-debug-command", "yes",
+            "--dir", directory.path, "--daemonize", "no",
+        ] + extraArguments
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        try? log.close()
+        process = p
+        isPaused = false
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if Self.accepts(port: port) { return }
+            if !p.isRunning { break }
+            usleep(10_000)
+        }
+        let output = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+        stop()
+        throw Failure.didNotStart(port: port, output: String(output.suffix(2000)))
+    }
+
+    /// SIGTERM (SIGCONT first if paused), then waits for the process to exit (SIGKILL after 5 s).
+    func stop() {
+        guard let p = process else { return }
+        process = nil
+        let pid = p.processIdentifier
+        if p.isRunning {
+            kill(pid, SIGTERM)
+            kill(pid, SIGCONT)  // a stopped process only handles SIGTERM once continued
+            let deadline = Date().addingTimeInterval(5)
+            while p.isRunning && Date() < deadline { usleep(5_000) }
+            if p.isRunning { kill(pid, SIGKILL) }
+        }
+        p.waitUntilExit()
+        isPaused = false
+    }
+
+    /// SIGSTOP: the kernel still completes TCP connects, but nothing is answered.
+    func pause() {
+        guard let pid, !isPaused else { return }
+        kill(pid, SIGSTOP)
+        isPaused = true
+    }
+
+    /// SIGCONT.
+    func resume() {
+        guard let pid, isPaused else { return }
+        kill(pid, SIGCONT)
+        isPaused = false
+    }
+
+    /// Binds a TCP socket to 127.0.0.1:0, reads the port the kernel chose, and closes it.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure.noFreePort(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0 else { throw Failure.noFreePort(String(cString: strerror(errno))) }
+        let named = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw Failure.noFreePort(String(cString: strerror(errno))) }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Whether a TCP connect to 127.0.0.1:`port` succeeds.
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
