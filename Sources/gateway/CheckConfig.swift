@@ -30,5 +30,6 @@ struct CheckConfig: ParsableCommand {
 func printError(_ text: String) {
     var text = text
     if !text.hasSuffix("\n") { text += "\n" }
-    _ = text.withCString { fputs($0, stderr) }
+    // write(2) to fd 2: the C `stderr` global is not concurrency-safe in Swift 6.
+    _ = text.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
 }
