@@ -63,12 +63,19 @@ let package = Package(
             dependencies: ["GatewayHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/DemoMonolith"
         ),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP"]),
+        // Real parts for tests: a redis-server process, a scriptable HTTP backend, a raw-socket client.
+        .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
         .testTarget(
             name: "GatewayRedisTests",
-            dependencies: ["GatewayRedis", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["GatewayRedis", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "GatewayUpstreamTests", dependencies: ["GatewayUpstream"]),
+        .testTarget(name: "GatewayUpstreamTests", dependencies: ["GatewayUpstream", "GatewayTestSupport"]),
+        // The whole read-through path: gateway on a real socket, real redis-server, real backend.
+        .testTarget(
+            name: "GatewayIntegrationTests",
+            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
     ]
 )

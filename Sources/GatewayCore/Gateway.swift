@@ -19,7 +19,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let router: Router
     let logger: Logger
     let flights = SingleFlight<FlightOutcome>()
-    let stats = GatewayStats()
+    public let stats = GatewayStats()
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private var resources: [LoopResources] = []
 
@@ -38,8 +38,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         for resource in resources { resource.loop.queue.sync { resource.start() } }
     }
 
-    /// Closes Redis connections and upstream clients (after the server drained).
+    /// Closes Redis connections and upstream clients (after the server drained). Must not be
+    /// called on an event loop: it waits for each of them.
     public func shutdown() {
+        for resource in resources { dispatchPrecondition(condition: .notOnQueue(resource.loop.queue)) }
         for resource in resources { resource.loop.queue.sync { resource.stop() } }
     }
 
@@ -187,7 +189,6 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             body: []
         )
         exchange.resources.upstream.execute(request) { [self] result in
-            let detail = redisDetail.map { "; detail=redis-\($0)" } ?? ""
             switch result {
             case .failure(let error):
                 stats.upstreamError()
@@ -207,7 +208,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                     // Waiters are woken now; the Redis write happens behind them. Until it is
                     // acknowledged, late arrivals get the held result instead of a second fetch.
                     flights.complete(token, with: .shared(entry), hold: true)
-                    exchange.respond(Self.fromCache(entry, status: "fwd=miss; stored" + detail, age: false))
+                    // With Redis failing, the write will most likely fail too: do not claim "stored".
+                    let label = redisDetail.map { "fwd=miss; detail=redis-\($0)" } ?? "fwd=miss; stored"
+                    exchange.respond(Self.fromCache(entry, status: label, age: false))
                     let ttlMs = Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
                     exchange.resources.redisSet(Array(token.key.utf8), entry.encode(), ttlMilliseconds: ttlMs) { [self] result in
                         if case .failure = result { stats.redisError() }

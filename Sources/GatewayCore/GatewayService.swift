@@ -1,3 +1,4 @@
+import Dispatch
 import GatewayHTTP
 import Logging
 
@@ -43,9 +44,12 @@ public final class GatewayService: Sendable {
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
         server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger] in
-            gateway.shutdown()
-            logger.info("stopped")
-            completion()
+            // This runs on an event loop; closing the clients waits on every loop's queue.
+            DispatchQueue.global().async {
+                gateway.shutdown()
+                logger.info("stopped")
+                completion()
+            }
         }
     }
 }

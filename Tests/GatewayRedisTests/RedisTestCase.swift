@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Dispatch
 import Foundation
 import GatewayRedis

@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Foundation
 @testable import GatewayUpstream
 import XCTest

@@ -11,13 +11,13 @@ import Darwin
 /// Start with ``start()``; ``stop()`` and ``start()`` again reuse the same port (outage tests);
 /// ``pause()``/``resume()`` send `SIGSTOP`/`SIGCONT` (timeout tests). Stopped on deinit.
 /// Not thread-safe: use it from the test's own thread.
-final class RedisServerProcess {
-    enum Failure: Error, CustomStringConvertible {
+public final class RedisServerProcess {
+    public enum Failure: Error, CustomStringConvertible {
         case notInstalled(String)
         case noFreePort(String)
         case didNotStart(port: Int, output: String)
 
-        var description: String {
+        public var description: String {
             switch self {
             case .notInstalled(let path): "redis-server not found at \(path) (apt-get install redis-server)"
             case .noFreePort(let why): "no free port: \(why)"
@@ -26,22 +26,22 @@ final class RedisServerProcess {
         }
     }
 
-    static let executable = "/usr/bin/redis-server"
+    public static let executable = "/usr/bin/redis-server"
 
     /// The port, fixed for the life of this object.
-    let port: Int
+    public let port: Int
     private var process: Process?
     private let logURL: URL
     private let directory: URL
     private(set) var isPaused = false
     /// Extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
-    let extraArguments: [String]
+    public let extraArguments: [String]
 
-    var pid: Int32? { process?.processIdentifier }
-    var isRunning: Bool { process?.isRunning ?? false }
+    public var pid: Int32? { process?.processIdentifier }
+    public var isRunning: Bool { process?.isRunning ?? false }
 
     /// Picks a free port unless one is given (does not start the server).
-    init(port: Int? = nil, extraArguments: [String] = []) throws {
+    public init(port: Int? = nil, extraArguments: [String] = []) throws {
         self.extraArguments = extraArguments
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw Failure.notInstalled(Self.executable)
@@ -59,7 +59,7 @@ final class RedisServerProcess {
     }
 
     /// Starts redis-server and waits until it accepts connections.
-    func start(timeout: TimeInterval = 5) throws {
+    public func start(timeout: TimeInterval = 5) throws {
         precondition(process == nil, "already running")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
@@ -90,7 +90,7 @@ final class RedisServerProcess {
     }
 
     /// SIGTERM (SIGCONT first if paused), then waits for the process to exit (SIGKILL after 5 s).
-    func stop() {
+    public func stop() {
         guard let p = process else { return }
         process = nil
         let pid = p.processIdentifier
@@ -106,21 +106,21 @@ final class RedisServerProcess {
     }
 
     /// SIGSTOP: the kernel still completes TCP connects, but nothing is answered.
-    func pause() {
+    public func pause() {
         guard let pid, !isPaused else { return }
         kill(pid, SIGSTOP)
         isPaused = true
     }
 
     /// SIGCONT.
-    func resume() {
+    public func resume() {
         guard let pid, isPaused else { return }
         kill(pid, SIGCONT)
         isPaused = false
     }
 
     /// Binds a TCP socket to 127.0.0.1:0, reads the port the kernel chose, and closes it.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure.noFreePort(String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -141,7 +141,7 @@ final class RedisServerProcess {
     }
 
     /// Whether a TCP connect to 127.0.0.1:`port` succeeds.
-    static func accepts(port: Int) -> Bool {
+    public static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -154,5 +154,27 @@ final class RedisServerProcess {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
+    }
+}
+
+extension RedisServerProcess {
+    /// Runs `redis-cli -p PORT --raw ARGS…` and returns its output lines (for inspecting what the
+    /// gateway stored: keys, values, TTLs).
+    public func cli(_ arguments: String...) throws -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        process.arguments = ["-h", "127.0.0.1", "-p", String(port), "--raw"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    }
+
+    /// Every key, with its value, as raw bytes (via `--scan` and `GET`).
+    public func dump() throws -> [(key: String, value: String)] {
+        try cli("--scan").map { key in (key, try cli("GET", key).joined(separator: "\n")) }
     }
 }

@@ -9,31 +9,31 @@ import Glibc
 /// purpose per path (see ``Behaviour``). It counts accepted connections (and the most open at once),
 /// requests per path, and records the last request. Independent of any test case, so it can move to a
 /// shared test-support target.
-final class TestHTTPBackend: @unchecked Sendable {
-    struct RecordedRequest: Sendable {
-        var method: String
+public final class TestHTTPBackend: @unchecked Sendable {
+    public struct RecordedRequest: Sendable {
+        public var method: String
         /// The request target exactly as received.
-        var target: String
+        public var target: String
         /// The target up to `?`.
-        var path: String
-        var headers: [(name: String, value: String)]
-        var body: [UInt8]
+        public var path: String
+        public var headers: [(name: String, value: String)]
+        public var body: [UInt8]
 
         /// The first value of a header field (case-insensitive name).
-        func header(_ name: String) -> String? { headerValues(name).first }
-        func headerValues(_ name: String) -> [String] {
+        public func header(_ name: String) -> String? { headerValues(name).first }
+        public func headerValues(_ name: String) -> [String] {
             headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
         }
     }
 
-    enum Framing: Sendable {
+    public enum Framing: Sendable {
         case contentLength
         case chunked
         /// No length; the body ends when the server closes the connection.
         case closeDelimited
     }
 
-    indirect enum Behaviour: Sendable {
+    public indirect enum Behaviour: Sendable {
         /// A normal response. For HEAD the body is left out (its length still announced).
         case respond(status: Int, headers: [(name: String, value: String)], body: [UInt8], framing: Framing)
         /// 200 with the request body as the body, and `X-Echo-Method` / `X-Echo-Target` headers.
@@ -52,14 +52,16 @@ final class TestHTTPBackend: @unchecked Sendable {
         case neverAnswer
         /// Sends these bytes verbatim, then closes the connection or keeps it.
         case raw([UInt8], close: Bool)
+        /// Decides from the request (e.g. answer with its Authorization header).
+        case perRequest(@Sendable (RecordedRequest) -> Behaviour)
 
-        static func ok(_ body: String, headers: [(name: String, value: String)] = [], framing: Framing = .contentLength) -> Behaviour {
+        public static func ok(_ body: String, headers: [(name: String, value: String)] = [], framing: Framing = .contentLength) -> Behaviour {
             .respond(status: 200, headers: headers, body: Array(body.utf8), framing: framing)
         }
     }
 
-    let port: Int
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    public let port: Int
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     private let listenFD: Int32
     private let lock = NSLock()
@@ -74,7 +76,7 @@ final class TestHTTPBackend: @unchecked Sendable {
     private let threads = DispatchGroup()
 
     /// Starts listening and accepting at once.
-    init(defaultBehaviour: Behaviour = .ok("ok")) throws {
+    public init(defaultBehaviour: Behaviour = .ok("ok")) throws {
         signal(SIGPIPE, SIG_IGN)
         self.defaultBehaviour = defaultBehaviour
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -110,21 +112,21 @@ final class TestHTTPBackend: @unchecked Sendable {
 
     // MARK: Behaviour and statistics
 
-    func setBehaviour(_ behaviour: Behaviour, forPath path: String) {
+    public func setBehaviour(_ behaviour: Behaviour, forPath path: String) {
         lock.withLock { behaviours[path] = behaviour }
     }
 
     /// Requests received for `path` (the target up to `?`).
-    func requestCount(forPath path: String) -> Int { lock.withLock { counts[path, default: 0] } }
-    var totalRequests: Int { lock.withLock { counts.values.reduce(0, +) } }
-    var acceptedConnections: Int { lock.withLock { _acceptedConnections } }
+    public func requestCount(forPath path: String) -> Int { lock.withLock { counts[path, default: 0] } }
+    public var totalRequests: Int { lock.withLock { counts.values.reduce(0, +) } }
+    public var acceptedConnections: Int { lock.withLock { _acceptedConnections } }
     /// The most connections open at the same time so far.
-    var maxOpenConnections: Int { lock.withLock { _maxOpenConnections } }
-    var openConnections: Int { lock.withLock { openFDs.count } }
-    var lastRequest: RecordedRequest? { lock.withLock { _lastRequest } }
+    public var maxOpenConnections: Int { lock.withLock { _maxOpenConnections } }
+    public var openConnections: Int { lock.withLock { openFDs.count } }
+    public var lastRequest: RecordedRequest? { lock.withLock { _lastRequest } }
 
     /// Stops accepting, cuts every open connection and waits (up to 5 s) for the threads to end.
-    func stop() {
+    public func stop() {
         let first: Bool = lock.withLock {
             guard !stopped else { return false }
             stopped = true
@@ -237,6 +239,8 @@ final class TestHTTPBackend: @unchecked Sendable {
         case let .raw(bytes, close):
             guard write(fd, bytes) else { return false }
             return !close
+        case let .perRequest(decide):
+            return perform(decide(request), for: request, on: fd, buffer: &buffer)
         }
     }
 

@@ -1,0 +1,139 @@
+import Dispatch
+import Foundation
+import GatewayCore
+import GatewayHTTP
+import GatewayTestSupport
+import Logging
+import XCTest
+
+/// Starts the real parts for each test: a redis-server (once per class), a scriptable HTTP backend
+/// on 127.0.0.1, and the gateway itself on a real socket with a config written in YAML.
+class GatewayTestCase: XCTestCase {
+    nonisolated(unsafe) static var redis: RedisServerProcess?
+    var backend: TestHTTPBackend!
+    var service: GatewayService?
+    var port: Int { service!.localAddress!.port }
+    var redis: RedisServerProcess { Self.redis! }
+    /// A key prefix of this test's own, so tests sharing the redis-server never see each other's keys.
+    var prefix = ""
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            let server = try RedisServerProcess()
+            try server.start()
+            redis = server
+        } catch {
+            XCTFail("cannot start redis-server: \(error)")
+        }
+    }
+
+    override class func tearDown() {
+        redis?.stop()
+        redis = nil
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        if let redis = Self.redis, !redis.isRunning { try redis.start() }
+        backend = try TestHTTPBackend()
+        prefix = "t\(UInt32.random(in: 0...UInt32.max)):"
+    }
+
+    override func tearDown() {
+        stopGateway()
+        backend?.stop()
+        backend = nil
+        super.tearDown()
+    }
+
+    /// The default routes: a public catalog, a per-user resource route, and pass for the rest.
+    static let defaultRoutes = """
+        routes:
+          - name: catalog
+            match: "/catalog/**"
+            class: public
+            ttl: 5m
+            ttl_by_status: { 404: 30s }
+            query: [page, sort]
+            max_wait: 5s
+          - name: resources
+            match: "/users/{user}/resources"
+            class: per_user
+            identity: { header: Authorization }
+            ttl: 5m
+          - name: rest
+            match: "/**"
+            class: pass
+        """
+
+    /// Writes a config around `routes` and starts the gateway on 127.0.0.1:0.
+    func startGateway(routes: String = GatewayTestCase.defaultRoutes, upstreamTimeout: String = "5s", extra: String = "") throws {
+        let yaml = """
+            listen: 127.0.0.1:0
+            server: { event_loops: 2, drain_timeout: 1s }
+            upstream: { url: \(backend.baseURL), timeout: \(upstreamTimeout), connect_timeout: 1s, max_connections: 16 }
+            redis: { url: redis://127.0.0.1:\(redis.port)/0, timeout: 200ms, key_prefix: "\(prefix)" }
+            \(extra)
+            \(routes)
+            """
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "test.yaml")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let service = GatewayService(config: config, logger: logger)
+        try service.start()
+        self.service = service
+        // Requests before Redis is connected are served from upstream; tests want the cache.
+        XCTAssertTrue(waitUntil { service.gateway.redisConnected }, "gateway never connected to Redis")
+    }
+
+    func stopGateway() {
+        guard let service else { return }
+        let done = expectation(description: "gateway stopped")
+        service.shutdown { done.fulfill() }
+        wait(for: [done], timeout: 10)
+        self.service = nil
+    }
+
+    /// One request on a fresh connection.
+    @discardableResult
+    func get(_ target: String, headers: [String: String] = [:], method: String = "GET", body: String? = nil) throws -> TestClient.Response {
+        let client = try TestClient(port: port, timeout: 10)
+        var request = "\(method) \(target) HTTP/1.1\r\nHost: test\r\n"
+        for (name, value) in headers { request += "\(name): \(value)\r\n" }
+        if let body { request += "Content-Length: \(body.utf8.count)\r\n" }
+        request += "\r\n" + (body ?? "")
+        try client.send(request)
+        return try client.readResponse(head: method == "HEAD")
+    }
+
+    /// `n` clients send the same request at (nearly) the same moment; returns their responses.
+    func burst(_ n: Int, _ target: (Int) -> String, headers: [String: String] = [:]) throws -> [TestClient.Response] {
+        let clients = try (0..<n).map { _ in try TestClient(port: port, timeout: 15) }
+        for (i, client) in clients.enumerated() {
+            var request = "GET \(target(i)) HTTP/1.1\r\nHost: test\r\n"
+            for (name, value) in headers { request += "\(name): \(value)\r\n" }
+            try client.send(request + "\r\n")
+        }
+        return try clients.map { try $0.readResponse() }
+    }
+
+    /// Polls `condition` every 20 ms for up to `timeout` seconds.
+    func waitUntil(timeout: TimeInterval = 5, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    func cacheKeys() throws -> [String] {
+        try redis.cli("--scan", "--pattern", prefix + "*")
+    }
+}
+
+extension TestClient.Response {
+    var cacheStatus: String { header("Cache-Status") ?? "" }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import GatewayTestSupport
+import XCTest
+
+final class PassThroughTests: GatewayTestCase {
+    func testMethodsWithBodiesReachTheBackendUnchanged() throws {
+        backend.setBehaviour(.echo, forPath: "/api/things")
+        try startGateway()
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let body = "{\"method\": \"\(method)\", \"bytes\": \"\\u0000 é\"}"
+            let response = try get("/api/things?x=1", headers: ["Content-Type": "application/json", "X-Custom": "v"], method: method, body: body)
+            XCTAssertEqual(response.status, 200, method)
+            XCTAssertEqual(response.text, body, method)
+            XCTAssertEqual(response.header("X-Echo-Method"), method)
+            XCTAssertEqual(response.header("X-Echo-Target"), "/api/things?x=1")
+            XCTAssertEqual(response.cacheStatus, "CacheGateway; fwd=bypass; detail=pass")
+            let seen = try XCTUnwrap(backend.lastRequest)
+            XCTAssertEqual(seen.header("X-Custom"), "v")
+            XCTAssertEqual(seen.header("Content-Type"), "application/json")
+            XCTAssertEqual(seen.header("X-Forwarded-For"), "127.0.0.1")
+            XCTAssertEqual(seen.header("X-Forwarded-Proto"), "http")
+        }
+        XCTAssertEqual(try cacheKeys(), [])
+    }
+
+    func testHopByHopHeadersAreNotForwardedEitherWay() throws {
+        backend.setBehaviour(.ok("x", headers: [("Connection", "X-Hop"), ("X-Hop", "1"), ("Keep-Alive", "timeout=5"), ("X-End", "2")]), forPath: "/api/hop")
+        try startGateway()
+        let response = try get("/api/hop", headers: ["Connection": "X-Private", "X-Private": "secret", "Keep-Alive": "300", "TE": "trailers", "Proxy-Authorization": "p"])
+        XCTAssertNil(response.header("X-Hop"))
+        XCTAssertNil(response.header("Keep-Alive"))
+        XCTAssertEqual(response.header("X-End"), "2")
+        let seen = try XCTUnwrap(backend.lastRequest)
+        for name in ["X-Private", "Keep-Alive", "TE", "Proxy-Authorization"] {
+            XCTAssertNil(seen.header(name), "\(name) was forwarded")
+        }
+    }
+
+    func testPostOnACachedRouteIsForwardedNotCached() throws {
+        backend.setBehaviour(.echo, forPath: "/catalog/form")
+        try startGateway(routes: """
+            routes:
+              - { name: catalog, match: "/catalog/**", class: public, ttl: 1m }
+              - { name: rest, match: "/**", class: pass }
+            """)
+        let response = try get("/catalog/form", method: "POST", body: "a=1")
+        XCTAssertEqual(response.text, "a=1")
+        XCTAssertEqual(response.cacheStatus, "CacheGateway; fwd=bypass; detail=pass")
+        XCTAssertEqual(try cacheKeys(), [])
+    }
+}
