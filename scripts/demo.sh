@@ -53,7 +53,7 @@ show() { # label, curl args...
     local label=$1; shift
     curl -sS -o /dev/null -D "$logs/h" -w '%{http_code} %{time_total}\n' "$@" >"$logs/w"
     read -r code secs <"$logs/w"
-    printf '  %-34s %s  %6.1f ms  %s\n' "$label" "$code" "$(awk -v s="$secs" 'BEGIN { print s * 1000 }')" \
+    printf '  %-38s %s  %6.1f ms  %s\n' "$label" "$code" "$(awk -v s="$secs" 'BEGIN { print s * 1000 }')" \
         "$(grep -i '^cache-status' "$logs/h" | tr -d '\r')"
 }
 
