@@ -19,8 +19,20 @@ swift build -c release --product demo-monolith >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+}
 trap cleanup EXIT INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in ${GATEWAY##*:} $BACKEND_PORT; do
+    port_free "$port" || { echo "port $port on 127.0.0.1 is already in use: stop what listens there first"; exit 1; }
+done
 logs=$(mktemp -d)
 
 wait_for() { # url, name

@@ -55,8 +55,8 @@ struct DemoMonolith: ParsableCommand {
             s.resume()
             return s
         }
-        stop.wait()
-        _ = sources
+        // Keep the sources alive while waiting: released, they would stop handling the signals.
+        withExtendedLifetime(sources) { stop.wait() }
     }
 }
 
