@@ -31,8 +31,10 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // epoll without the packed struct, for the server's event loops.
+        .target(name: "CEpoll", path: "Sources/CEpoll"),
         // The HTTP/1.1 server on POSIX sockets and Dispatch sources.
-        .target(name: "GatewayHTTP"),
+        .target(name: "GatewayHTTP", dependencies: ["CEpoll"]),
         // Redis over hiredis's async API, driven by Dispatch sources.
         .target(
             name: "GatewayRedis",

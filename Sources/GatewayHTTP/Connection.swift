@@ -1,3 +1,4 @@
+internal import CEpoll
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -8,8 +9,8 @@ import Glibc
 /// Reads feed the parser; each complete request gets a sequence number and a slot, and the
 /// handler's answer fills that slot, possibly out of order and from another thread. Slots are
 /// written strictly in order, so pipelined requests are answered in the order they came.
-/// Writes never block the loop: what the socket does not take is kept, and a write source
-/// resumes it.
+/// Writes never block the loop: what the socket does not take is kept, and the loop's epoll set
+/// says when the socket takes more.
 final class Connection: @unchecked Sendable {
     private struct Slot {
         var sequence: Int
@@ -44,8 +45,10 @@ final class Connection: @unchecked Sendable {
     private var outboundOffset = 0
     private var outboundBytes = 0
 
-    private let readSource: DispatchSourceRead
-    private let writeSource: DispatchSourceWrite
+    /// This connection's key in the loop's table and epoll set; 0 until `start`.
+    private var token: UInt64 = 0
+    /// The epoll events currently asked for.
+    private var interest: UInt32 = 0
     private var readSuspended = false
     private var writeResumed = false
 
@@ -68,22 +71,50 @@ final class Connection: @unchecked Sendable {
         self.configuration = server.configuration
         self.parser = HTTPRequestParser(limits: server.configuration.parserLimits)
         self.idleSince = DispatchTime.now().uptimeNanoseconds
-        readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
-        writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
     }
 
-    /// Called on the loop once the connection is registered.
+    /// Called on the loop: joins the loop's table and epoll set, and starts reading.
     func start() {
         loop.assertInEventLoop()
-        // Both sources share the fd: close it only when the second cancel handler has run.
-        let fd = self.fd
-        let remaining = CancelCounter(2)
-        let closeWhenLast: @Sendable () -> Void = { if remaining.decrement() { Syscall.close(fd) } }
-        readSource.setCancelHandler(handler: closeWhenLast)
-        writeSource.setCancelHandler(handler: closeWhenLast)
-        readSource.setEventHandler { self.readable() }
-        writeSource.setEventHandler { self.writable() }
-        readSource.resume()
+        interest = Connection.wanted(reading: true, writing: false)
+        guard let token = loop.register(self, events: interest) else {
+            state = .closed
+            Syscall.close(fd)
+            server.connectionClosed(self)
+            return
+        }
+        self.token = token
+    }
+
+    /// Level-triggered epoll interest: reading (with peer half-close) and/or writing.
+    private static func wanted(reading: Bool, writing: Bool) -> UInt32 {
+        (reading ? (Epoll.`in` | Epoll.rdhup) : 0) | (writing ? Epoll.out : 0)
+    }
+
+    private func updateInterest() {
+        guard !isClosed else { return }
+        let wanted = Connection.wanted(reading: !readSuspended, writing: writeResumed)
+        if wanted != interest {
+            interest = wanted
+            loop.watch(self, token: token, events: wanted)
+        }
+    }
+
+    /// Called by the loop with the epoll events that fired for this socket.
+    func handle(events: UInt32) {
+        if events & Epoll.err != 0 {
+            close()
+            return
+        }
+        if events & Epoll.out != 0 { writable() }
+        if events & (Epoll.`in` | Epoll.rdhup | Epoll.hup) != 0 {
+            if readSuspended {
+                // HUP cannot be masked; a peer that hung up while we were not reading is done.
+                if events & Epoll.hup != 0 { close() }
+                return
+            }
+            readable()
+        }
     }
 
     // MARK: Reading
@@ -284,14 +315,14 @@ final class Connection: @unchecked Sendable {
             case .wouldBlock, .eof:
                 if !writeResumed {
                     writeResumed = true
-                    writeSource.resume()
+                    updateInterest()
                 }
                 return
             }
         }
         if writeResumed {
             writeResumed = false
-            writeSource.suspend()
+            updateInterest()
         }
         lastWriteProgress = 0
         if case .closingAfterWrites = state, slots.isEmpty {
@@ -349,14 +380,14 @@ final class Connection: @unchecked Sendable {
     private func pauseReading() {
         if !readSuspended {
             readSuspended = true
-            readSource.suspend()
+            updateInterest()
         }
     }
 
     private func resumeReading() {
         if readSuspended, case .open = state {
             readSuspended = false
-            readSource.resume()
+            updateInterest()
         }
     }
 
@@ -407,24 +438,20 @@ final class Connection: @unchecked Sendable {
         state = .closed
         slots.removeAll()
         outbound.removeAll()
-        readSource.cancel()
-        writeSource.cancel()
-        // A suspended source must be resumed after cancel, or releasing it crashes.
-        if readSuspended { readSuspended = false; readSource.resume() }
-        if !writeResumed { writeResumed = true; writeSource.resume() }
+        // Out of the epoll set first: a closed descriptor number is soon reused.
+        loop.unregister(self, token: token)
+        Syscall.close(fd)
         server.connectionClosed(self)
     }
 }
 
-/// Counts down from n; true for the caller that reaches zero. Only touched by cancel handlers,
-/// which run on the connection's loop queue, so it needs no lock.
-final class CancelCounter: @unchecked Sendable {
-    private var value: Int
-    init(_ value: Int) { self.value = value }
-    func decrement() -> Bool {
-        value -= 1
-        return value == 0
-    }
+/// epoll event bits, typed.
+enum Epoll {
+    static let `in` = UInt32(CG_EPOLLIN)
+    static let out = UInt32(CG_EPOLLOUT)
+    static let err = UInt32(CG_EPOLLERR)
+    static let hup = UInt32(CG_EPOLLHUP)
+    static let rdhup = UInt32(CG_EPOLLRDHUP)
 }
 
 extension Duration {

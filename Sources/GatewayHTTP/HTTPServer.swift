@@ -138,9 +138,7 @@ public final class HTTPServer: @unchecked Sendable {
             let loop = loops[nextLoop]
             nextLoop = (nextLoop + 1) % loops.count
             loop.execute { [self] in
-                let connection = Connection(fd: fd, peer: peer, loop: loop, server: self)
-                loop.register(connection)
-                connection.start()
+                Connection(fd: fd, peer: peer, loop: loop, server: self).start()
             }
         }
     }
@@ -155,7 +153,6 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     func connectionClosed(_ connection: Connection) {
-        connection.loop.unregister(connection)
         let left = openConnections.subtract(1, ordering: .relaxed).newValue
         if left == 0 && isDraining { notifyDrained() }
     }
