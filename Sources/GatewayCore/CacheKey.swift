@@ -15,15 +15,15 @@ public struct CacheKey: Sendable, Equatable {
         query: [(name: String, value: String)], identityDigest: [UInt8]?
     ) {
         var h = SHA256()
-        h.updateLengthPrefixed(Array("cachegateway-key-v1".utf8))
+        h.updateLengthPrefixed("cachegateway-key-v1".utf8)
         // GET and HEAD share entries; other methods are never cached.
-        h.updateLengthPrefixed(Array("GET".utf8))
-        h.updateLengthPrefixed(Array((host ?? "").utf8))
-        h.updateLengthPrefixed(Array(path.utf8))
-        h.updateLengthPrefixed(Array(String(query.count).utf8))
+        h.updateLengthPrefixed("GET".utf8)
+        h.updateLengthPrefixed((host ?? "").utf8)
+        h.updateLengthPrefixed(path.utf8)
+        h.updateLengthPrefixed(String(query.count).utf8)
         for parameter in query {
-            h.updateLengthPrefixed(Array(parameter.name.utf8))
-            h.updateLengthPrefixed(Array(parameter.value.utf8))
+            h.updateLengthPrefixed(parameter.name.utf8)
+            h.updateLengthPrefixed(parameter.value.utf8)
         }
         h.updateLengthPrefixed(identityDigest ?? [])
         redisKey = prefix + route + ":" + SHA256.hex(h.finalize())
@@ -33,8 +33,8 @@ public struct CacheKey: Sendable, Equatable {
     /// credential is hashed once here and never stored or logged.
     public static func identityDigest(_ credential: String) -> [UInt8] {
         var h = SHA256()
-        h.updateLengthPrefixed(Array("cachegateway-identity-v1".utf8))
-        h.updateLengthPrefixed(Array(credential.utf8))
+        h.updateLengthPrefixed("cachegateway-identity-v1".utf8)
+        h.updateLengthPrefixed(credential.utf8)
         return h.finalize()
     }
 }
