@@ -37,6 +37,9 @@ struct ASCIISet: Sendable, Equatable {
     /// RFC 3986 `pchar` plus `/` and `?` (path and query), without `%`, which must start `%XX`.
     static let pathQuery = ASCIISet(low: 0xAFFF_FFD2_0000_0000, high: 0x47FF_FFFE_87FF_FFFF)
 
+    /// Bytes outside RFC 3986 that browsers leave unencoded in a query: `{ } | ^ [ ] \ \``.
+    static let lenientQuery = ASCIISet(members: "{}|^[]\\`")
+
     /// RFC 3986 `authority` without `@` (no userinfo) and without `%`, which must start `%XX`:
     /// unreserved, sub-delims, `:`, `[`, `]`.
     static let authority = ASCIISet(low: 0x2FFF_7FD2_0000_0000, high: 0x47FF_FFFE_AFFF_FFFE)

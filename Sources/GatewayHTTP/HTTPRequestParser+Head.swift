@@ -145,6 +145,10 @@ extension HTTPRequestParser {
             if ASCIISet.pathQuery.contains(byte) {
                 if byte == ASCII.question && question == nil { question = i }
                 i += 1
+            } else if question != nil, ASCIISet.lenientQuery.contains(byte) {
+                // Browsers send these unencoded in queries (`?filter={"a":[1]}` arrives with raw
+                // `{`, `[`, `|`...); they cannot change where the path ends, so they are accepted.
+                i += 1
             } else if byte == ASCII.percent {
                 try checkPercentEncoding(bytes, at: i, end: range.upperBound)
                 i += 3

@@ -450,6 +450,17 @@ final class HTTPRequestParserRejectionTests: XCTestCase {
         assertRejected(bytes("GET /x") + [0x80] + bytes(" HTTP/1.1\r\nHost: h\r\n\r\n"), status: 400)
     }
 
+    func testBrowserStyleQueryCharactersAreAcceptedOnlyInTheQuery() throws {
+        var parser = HTTPRequestParser()
+        parser.append(contentsOf: bytes("GET /search?filter={\"a\"}&x=[1]|^`\\ HTTP/1.1\r\nHost: h\r\n\r\n".replacingOccurrences(of: "\"", with: "%22")))
+        guard case .request(let parsed)? = try parser.next() else { return XCTFail("no request") }
+        XCTAssertEqual(parsed.head.path, "/search")
+        XCTAssertEqual(parsed.head.query, "filter={%22a%22}&x=[1]|^`\\")
+        for target in ["/search?q=\"x\"", "/search?q=<b>", "/search?q=a#b"] {
+            assertRejected(request(target: target), status: 400)
+        }
+    }
+
     func testInvalidPercentEncodingIs400() {
         for target in ["/a%zz", "/a%2", "/a%", "/a?%g0", "/%%41"] {
             assertRejected(request(target: target), status: 400, reason: "invalid percent-encoding in request-target")
