@@ -3,7 +3,7 @@ import GatewayHTTP
 /// A response as stored in Redis: status, the headers worth keeping, body, and when it was stored.
 ///
 /// Encoded as a small versioned, length-prefixed binary value (big-endian):
-/// `"CG" 0x01 | storedAt u64 (ms since 1970) | status u16 | header count u16 |
+/// `"CG" 0x01 | storedAt u64 (ms since 1970) | expiresAt u64 (ms) | status u16 | header count u16 |
 ///  (name length u16, name, value length u32, value)* | body length u32 | body`.
 /// Anything that does not decode exactly (another version, a truncated value, trailing bytes) is
 /// treated as a miss, never served.
@@ -13,23 +13,33 @@ public struct CachedResponse: Sendable, Equatable {
     public var body: [UInt8]
     /// Milliseconds since 1970 when the response was stored; `Age` is computed from it.
     public var storedAt: UInt64
+    /// Milliseconds since 1970 when it stops being fresh (storedAt + its TTL); Redis expires the
+    /// key then, and the in-process tier never keeps it longer.
+    public var expiresAt: UInt64
 
-    public init(status: Int, headers: HTTPHeaders, body: [UInt8], storedAt: UInt64) {
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8], storedAt: UInt64, expiresAt: UInt64 = .max) {
         self.status = status
         self.headers = headers
         self.body = body
         self.storedAt = storedAt
+        self.expiresAt = expiresAt
+    }
+
+    /// Approximate memory held, for the in-process tier's budget.
+    var approximateSize: Int {
+        headers.reduce(body.count + 64) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
     }
 
     static let magic: [UInt8] = [0x43, 0x47, 0x01]
 
     public func encode() -> [UInt8] {
         var out = [UInt8]()
-        var size = Self.magic.count + 8 + 2 + 2 + 4 + body.count
+        var size = Self.magic.count + 8 + 8 + 2 + 2 + 4 + body.count
         for field in headers { size += 6 + field.name.utf8.count + field.value.utf8.count }
         out.reserveCapacity(size)
         out.append(contentsOf: Self.magic)
         out.appendBigEndian(storedAt, bytes: 8)
+        out.appendBigEndian(expiresAt, bytes: 8)
         out.appendBigEndian(UInt64(status), bytes: 2)
         out.appendBigEndian(UInt64(headers.count), bytes: 2)
         for field in headers {
@@ -48,6 +58,7 @@ public struct CachedResponse: Sendable, Equatable {
         var reader = ByteReader(bytes)
         guard reader.read(count: magic.count) == magic[...],
             let storedAt = reader.readBigEndian(bytes: 8),
+            let expiresAt = reader.readBigEndian(bytes: 8),
             let status = reader.readBigEndian(bytes: 2), (100...599).contains(status),
             let count = reader.readBigEndian(bytes: 2)
         else { return nil }
@@ -62,7 +73,7 @@ public struct CachedResponse: Sendable, Equatable {
         guard let bodyLength = reader.readBigEndian(bytes: 4), let body = reader.read(count: Int(bodyLength)),
             reader.isAtEnd
         else { return nil }
-        return CachedResponse(status: Int(status), headers: headers, body: Array(body), storedAt: storedAt)
+        return CachedResponse(status: Int(status), headers: headers, body: Array(body), storedAt: storedAt, expiresAt: expiresAt)
     }
 }
 

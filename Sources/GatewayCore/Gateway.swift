@@ -134,12 +134,19 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     // MARK: Read-through
 
     private func lookup(_ exchange: Exchange, key: String, target: String, settings: RouteCacheSettings) {
+        let resources = exchange.resources
+        if resources.local.isEnabled, let entry = resources.local.get(key, now: Self.nowMilliseconds()) {
+            stats.hit()
+            exchange.respond(Self.fromCache(entry, status: "hit; detail=local"))
+            return
+        }
         let keyBytes = Array(key.utf8)
-        exchange.resources.redisGet(keyBytes) { [self] result in
+        resources.redisGet(keyBytes) { [self] result in
             switch result {
             case .success(let value?):
                 if let entry = CachedResponse.decode(value) {
                     stats.hit()
+                    resources.local.put(key, entry, now: Self.nowMilliseconds())
                     exchange.respond(Self.fromCache(entry, status: "hit"))
                     return
                 }
@@ -202,16 +209,19 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                     completeByFraming: response.isCompleteByFraming, routeClass: exchange.route.routeClass,
                     settings: settings)
                 let stored = HeaderRules.endToEnd(headers, alsoDropping: ["set-cookie", "age", "cache-status"])
-                let entry = CachedResponse(status: response.status, headers: stored, body: response.body, storedAt: Self.nowMilliseconds())
+                let now = Self.nowMilliseconds()
+                var entry = CachedResponse(status: response.status, headers: stored, body: response.body, storedAt: now)
                 switch decision {
                 case .store(let ttl):
+                    let ttlMs = Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
+                    entry.expiresAt = now + UInt64(ttlMs)
+                    exchange.resources.local.put(token.key, entry, now: now)
                     // Waiters are woken now; the Redis write happens behind them. Until it is
                     // acknowledged, late arrivals get the held result instead of a second fetch.
                     flights.complete(token, with: .shared(entry), hold: true)
                     // With Redis failing, the write will most likely fail too: do not claim "stored".
                     let label = redisDetail.map { "fwd=miss; detail=redis-\($0)" } ?? "fwd=miss; stored"
                     exchange.respond(Self.fromCache(entry, status: label, age: false))
-                    let ttlMs = Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
                     exchange.resources.redisSet(Array(token.key.utf8), entry.encode(), ttlMilliseconds: ttlMs) { [self] result in
                         if case .failure = result { stats.redisError() }
                         flights.release(token)

@@ -9,6 +9,8 @@ final class LoopResources: @unchecked Sendable {
     let loop: EventLoop
     let redis: [RedisConnection]
     let upstream: UpstreamClient
+    /// The in-process tier (disabled unless `cache.local_ttl` is set).
+    var local: LocalCache
     private var nextRedis = 0
 
     init(loop: EventLoop, config: GatewayConfig, loopCount: Int, logger: Logger) {
@@ -33,6 +35,10 @@ final class LoopResources: @unchecked Sendable {
             maxResponseBodyBytes: max(config.server.maxBodyBytes, 64 << 20)
         )
         self.upstream = UpstreamClient(configuration: upstreamConfiguration, queue: loop.queue)
+        let ttl = config.cache.localTTL.components
+        local = LocalCache(
+            ttlMilliseconds: UInt64(max(0, ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000)),
+            maxBytes: config.cache.localMaxBytes / loopCount)
     }
 
     func start() {

@@ -8,7 +8,8 @@ final class CachedResponseTests: XCTestCase {
         status: 404,
         headers: HTTPHeaders([("Content-Type", "application/json"), ("X-Bin", "a\u{0}b")]),
         body: [0, 13, 10, 255, 1],
-        storedAt: 1_764_000_000_123
+        storedAt: 1_764_000_000_123,
+        expiresAt: 1_764_000_300_123
     )
 
     func testRoundTrip() {

@@ -174,6 +174,7 @@ final class ConfigTests: XCTestCase {
             upstream  http://10.0.0.5:9000/api (timeout 10s, connect 1s, 64 connections, queue 1024)
             redis     redis://:***@127.0.0.1:6379/1 (timeout 50ms, key prefix "gw:", 1 per loop)
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys (defaults)
+            local     no in-process tier (every hit is read from Redis)
 
             routes (first match wins):
               NAME     METHODS   PATTERN        CLASS     TTL            QUERY KEY          IDENTITY

@@ -145,6 +145,21 @@ final class ReadThroughTests: GatewayTestCase {
         XCTAssertEqual(backend.requestCount(forPath: "/catalog/big"), 2)
     }
 
+    func testInProcessTierServesWithoutRedisForItsTTL() throws {
+        backend.setBehaviour(.ok("hot"), forPath: "/catalog/local")
+        try startGateway(extra: "cache: { local_ttl: 1s }")
+        XCTAssertEqual(try get("/catalog/local").cacheStatus, "CacheGateway; fwd=miss; stored")
+        // Same loop or not, the answer is the same; a local hit never touches Redis.
+        let statuses = try (0..<4).map { _ in try get("/catalog/local").cacheStatus }
+        XCTAssertTrue(statuses.allSatisfy { $0.hasPrefix("CacheGateway; hit") }, "\(statuses)")
+        XCTAssertTrue(statuses.contains("CacheGateway; hit; detail=local"), "\(statuses)")
+        // Deleted in Redis: the tier may serve it for at most local_ttl more.
+        _ = try redis.cli("DEL", try XCTUnwrap(cacheKeys().first))
+        Thread.sleep(forTimeInterval: 1.1)
+        XCTAssertEqual(try get("/catalog/local").cacheStatus, "CacheGateway; fwd=miss; stored")
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/local"), 2)
+    }
+
     func testUnsafePathsAndUnknownRoutes() throws {
         try startGateway(routes: """
             routes:

@@ -55,7 +55,7 @@ private enum Keys {
     ]
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue"]
     static let redis = ["url", "timeout", "key_prefix", "connections"]
-    static let cache = ["max_body_size", "max_wait", "key_host"]
+    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host",
@@ -346,6 +346,8 @@ final class ConfigReader {
         cache.maxBodySize = size(f, "max_body_size", default: cache.maxBodySize, 0...maxStoredBody)
         cache.maxWait = duration(f, "max_wait", default: cache.maxWait)
         cache.keyHost = bool(f, "key_host", default: cache.keyHost)
+        cache.localTTL = duration(f, "local_ttl", default: cache.localTTL, allowZero: true)
+        cache.localMaxBytes = size(f, "local_max_bytes", default: cache.localMaxBytes, 0...(4 << 30))
         return cache
     }
 

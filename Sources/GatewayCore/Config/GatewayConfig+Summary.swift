@@ -15,6 +15,9 @@ extension GatewayConfig {
             + "key prefix \"\(redis.keyPrefix)\", \(redis.connections) per loop)")
         lines.append("cache     store bodies up to \(ByteSize.format(cache.maxBodySize)), waiters wait up to "
             + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys (defaults)")
+        lines.append("local     " + (cache.localTTL > .zero
+            ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes))"
+            : "no in-process tier (every hit is read from Redis)"))
         lines.append("")
         lines.append("routes (first match wins):")
 

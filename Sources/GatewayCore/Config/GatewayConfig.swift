@@ -135,16 +135,28 @@ extension GatewayConfig {
     public struct Cache: Sendable, Equatable {
         /// Bigger responses are served but not stored. `max_body_size`, 0–512MiB, default 1MiB.
         public var maxBodySize: Int
-        /// How long a coalesced waiter waits for the leader's response before going upstream
-        /// itself. `max_wait`, > 0, default 5s.
+        /// How long a coalesced waiter waits for the leader's response before it gets a 504.
+        /// `max_wait`, > 0, default 5s.
         public var maxWait: Duration
         /// Whether the Host header is part of cache keys. `key_host`, default false.
         public var keyHost: Bool
+        /// An in-process tier in front of Redis: entries read from or written to Redis are also
+        /// kept in memory for at most this long (never past their own TTL). A delete in Redis is
+        /// seen by a gateway after at most this long. `local_ttl`, default 0s (off).
+        public var localTTL: Duration
+        /// Memory for the in-process tier, split between the event loops; oldest entries go first.
+        /// `local_max_bytes`, 0–4GiB, default 64MiB.
+        public var localMaxBytes: Int
 
-        public init(maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false) {
+        public init(
+            maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
+            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20
+        ) {
             self.maxBodySize = maxBodySize
             self.maxWait = maxWait
             self.keyHost = keyHost
+            self.localTTL = localTTL
+            self.localMaxBytes = localMaxBytes
         }
     }
 }
