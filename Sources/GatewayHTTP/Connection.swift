@@ -249,8 +249,8 @@ final class Connection: @unchecked Sendable {
         let status = response.status
         let bodyAllowed = !(status < 200 || status == 204 || status == 304)
         var head = [UInt8]()
-        head.reserveCapacity(256)
-        head.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
+        head.reserveCapacity(256 + response.headers.count * 32)
+        head.append(contentsOf: Connection.statusLine(status))
         var hasDate = false
         var hasContentLength = false
         for field in response.headers {
@@ -276,7 +276,9 @@ final class Connection: @unchecked Sendable {
             head.append(contentsOf: "\r\n".utf8)
         }
         if bodyAllowed && !hasContentLength {
-            head.append(contentsOf: "Content-Length: \(response.body.count)\r\n".utf8)
+            head.append(contentsOf: "Content-Length: ".utf8)
+            Connection.appendDecimal(response.body.count, to: &head)
+            head.append(contentsOf: "\r\n".utf8)
         }
         if !slot.keepAlive {
             head.append(contentsOf: "Connection: close\r\n".utf8)
@@ -287,6 +289,33 @@ final class Connection: @unchecked Sendable {
         enqueue(head)
         if bodyAllowed && !slot.isHead && !response.body.isEmpty {
             enqueue(response.body)
+        }
+    }
+
+    /// `HTTP/1.1 200 OK\r\n` and friends, formatted once per status.
+    private static let commonStatusLines: [Int: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: [100, 200, 201, 204, 301, 302, 304, 400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505]
+            .map { ($0, Array("HTTP/1.1 \($0) \(HTTPStatus.reasonPhrase($0))\r\n".utf8)) })
+
+    private static func statusLine(_ status: Int) -> [UInt8] {
+        commonStatusLines[status] ?? Array("HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
+    }
+
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = value, count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while n > 0 {
+                buffer[count] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+                count += 1
+            }
+            for i in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[i]) }
         }
     }
 
