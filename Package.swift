@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "gateway", targets: ["gateway"]),
         .executable(name: "demo-monolith", targets: ["demo-monolith"]),
+        .executable(name: "cachegateway-bench", targets: ["cachegateway-bench"]),
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
         .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
     ],
@@ -17,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // Structured logging API; the gateway accepts a Logger and never creates its own backend.
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The benchmark's latency histograms (HDR: 3 significant digits from 1 µs to 60 s).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Thin C shims: the only places that include hiredis/libcurl headers.
@@ -65,10 +68,27 @@ let package = Package(
             dependencies: ["GatewayHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/DemoMonolith"
         ),
+        // epoll and a non-blocking socket() for the load generator (Glibc's module lacks them).
+        .target(name: "CLoadGen", path: "Benchmarks/CLoadGen"),
+        // The HTTP load generator of the benchmark (library, so scenarios and tests can drive it).
+        // Independent of the gateway's modules: Glibc, Dispatch and the histogram only.
+        .target(
+            name: "LoadGenerator",
+            dependencies: ["CLoadGen", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/LoadGenerator"
+        ),
+        // The benchmark: `cachegateway-bench load` (one load against one URL) and `run` (the
+        // scenarios, against the backend directly, the gateway and nginx, with a report).
+        .executableTarget(
+            name: "cachegateway-bench",
+            dependencies: ["LoadGenerator", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/Bench"
+        ),
         // Real parts for tests: a redis-server process, a scriptable HTTP backend, a raw-socket client.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
+        .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "GatewayTestSupport"]),
         .testTarget(
             name: "GatewayRedisTests",
             dependencies: ["GatewayRedis", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")]
