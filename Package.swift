@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "gateway", targets: ["gateway"]),
         .executable(name: "demo-monolith", targets: ["demo-monolith"]),
+        .executable(name: "cachegateway-bench", targets: ["cachegateway-bench"]),
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
         .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
     ],
@@ -63,6 +64,17 @@ let package = Package(
             dependencies: ["GatewayHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/DemoMonolith"
         ),
+        // The HTTP load generator of the benchmark (library, so scenarios and tests can drive it).
+        .target(name: "LoadGenerator", path: "Benchmarks/LoadGenerator"),
+        // The benchmark: `cachegateway-bench load` (one load against one URL) and `run` (the
+        // scenarios, against the backend directly, the gateway and nginx, with a report).
+        .executableTarget(
+            name: "cachegateway-bench",
+            dependencies: ["LoadGenerator", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/Bench"
+        ),
+        // The benchmark's pure parts: Cache-Status reading, generated configs, workload, merging, the table.
+        .testTarget(name: "BenchTests", dependencies: ["cachegateway-bench", "GatewayCore"]),
         // Real parts for tests: a redis-server process, a scriptable HTTP backend, a raw-socket client.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"]),
