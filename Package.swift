@@ -84,6 +84,8 @@ let package = Package(
             dependencies: ["LoadGenerator", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"
         ),
+        // The benchmark's pure parts: Cache-Status reading, generated configs, workload, merging, the table.
+        .testTarget(name: "BenchTests", dependencies: ["cachegateway-bench", "GatewayCore"]),
         // Real parts for tests: a redis-server process, a scriptable HTTP backend, a raw-socket client.
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"]),

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs the build and test dependencies with apt-get when missing;
-# the tests start their own redis-server, demo backends and gateways on 127.0.0.1.
+# Runs the whole test suite, then a smoke run of the benchmark (a few seconds per scenario, with
+# the debug build: it checks the scenarios' invariants, e.g. one backend call per key in a herd,
+# not speed). Installs the build and test dependencies with apt-get when missing; the tests start
+# their own redis-server, demo backends and gateways on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,3 +12,5 @@ echo "==> swift build --build-tests"
 swift build --build-tests
 echo "==> swift test"
 swift test --skip-build
+echo "==> benchmark smoke run (invariants only)"
+"$(swift build --show-bin-path)/cachegateway-bench" run all --smoke --out "${TMPDIR:-/tmp}/cachegateway-smoke"

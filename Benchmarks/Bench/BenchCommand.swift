@@ -9,8 +9,10 @@ struct BenchCommand: ParsableCommand {
             `load` puts load on one URL: a closed loop (each connection sends its next request when the \
             previous answer is in) or, with --rate, an open loop (requests sent on a fixed schedule, \
             latency counted from the scheduled time, so a stalled server shows up in the percentiles).
+            `run` starts the demo monolith, Redis, the gateway and (when installed) nginx proxy_cache, runs \
+            the scenarios (hit, miss, herd, users, shield) against each, checks their invariants and writes \
+            a table, a JSON file and an HTML report.
             """,
-        // `Run` (the scenarios: hit, miss, herd, users, shield, with a report) gets added here.
-        subcommands: [Load.self]
+        subcommands: [Load.self, Run.self]
     )
 }

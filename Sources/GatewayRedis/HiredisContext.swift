@@ -198,7 +198,14 @@ final class HiredisContext: @unchecked Sendable {
 
     private func readable() {
         guard !isFreed else { return }
-        redisAsyncHandleRead(ac)
+        // hiredis reads at most 16 KiB per call. Drain what the kernel already holds in this one
+        // event, instead of one Dispatch wake-up per 16 KiB (a 64 KiB entry took four of them).
+        let pending = Int(readSource?.data ?? 0)
+        var rounds = max(1, min(64, (pending + 16_383) / 16_384))
+        while rounds > 0 && !isFreed {
+            redisAsyncHandleRead(ac)
+            rounds -= 1
+        }
     }
 
     private func writable() {

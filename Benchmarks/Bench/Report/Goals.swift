@@ -1,0 +1,92 @@
+import Foundation
+
+/// The targets the gateway is measured against (goals: reported, never failing the run), and the
+/// one-line headline of each scenario, shared by the table and the HTML report.
+enum Goals {
+    static func evaluate(_ scenarios: [ScenarioReport], options: BenchOptions) -> [GoalReport] {
+        var goals: [GoalReport] = []
+        let delay = Double(options.backendDelayMs) * 1000
+        if let hit = scenarios.first(where: { $0.name == "hit" }) {
+            for c in hit.cases {
+                if let g = c.run(.gateway), let n = c.run(.nginx), n.result.requestsPerSecond > 0 {
+                    let r = g.result.requestsPerSecond / n.result.requestsPerSecond
+                    goals.append(GoalReport(name: "hit, \(c.name): throughput vs nginx", goal: "≥ 1.0× nginx proxy_cache",
+                                            measured: Format.ratio(r), met: r >= 1.0))
+                } else {
+                    goals.append(GoalReport(name: "hit, \(c.name): throughput vs nginx", goal: "≥ 1.0× nginx proxy_cache",
+                                            measured: "nginx not compared", met: nil))
+                }
+            }
+        }
+        if let herd = scenarios.first(where: { $0.name == "herd" }), let rounds = herd.herdRounds {
+            let g = rounds.filter { $0.target == .gateway }
+            if !g.isEmpty {
+                let calls = g.map(\.backendCalls)
+                goals.append(GoalReport(name: "herd: backend calls per key", goal: "exactly 1",
+                                        measured: calls.allSatisfy { $0 == 1 } ? "1 in each of \(g.count) rounds" : "\(calls.map(String.init).joined(separator: ", ")) in \(g.count) rounds",
+                                        met: calls.allSatisfy { $0 == 1 }))
+                let worst = g.map(\.p99Micros).max()!
+                goals.append(GoalReport(name: "herd: waiter p99 beyond the backend delay", goal: "≤ +10 ms",
+                                        measured: "\(Format.deltaMs(worst - delay)) (p99 \(Format.ms(worst)), slowest round)",
+                                        met: worst - delay <= 10_000))
+            }
+        }
+        if let miss = scenarios.first(where: { $0.name == "miss" }), let c = miss.cases.first,
+           let g = c.run(.gateway), let d = c.run(.direct) {
+            let added = g.result.p50 - d.result.p50
+            goals.append(GoalReport(name: "miss: p50 added over the backend directly", goal: "≤ 1 ms",
+                                    measured: "\(Format.deltaMs(added)) (\(g.result.ms(\.p50)) vs \(d.result.ms(\.p50)))",
+                                    met: added <= 1000))
+        }
+        return goals
+    }
+
+    /// Each scenario's headline figures, one short line per figure.
+    static func headlines(_ s: ScenarioReport, delayMs: Int) -> [String] {
+        let delay = Double(delayMs) * 1000
+        func name(_ t: Target) -> String { t == .direct ? "direct" : t == .gateway ? "gateway" : "nginx" }
+        switch s.name {
+        case "hit":
+            return s.cases.compactMap { c in
+                guard let g = c.run(.gateway) else { return nil }
+                var parts = ["\(c.name): gateway \(Format.rate(g.result.requestsPerSecond)) req/s"]
+                if let d = c.run(.direct), d.result.requestsPerSecond > 0 {
+                    parts.append("\(Format.ratio(g.result.requestsPerSecond / d.result.requestsPerSecond)) direct")
+                }
+                if let n = c.run(.nginx), n.result.requestsPerSecond > 0 {
+                    parts.append("\(Format.ratio(g.result.requestsPerSecond / n.result.requestsPerSecond)) nginx")
+                }
+                return parts.joined(separator: ", ")
+            }
+        case "miss":
+            guard let c = s.cases.first, let d = c.run(.direct) else { return [] }
+            return c.runs.filter { $0.target != .direct }.map {
+                "\(name($0.target)) adds \(Format.deltaMs($0.result.p50 - d.result.p50)) at p50, \(Format.deltaMs($0.result.p99 - d.result.p99)) at p99"
+            }
+        case "herd":
+            guard let rounds = s.herdRounds else { return [] }
+            return Target.allCases.compactMap { t in
+                let r = rounds.filter { $0.target == t }
+                guard !r.isEmpty else { return nil }
+                let calls = Double(r.map(\.backendCalls).reduce(0, +)) / Double(r.count)
+                let worst = r.map(\.p99Micros).max()!
+                return "\(name(t)): \(calls == calls.rounded() ? String(Int(calls)) : String(format: "%.1f", calls)) backend call\(calls == 1 ? "" : "s") per key, waiters' p99 \(Format.deltaMs(worst - delay)) beyond the backend delay"
+            }
+        case "users":
+            guard let c = s.cases.first else { return [] }
+            return c.runs.map { r in
+                let saved = 1 - Double(r.backendCalls) / Double(max(1, r.result.requests))
+                let hits = r.result.hitRatio.map { "hit ratio \(Format.percent($0)), " } ?? ""
+                return "\(name(r.target)): \(hits)backend calls saved \(Format.percent(max(0, saved))), p50 \(r.result.ms(\.p50)), p99 \(r.result.ms(\.p99))"
+            }
+        case "shield":
+            guard let c = s.cases.first else { return [] }
+            return c.runs.map { r in
+                let inTime = Double(r.result.ok) / Double(max(1, r.result.offered))
+                return "\(name(r.target)): \(Format.percent(inTime)) of users answered within \(Format.seconds(r.patienceSeconds ?? 0)), p50 \(r.result.ms(\.p50)), p99 \(r.result.ms(\.p99))"
+            }
+        default:
+            return []
+        }
+    }
+}

@@ -1,0 +1,146 @@
+/// What one `cachegateway-bench run` measured: written as `<timestamp>.json`, rendered as the
+/// terminal table and the HTML report.
+struct RunReport: Codable {
+    var formatVersion = 1
+    var startedAt: String
+    var finishedAt: String
+    var command: String
+    var machine: MachineInfo
+    var settings: Settings
+    var scenarios: [ScenarioReport]
+    var goals: [GoalReport]
+
+    /// True when every check of every scenario held.
+    var passed: Bool { scenarios.allSatisfy { $0.checks.allSatisfy(\.passed) } }
+    var failedChecks: [Check] { scenarios.flatMap { $0.checks.filter { !$0.passed } } }
+}
+
+struct MachineInfo: Codable {
+    var cores: Int
+    var memoryGiB: Double
+    var cpu: String
+    var kernel: String
+}
+
+struct Settings: Codable {
+    var smoke: Bool
+    var durationSeconds: Double
+    var backendDelayMs: Int
+    var herdSize: Int
+    var herdRounds: Int
+    /// Gateway event loops, and nginx worker processes.
+    var workers: Int
+    var targets: [Target]
+    /// nginx's version, or why it is not compared.
+    var nginx: String
+}
+
+/// What a scenario is measured against.
+enum Target: String, Codable, CaseIterable, Sendable {
+    /// The demo monolith with nothing in front.
+    case direct
+    /// CacheGateway in front of the demo monolith.
+    case gateway
+    /// nginx proxy_cache (with proxy_cache_lock) in front of the demo monolith.
+    case nginx
+
+    var label: String {
+        switch self {
+        case .direct: "backend direct"
+        case .gateway: "CacheGateway"
+        case .nginx: "nginx proxy_cache"
+        }
+    }
+}
+
+struct ScenarioReport: Codable {
+    var name: String
+    var title: String
+    /// One or two sentences: what the scenario does and what to look at.
+    var summary: String
+    var cases: [CaseReport]
+    var checks: [Check]
+    var notes: [String] = []
+    /// herd only: every round of every target.
+    var herdRounds: [HerdRound]? = nil
+    /// users only: the gateway's resident size over the run.
+    var memory: MemoryReport? = nil
+}
+
+/// One workload of a scenario (e.g. hit's "1 key"), measured against each target.
+struct CaseReport: Codable {
+    var name: String
+    var description: String
+    var runs: [TargetRun]
+
+    func run(_ target: Target) -> TargetRun? { runs.first { $0.target == target } }
+}
+
+/// One load against one target.
+struct TargetRun: Codable {
+    var target: Target
+    var result: LoadOutcome
+    /// Requests that reached the demo monolith during the measured load (its `/__stats` counter).
+    var backendCalls: Int
+    /// Open-loop runs: the rate requests were due at.
+    var offeredRate: Double? = nil
+    /// Open-loop runs: how long a user waits before giving up, in seconds.
+    var patienceSeconds: Double? = nil
+    /// Distinct cache keys the workload asked for (when the scenario computes it).
+    var distinctKeys: Int? = nil
+
+    /// Closed loop: answers per second. Open loop: answers with a 200 per second of the schedule
+    /// (what the users got; the rest failed, timed out or came after the schedule ended).
+    var throughput: Double {
+        guard let rate = offeredRate, result.offered > 0 else { return result.requestsPerSecond }
+        return Double(result.ok) / (Double(result.offered) / rate)
+    }
+}
+
+/// An invariant: broken, it makes the run exit non-zero.
+struct Check: Codable {
+    var scenario: String
+    var target: Target?
+    var name: String
+    var passed: Bool
+    var detail: String
+
+    var headline: String {
+        "\(scenario)\(target.map { "/\($0.rawValue)" } ?? ""): \(name): \(detail)"
+    }
+}
+
+/// A target the gateway is measured against: reported, never fails the run.
+struct GoalReport: Codable {
+    var name: String
+    var goal: String
+    var measured: String
+    /// nil when it could not be measured in this run (e.g. nginx not compared).
+    var met: Bool?
+}
+
+struct HerdRound: Codable {
+    var target: Target
+    var round: Int
+    var key: String
+    var backendCalls: Int
+    var answered: Int
+    var ok: Int
+    var p50Micros: Double
+    var p99Micros: Double
+    var maxMicros: Double
+    var cacheStatus: [String: Int]
+}
+
+struct MemoryReport: Codable {
+    struct Sample: Codable {
+        var seconds: Double
+        var kib: Int
+    }
+    var samples: [Sample]
+    var firstKiB: Int
+    var lastKiB: Int
+    var maxKiB: Int
+    /// Whether the flatness check ran (runs of 60 s and more).
+    var checked: Bool
+}

@@ -1,0 +1,126 @@
+import GatewayCore
+import XCTest
+@testable import cachegateway_bench
+
+/// The benchmark's pure parts: what it reads from Cache-Status, the configs it writes, the
+/// workload it generates, how it merges and judges measurements.
+final class BenchTests: XCTestCase {
+    func testCacheStatusValuesOfTheGatewayAndNginx() {
+        XCTAssertEqual(CacheOutcome("CacheGateway; hit"), .hit)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=miss; stored"), .stored)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=miss; collapsed"), .collapsed)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=miss; detail=not-stored-status"), .miss)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=miss; detail=redis-timeout"), .miss)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=bypass; detail=pass"), .bypass)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=method"), .bypass)
+        XCTAssertEqual(CacheOutcome("nginx; HIT"), .hit)
+        XCTAssertEqual(CacheOutcome("nginx; UPDATING"), .hit)
+        XCTAssertEqual(CacheOutcome("nginx; MISS"), .miss)
+        XCTAssertEqual(CacheOutcome("nginx; EXPIRED"), .miss)
+        XCTAssertEqual(CacheOutcome("nginx; BYPASS"), .bypass)
+        XCTAssertEqual(CacheOutcome("nginx; "), .bypass)
+    }
+
+    func testTheGeneratedGatewayConfigIsValid() throws {
+        let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:hit-1-gateway:",
+                                              workers: 2, tag: "hit-1-gateway")
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.routes.map(\.name), ["catalog", "user-resources", "everything-else"])
+    }
+
+    func testTheNginxConfigCachesLikeTheGateway() {
+        let text = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                               userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64).text
+        for line in ["worker_processes 2;", "proxy_cache_lock on;", "proxy_cache_lock_timeout 5s;", "proxy_cache_valid 200 300s;",
+                     "proxy_cache_valid 200 30s;", "server 127.0.0.1:20002;", "keepalive 64;", "listen 127.0.0.1:20001",
+                     "proxy_cache_key \"user $uri $http_authorization\";", "add_header Cache-Status \"nginx; $upstream_cache_status\" always;"] {
+            XCTAssertTrue(text.contains(line), "missing: \(line)")
+        }
+        XCTAssertFalse(text.contains("tcp_nopush on"))
+    }
+
+    func testZipfFavoursTheFirstRanks() {
+        let zipf = Zipf(n: 1000, s: 1.0)
+        var counts = [Int](repeating: 0, count: 1001)
+        for i in 0..<20_000 { counts[zipf.rank(Mix.unit(UInt64(i)))] += 1 }
+        XCTAssertEqual(counts[0], 0)
+        XCTAssertGreaterThan(counts[1], counts[2])
+        XCTAssertGreaterThan(counts[2], counts[10])
+        // Rank 1 of 1,000 at s=1 gets 1/H(1000) ≈ 13 % of the draws.
+        XCTAssertEqual(Double(counts[1]) / 20_000, 0.134, accuracy: 0.02)
+        XCTAssertEqual(zipf.rank(0), 1)
+        XCTAssertEqual(zipf.rank(0.999_999_9), 1000)
+    }
+
+    func testTheUsersMixIsTheSameForEveryTarget() {
+        let a = UsersScenario.mix(salt: 42), b = UsersScenario.mix(salt: 42)
+        var perUser = 0
+        for i in 0..<5_000 {
+            let ra = a.request(i), rb = b.request(i)
+            XCTAssertEqual(ra.target, rb.target)
+            if ra.target.hasPrefix("/users/") {
+                perUser += 1
+                let user = ra.target.split(separator: "/")[1]
+                XCTAssertEqual(ra.headers.first?.1, "Bearer token-of-user-\(user)")
+            } else {
+                XCTAssertTrue(ra.target.hasPrefix("/catalog/items/"))
+                XCTAssertTrue(ra.headers.isEmpty)
+            }
+        }
+        XCTAssertEqual(Double(perUser) / 5_000, 0.2, accuracy: 0.02)
+        XCTAssertLessThan(a.distinctKeys(5_000), 5_000)
+        XCTAssertEqual(a.distinctKeys(5_000), a.distinctKeys([0..<2_500, 2_500..<5_000]))
+    }
+
+    func testMergedSlicesAddUpCountsAndThroughput() {
+        let one = measurement(requests: 100, elapsed: 1, p50: 1000, statuses: [200: 100], cache: ["CacheGateway; hit": 100])
+        let two = measurement(requests: 300, elapsed: 1, p50: 2000, statuses: [200: 290, 503: 10], cache: ["CacheGateway; hit": 300])
+        let m = LoadOutcome.merged([one, two])
+        XCTAssertEqual(m.requests, 400)
+        XCTAssertEqual(m.requestsPerSecond, 200)
+        XCTAssertEqual(m.statuses, [200: 390, 503: 10])
+        XCTAssertEqual(m.count(.hit), 400)
+        XCTAssertEqual(m.p50, 1750)  // weighted by requests
+        XCTAssertEqual(m.serverErrors, 10)
+        XCTAssertEqual(m.slices, 2)
+    }
+
+    func testOpenLoopThroughputCountsOnlyAnswersInTime() {
+        var r = measurement(requests: 400, elapsed: 3, p50: 1000, statuses: [200: 400], cache: [:])
+        r.timeouts = 600
+        let run = TargetRun(target: .direct, result: r, backendCalls: 1000, offeredRate: 500, patienceSeconds: 2)
+        XCTAssertEqual(run.throughput, 200)  // 1,000 due at 500/s = 2 s; 400 answered
+    }
+
+    func testDurations() throws {
+        XCTAssertEqual(try parseDuration("50ms", option: "x"), 0.05, accuracy: 1e-9)
+        XCTAssertEqual(try parseDuration("2.5s", option: "x"), 2.5)
+        XCTAssertEqual(try parseDuration("5m", option: "x"), 300)
+        XCTAssertEqual(try parseDuration("10", option: "x"), 10)
+        XCTAssertThrowsError(try parseDuration("5x", option: "x"))
+        XCTAssertThrowsError(try parseDuration("-1s", option: "x"))
+    }
+
+    func testTheTableEndsWithTheCountCIReads() {
+        let report = RunReport(
+            startedAt: "2026-01-01T00:00:00Z", finishedAt: "2026-01-01T00:01:00Z", command: "cachegateway-bench run",
+            machine: MachineInfo(cores: 2, memoryGiB: 24, cpu: "cpu", kernel: "Linux"),
+            settings: Settings(smoke: true, durationSeconds: 2.5, backendDelayMs: 50, herdSize: 200, herdRounds: 3, workers: 2,
+                               targets: [.direct, .gateway], nginx: "nginx: off"),
+            scenarios: [ScenarioReport(name: "herd", title: "Thundering herd", summary: "", cases: [], checks: [
+                Check(scenario: "herd", target: .gateway, name: "exactly one backend call per key", passed: false, detail: "round 2: 2 backend calls"),
+                Check(scenario: "herd", target: .direct, name: "the backend counted every request", passed: true, detail: "200"),
+            ])],
+            goals: [])
+        let lines = TableReport.render(report).split(separator: "\n")
+        XCTAssertEqual(lines.last, "Invariants: 1 passed, 1 failed")
+        XCTAssertTrue(lines.contains("  ✗ herd/gateway: exactly one backend call per key: round 2: 2 backend calls"))
+        XCTAssertTrue(HTMLReport.render(report).contains("1 of 2 invariants broken"))
+    }
+
+    private func measurement(requests: Int, elapsed: Double, p50: Double, statuses: [Int: Int], cache: [String: Int]) -> LoadOutcome {
+        LoadOutcome(requests: requests, errors: 0, timeouts: 0, statuses: statuses, cacheStatus: cache, bytes: 0, elapsedSeconds: elapsed,
+                    requestsPerSecond: Double(requests) / elapsed,
+                    latency: .init(min: p50 / 2, p50: p50, p90: p50, p99: p50, p999: p50, max: p50 * 2, mean: p50, curve: []))
+    }
+}
