@@ -10,14 +10,15 @@ import GatewayHTTP
 public struct CachedResponse: Sendable, Equatable {
     public var status: Int
     public var headers: HTTPHeaders
-    public var body: [UInt8]
+    /// A slice of the value as read from Redis: decoding does not copy the body.
+    public var body: ArraySlice<UInt8>
     /// Milliseconds since 1970 when the response was stored; `Age` is computed from it.
     public var storedAt: UInt64
     /// Milliseconds since 1970 when it stops being fresh (storedAt + its TTL); Redis expires the
     /// key then, and the in-process tier never keeps it longer.
     public var expiresAt: UInt64
 
-    public init(status: Int, headers: HTTPHeaders, body: [UInt8], storedAt: UInt64, expiresAt: UInt64 = .max) {
+    public init(status: Int, headers: HTTPHeaders, body: ArraySlice<UInt8>, storedAt: UInt64, expiresAt: UInt64 = .max) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -73,7 +74,7 @@ public struct CachedResponse: Sendable, Equatable {
         guard let bodyLength = reader.readBigEndian(bytes: 4), let body = reader.read(count: Int(bodyLength)),
             reader.isAtEnd
         else { return nil }
-        return CachedResponse(status: Int(status), headers: headers, body: Array(body), storedAt: storedAt, expiresAt: expiresAt)
+        return CachedResponse(status: Int(status), headers: headers, body: body, storedAt: storedAt, expiresAt: expiresAt)
     }
 }
 

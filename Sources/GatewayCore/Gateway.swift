@@ -210,7 +210,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                     settings: settings)
                 let stored = HeaderRules.endToEnd(headers, alsoDropping: ["set-cookie", "age", "cache-status"])
                 let now = Self.nowMilliseconds()
-                var entry = CachedResponse(status: response.status, headers: stored, body: response.body, storedAt: now)
+                var entry = CachedResponse(status: response.status, headers: stored, body: response.body[...], storedAt: now)
                 switch decision {
                 case .store(let ttl):
                     let ttlMs = Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
@@ -297,7 +297,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         let seconds = age ? max(0, (Int64(nowMilliseconds()) - Int64(entry.storedAt)) / 1000) : 0
         headers.add(name: "Age", value: String(seconds))
         headers.add(name: "Cache-Status", value: "CacheGateway; \(status)")
-        return HTTPResponse(status: entry.status, headers: headers, body: entry.body)
+        return HTTPResponse(status: entry.status, headers: headers, bodySlice: entry.body)
     }
 
     static func error(_ code: Int, _ message: String, status: String? = nil) -> HTTPResponse {

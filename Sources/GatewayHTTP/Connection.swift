@@ -41,7 +41,7 @@ final class Connection: @unchecked Sendable {
     private var nextSequence = 0
     private var requestsRead = 0
 
-    private var outbound: [[UInt8]] = []
+    private var outbound: [ArraySlice<UInt8>] = []
     private var outboundOffset = 0
     private var outboundBytes = 0
 
@@ -322,6 +322,10 @@ final class Connection: @unchecked Sendable {
     // MARK: Writing
 
     private func enqueue(_ bytes: [UInt8]) {
+        enqueue(bytes[...])
+    }
+
+    private func enqueue(_ bytes: ArraySlice<UInt8>) {
         outbound.append(bytes)
         outboundBytes += bytes.count
     }

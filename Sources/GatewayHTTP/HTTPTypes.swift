@@ -132,12 +132,20 @@ public struct HTTPRequest: Sendable {
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
-    public var body: [UInt8]
+    /// A slice, so that a body can be written straight from a larger buffer it sits in (a
+    /// cached entry as read from Redis) without being copied out first.
+    public var body: ArraySlice<UInt8>
 
     public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         self.status = status
         self.headers = headers
-        self.body = body
+        self.body = body[...]
+    }
+
+    public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), bodySlice: ArraySlice<UInt8>) {
+        self.status = status
+        self.headers = headers
+        self.body = bodySlice
     }
 
     /// A small plain-text response, for errors and the health check.

@@ -5,7 +5,7 @@ import XCTest
 
 final class LocalCacheTests: XCTestCase {
     private func entry(_ body: Int, expiresAt: UInt64 = .max) -> CachedResponse {
-        CachedResponse(status: 200, headers: HTTPHeaders(), body: [UInt8](repeating: 1, count: body), storedAt: 0, expiresAt: expiresAt)
+        CachedResponse(status: 200, headers: HTTPHeaders(), body: [UInt8](repeating: 1, count: body)[...], storedAt: 0, expiresAt: expiresAt)
     }
 
     func testExpiresAfterItsOwnTTLOrTheEntrysWhicheverIsFirst() {
