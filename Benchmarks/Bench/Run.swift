@@ -49,6 +49,9 @@ struct Run: ParsableCommand {
     @Option(help: "Gateway event loops, and nginx worker processes.")
     var workers = 2
 
+    @Option(help: "The gateway's in-process tier (cache.local_ttl), e.g. 1s; default 0s: every hit is read from Redis.")
+    var localTTL = "0s"
+
     @Option(help: "hit: closed-loop connections.")
     var connections = 64
 
@@ -103,7 +106,7 @@ struct Run: ParsableCommand {
         let options = BenchOptions(
             smoke: smoke, duration: seconds, backendDelayMs: max(1, Int((delay * 1000).rounded())), herdSize: herdSize,
             herdRounds: smoke ? min(herdRounds, 3) : herdRounds, targets: wanted, workers: workers, connections: connections,
-            usersRate: usersRate, shieldConcurrency: shieldConcurrency)
+            usersRate: usersRate, shieldConcurrency: shieldConcurrency, localTTL: localTTL)
 
         let workDir = try makeWorkDir()
         ProcessRegistry.shared.stopEverythingOnSignals()
