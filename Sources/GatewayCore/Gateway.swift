@@ -45,9 +45,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         for resource in resources { resource.loop.queue.sync { resource.stop() } }
     }
 
-    /// Whether at least one loop's Redis connection is up.
+    /// Whether every event loop has a Redis connection up (each loop has its own).
     public var redisConnected: Bool {
-        resources.contains { r in r.loop.queue.sync { r.redisConnected } }
+        !resources.isEmpty && resources.allSatisfy { r in r.loop.queue.sync { r.redisConnected } }
     }
 
     // MARK: Routing
