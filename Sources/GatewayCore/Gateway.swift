@@ -137,7 +137,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         let resources = exchange.resources
         if resources.local.isEnabled, let entry = resources.local.get(key, now: Self.nowMilliseconds()) {
             stats.hit()
-            exchange.respond(Self.fromCache(entry, status: "hit; detail=local"))
+            exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "hit; detail=local"))
             return
         }
         let keyBytes = Array(key.utf8)
@@ -147,7 +147,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                 if let entry = CachedResponse.decode(value) {
                     stats.hit()
                     resources.local.put(key, entry, now: Self.nowMilliseconds())
-                    exchange.respond(Self.fromCache(entry, status: "hit"))
+                    exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "hit"))
                     return
                 }
                 logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
@@ -221,14 +221,14 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                     flights.complete(token, with: .shared(entry), hold: true)
                     // With Redis failing, the write will most likely fail too: do not claim "stored".
                     let label = redisDetail.map { "fwd=miss; detail=redis-\($0)" } ?? "fwd=miss; stored"
-                    exchange.respond(Self.fromCache(entry, status: label, age: false))
+                    exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: label, age: false))
                     exchange.resources.redisSet(Array(token.key.utf8), entry.encode(), ttlMilliseconds: ttlMs) { [self] result in
                         if case .failure = result { stats.redisError() }
                         flights.release(token)
                     }
                 case .shareOnly(let reason):
                     flights.complete(token, with: .shared(entry), hold: false)
-                    exchange.respond(Self.fromCache(entry, status: "fwd=miss; detail=not-stored-\(reason)", age: false))
+                    exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "fwd=miss; detail=not-stored-\(reason)", age: false))
                 case .doNotShare(let reason):
                     flights.complete(token, with: .refetch, hold: false)
                     // The leader's own answer, Set-Cookie and all.
@@ -243,7 +243,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     private func deliver(_ outcome: FlightOutcome, to exchange: Exchange, target: String) {
         switch outcome {
         case .shared(let entry):
-            exchange.respond(Self.fromCache(entry, status: "fwd=miss; collapsed", age: false))
+            exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "fwd=miss; collapsed", age: false))
         case .failed(let status, let message):
             exchange.respond(Self.error(status, message, status: "fwd=miss; collapsed"))
         case .refetch:
@@ -292,12 +292,31 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 
     // MARK: Responses
 
-    static func fromCache(_ entry: CachedResponse, status: String, age: Bool = true) -> HTTPResponse {
+    static func fromCache(_ entry: CachedResponse, for request: HTTPRequestHead, status: String, age: Bool = true) -> HTTPResponse {
         var headers = entry.headers
         let seconds = age ? max(0, (Int64(nowMilliseconds()) - Int64(entry.storedAt)) / 1000) : 0
         headers.add(name: "Age", value: String(seconds))
         headers.add(name: "Cache-Status", value: "CacheGateway; \(status)")
+        // A client that already holds this representation gets a 304 instead of the body again.
+        if entry.status == 200, let etag = entry.headers["ETag"], let condition = request.headers["If-None-Match"],
+            Self.matches(ifNoneMatch: condition, etag: etag)
+        {
+            return HTTPResponse(status: 304, headers: headers)
+        }
         return HTTPResponse(status: entry.status, headers: headers, bodySlice: entry.body)
+    }
+
+    /// If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/` is ignored on both sides.
+    static func matches(ifNoneMatch condition: String, etag: String) -> Bool {
+        func opaque<S: StringProtocol>(_ tag: S) -> Substring {
+            let t = tag.trimmingSpaces()
+            return t.hasPrefix("W/") ? Substring(t.dropFirst(2)) : Substring(t)
+        }
+        let stored = opaque(etag)
+        return condition.split(separator: ",").contains { candidate in
+            let c = candidate.trimmingSpaces()
+            return c == "*" || opaque(c) == stored
+        }
     }
 
     static func error(_ code: Int, _ message: String, status: String? = nil) -> HTTPResponse {

@@ -57,6 +57,15 @@ final class CachePolicyTests: XCTestCase {
         XCTAssertEqual(decide(200, [("Cache-Control", "no-cache")]), .shareOnly(reason: "no-cache"))
     }
 
+    func testIfNoneMatchUsesTheWeakComparison() {
+        XCTAssertTrue(Gateway.matches(ifNoneMatch: "\"a\"", etag: "\"a\""))
+        XCTAssertTrue(Gateway.matches(ifNoneMatch: "W/\"a\"", etag: "\"a\""))
+        XCTAssertTrue(Gateway.matches(ifNoneMatch: "\"x\", \"a\"", etag: "W/\"a\""))
+        XCTAssertTrue(Gateway.matches(ifNoneMatch: "*", etag: "\"a\""))
+        XCTAssertFalse(Gateway.matches(ifNoneMatch: "\"b\"", etag: "\"a\""))
+        XCTAssertFalse(Gateway.matches(ifNoneMatch: "\"a", etag: "\"a\""))
+    }
+
     func testHopByHopStripping() {
         let headers = HTTPHeaders([("Connection", "close, X-Internal"), ("X-Internal", "1"), ("Keep-Alive", "5"),
                                    ("Proxy-Foo", "x"), ("Transfer-Encoding", "chunked"), ("Content-Type", "a"), ("Set-Cookie", "s")])

@@ -27,6 +27,24 @@ final class ReadThroughTests: GatewayTestCase {
         XCTAssertEqual(backend.requestCount(forPath: "/catalog/items"), 1)
     }
 
+    func testConditionalRequestGets304FromTheCache() throws {
+        backend.setBehaviour(.ok("versioned", headers: [("ETag", "W/\"v7\"")]), forPath: "/catalog/etag")
+        try startGateway()
+        // The fill drops the client's conditional, so the entry holds the whole representation...
+        let first = try get("/catalog/etag", headers: ["If-None-Match": "\"v7\""])
+        XCTAssertEqual(backend.lastRequest?.header("If-None-Match"), nil)
+        XCTAssertEqual(first.status, 304, "and the client, who holds v7, still gets its 304")
+        let notModified = try get("/catalog/etag", headers: ["If-None-Match": "\"v6\", W/\"v7\""])
+        XCTAssertEqual(notModified.status, 304)
+        XCTAssertTrue(notModified.body.isEmpty)
+        XCTAssertEqual(notModified.header("ETag"), "W/\"v7\"")
+        XCTAssertEqual(notModified.cacheStatus, "CacheGateway; hit")
+        let changed = try get("/catalog/etag", headers: ["If-None-Match": "\"v6\""])
+        XCTAssertEqual(changed.status, 200)
+        XCTAssertEqual(changed.text, "versioned")
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/etag"), 1)
+    }
+
     func testHeadSharesTheGetEntry() throws {
         backend.setBehaviour(.ok("twelve bytes"), forPath: "/catalog/h")
         try startGateway()
