@@ -62,7 +62,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Cache-Control", value: "no-store")
-            responder.respond(HTTPResponse(status: 200, headers: headers, body: Array((stats.json + "\n").utf8)))
+            // This loop's own Redis state: reading the others' would mean waiting on their queues.
+            let connected = resources[context.loop.index].redisConnected
+            let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count)}\n"
+            responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
             return
         }
         if let reason = RequestTarget.unsafePathReason(head.path) {
@@ -172,8 +175,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             fetch(exchange, token: token, target: target, settings: settings, redisDetail: redisDetail)
         case .waiter(let id):
             stats.collapsed()
-            let wait = settings.maxWait
-            loop.queue.asyncAfter(deadline: .now() + .nanoseconds(Int(wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000))) { [self] in
+            loop.queue.asyncAfter(deadline: .now() + .milliseconds(Int(settings.maxWait.wholeMilliseconds))) { [self] in
                 // Still waiting? Then the leader is slower than the route allows.
                 if flights.leave(key, waiter: id) {
                     exchange.respond(Self.error(504, "timed out waiting for the upstream response", status: "fwd=miss; collapsed; detail=max-wait"))
@@ -213,7 +215,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                 var entry = CachedResponse(status: response.status, headers: stored, body: response.body[...], storedAt: now)
                 switch decision {
                 case .store(let ttl):
-                    let ttlMs = Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
+                    let ttlMs = Int(ttl.wholeMilliseconds)
                     entry.expiresAt = now + UInt64(ttlMs)
                     exchange.resources.local.put(token.key, entry, now: now)
                     // Waiters are woken now; the Redis write happens behind them. Until it is

@@ -21,8 +21,11 @@ final class LoopResources: @unchecked Sendable {
             commandTimeout: config.redis.timeout,
             connectTimeout: max(config.redis.timeout, .milliseconds(500))
         )
-        redis = (0..<config.redis.connections).map { _ in
-            RedisConnection(configuration: redisConfiguration, queue: loop.queue)
+        var redisLogger = logger
+        redisLogger[metadataKey: "event_loop"] = "\(loop.index)"
+        redis = (0..<config.redis.connections).map { [redisLogger] _ in
+            // Connection state changes only (connected, lost, reconnecting), never per command.
+            RedisConnection(configuration: redisConfiguration, queue: loop.queue, logger: redisLogger)
         }
         // The upstream cap is for the whole gateway: each loop gets its share (at least one).
         let upstream = config.upstream
@@ -35,9 +38,8 @@ final class LoopResources: @unchecked Sendable {
             maxResponseBodyBytes: max(config.server.maxBodyBytes, 64 << 20)
         )
         self.upstream = UpstreamClient(configuration: upstreamConfiguration, queue: loop.queue)
-        let ttl = config.cache.localTTL.components
         local = LocalCache(
-            ttlMilliseconds: UInt64(max(0, ttl.seconds * 1000 + ttl.attoseconds / 1_000_000_000_000_000)),
+            ttlMilliseconds: UInt64(max(0, config.cache.localTTL.wholeMilliseconds)),
             maxBytes: config.cache.localMaxBytes / loopCount)
     }
 

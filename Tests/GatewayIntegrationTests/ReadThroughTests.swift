@@ -178,6 +178,20 @@ final class ReadThroughTests: GatewayTestCase {
         XCTAssertEqual(backend.requestCount(forPath: "/catalog/local"), 2)
     }
 
+    func testStatsEndpointCounts() throws {
+        backend.setBehaviour(.ok("x"), forPath: "/catalog/s")
+        try startGateway()
+        try get("/catalog/s")
+        try get("/catalog/s")
+        let stats = try get("/__gateway/stats")
+        XCTAssertEqual(stats.header("Content-Type"), "application/json")
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(stats.body)) as? [String: Any])
+        let counters = try XCTUnwrap(json["stats"] as? [String: Int])
+        XCTAssertEqual(counters["hits"], 1)
+        XCTAssertEqual(counters["misses"], 1)
+        XCTAssertEqual(json["redis_connected"] as? Bool, true)
+    }
+
     func testUnsafePathsAndUnknownRoutes() throws {
         try startGateway(routes: """
             routes:
