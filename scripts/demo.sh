@@ -97,6 +97,14 @@ printf '  bob sees: %s\n' "$(curl -s -H "Authorization: Bearer bob-$run" "http:/
 show "no identity (passed through)" "http://$GATEWAY/users/42/resources"
 
 echo
+echo "== invalidation: the backend publishes a change, the next request goes upstream again"
+show "alice, cached" -H "Authorization: Bearer alice-$run" "http://$GATEWAY/users/42/resources"
+printf '  redis-cli PUBLISH monolith.events "purge /users/42/resources" -> %s subscriber\n' \
+    "$(redis-cli -p $REDIS_PORT PUBLISH monolith.events "purge /users/42/resources")"
+sleep 0.2
+show "alice, after the purge" -H "Authorization: Bearer alice-$run" "http://$GATEWAY/users/42/resources"
+
+echo
 echo "== gateway counters: $(curl -s "http://$GATEWAY/__gateway/stats")"
 if [ -t 0 ]; then
     echo

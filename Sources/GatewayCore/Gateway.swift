@@ -23,10 +23,15 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private var resources: [LoopResources] = []
 
+    /// The longest TTL any route may store with: how long a purge index must live.
+    let longestTTLMilliseconds: Int64
+
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
         self.router = Router(config: config)
         self.logger = logger
+        longestTTLMilliseconds = config.routes.compactMap(\.cache).flatMap { [$0.ttl] + Array($0.ttlByStatus.values) }
+            .map(\.wholeMilliseconds).max() ?? 1000
     }
 
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
@@ -228,6 +233,14 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                         if case .failure = result { stats.redisError() }
                         flights.release(token)
                     }
+                    if config.invalidation != nil {
+                        // Remember which keys hold this path, so that `purge <path>` finds every
+                        // user's and every query variant's entry.
+                        let index = Array(indexKey(path: exchange.request.head.path).utf8)
+                        let resources = exchange.resources
+                        resources.redisSend([Array("SADD".utf8), index, Array(token.key.utf8)]) { _ in }
+                        resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(longestTTLMilliseconds).utf8)]) { _ in }
+                    }
                 case .shareOnly(let reason):
                     flights.complete(token, with: .shared(entry), hold: false)
                     exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "fwd=miss; detail=not-stored-\(reason)", age: false))
@@ -290,6 +303,85 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         out.append((name: "X-Forwarded-For", value: prior.isEmpty ? peer.host : prior + ", " + peer.host))
         out.append((name: "X-Forwarded-Proto", value: "http"))
         return out
+    }
+
+    // MARK: Invalidation
+
+    /// The Redis set that lists the cache keys stored for one request path.
+    func indexKey(path: String) -> String {
+        config.redis.keyPrefix + "idx:" + SHA256.hex(SHA256.hash(path.utf8))
+    }
+
+    /// Handles one message from the invalidation channel (any thread): `purge <path>` or
+    /// `purge-route <route name>`. Work happens on the first event loop.
+    public func invalidate(_ message: [UInt8]) {
+        let text = String(decoding: message, as: UTF8.self).trimmingSpaces()
+        let parts = text.split(separator: " ", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let loop = resources.first?.loop else {
+            logger.warning("ignored invalidation message", metadata: ["message": "\(text.prefix(200))"])
+            return
+        }
+        let argument = parts[1].trimmingSpaces()
+        switch parts[0] {
+        case "purge":
+            loop.execute { self.purgePath(argument) }
+        case "purge-route":
+            guard let route = config.routes.first(where: { $0.name == argument }), route.cache != nil else {
+                logger.warning("ignored purge of an unknown or uncached route", metadata: ["route": "\(argument)"])
+                return
+            }
+            loop.execute { self.purgeRoute(argument, cursor: "0", removed: 0) }
+        default:
+            logger.warning("ignored invalidation message", metadata: ["message": "\(text.prefix(200))"])
+        }
+    }
+
+    private func purgePath(_ path: String) {
+        let resources = self.resources[0]
+        let index = Array(indexKey(path: path).utf8)
+        resources.redisSend([Array("SMEMBERS".utf8), index]) { [self] result in
+            guard case .success(.array(let members)) = result else {
+                logger.warning("purge failed: Redis did not answer", metadata: ["path": "\(path)"])
+                return
+            }
+            let keys: [[UInt8]] = members.compactMap { if case .string(let key) = $0 { key } else { nil } }
+            resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { _ in }
+            clearLocalTiers()
+            stats.purged(keys.count)
+            logger.info("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
+        }
+    }
+
+    /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them.
+    private func purgeRoute(_ name: String, cursor: String, removed: Int) {
+        let resources = self.resources[0]
+        let pattern = config.redis.keyPrefix + name + ":*"
+        let scan = ["SCAN", cursor, "MATCH", pattern, "COUNT", "500"].map { Array($0.utf8) }
+        resources.redisSend(scan) { [self] result in
+            guard case .success(.array(let reply)) = result, reply.count == 2,
+                case .string(let next) = reply[0], case .array(let found) = reply[1]
+            else {
+                logger.warning("purge failed: Redis did not answer", metadata: ["route": "\(name)"])
+                return
+            }
+            let keys: [[UInt8]] = found.compactMap { if case .string(let key) = $0 { key } else { nil } }
+            if !keys.isEmpty { resources.redisSend([Array("UNLINK".utf8)] + keys) { _ in } }
+            let nextCursor = String(decoding: next, as: UTF8.self)
+            if nextCursor == "0" {
+                clearLocalTiers()
+                stats.purged(removed + keys.count)
+                logger.info("purged route", metadata: ["route": "\(name)", "entries": "\(removed + keys.count)"])
+            } else {
+                purgeRoute(name, cursor: nextCursor, removed: removed + keys.count)
+            }
+        }
+    }
+
+    /// The in-process tiers hold seconds' worth of entries: after a purge, drop them all.
+    private func clearLocalTiers() {
+        for resources in resources {
+            resources.loop.execute { resources.local.removeAll() }
+        }
     }
 
     // MARK: Responses

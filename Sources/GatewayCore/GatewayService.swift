@@ -1,5 +1,6 @@
 import Dispatch
 import GatewayHTTP
+import GatewayRedis
 import Logging
 
 /// The whole gateway as one long-running service: the HTTP server and the read-through handler
@@ -8,6 +9,8 @@ public final class GatewayService: Sendable {
     public let config: GatewayConfig
     public let gateway: Gateway
     public let server: HTTPServer
+    /// Listens for purges when the config has an `invalidation` section.
+    public let subscriber: RedisSubscriber?
     private let logger: Logger
 
     public init(config: GatewayConfig, logger: Logger) {
@@ -15,14 +18,28 @@ public final class GatewayService: Sendable {
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway)
+        if let invalidation = config.invalidation {
+            let url = config.redis.url
+            let gateway = self.gateway
+            subscriber = RedisSubscriber(
+                configuration: RedisConfiguration(
+                    host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
+                    connectTimeout: max(config.redis.timeout, .milliseconds(500))),
+                channel: invalidation.channel, logger: logger
+            ) { message in gateway.invalidate(message) }
+        } else {
+            subscriber = nil
+        }
     }
 
     /// Connects to Redis (in the background), then binds and starts accepting.
     public func start() throws(SystemError) {
         gateway.attach(to: server.loops)
+        subscriber?.start()
         do {
             try server.start()
         } catch {
+            subscriber?.stop()
             gateway.shutdown()
             throw error
         }
@@ -43,9 +60,10 @@ public final class GatewayService: Sendable {
     /// Stops accepting, drains within `server.drain_timeout`, closes Redis and upstream clients.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
-        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger] in
+        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
+                subscriber?.stop()
                 gateway.shutdown()
                 logger.info("stopped")
                 completion()

@@ -59,6 +59,13 @@ struct LocalCache {
         }
     }
 
+    mutating func removeAll() {
+        slots.removeAll()
+        order.removeAll()
+        orderStart = 0
+        bytes = 0
+    }
+
     private mutating func remove(_ key: String) {
         if let old = slots.removeValue(forKey: key) { bytes -= old.size }
     }

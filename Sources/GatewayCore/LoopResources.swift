@@ -68,6 +68,10 @@ final class LoopResources: @unchecked Sendable {
         pickRedis().get(key, completion: completion)
     }
 
+    func redisSend(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        pickRedis().send(arguments, completion: completion)
+    }
+
     func redisSet(_ key: [UInt8], _ value: [UInt8], ttlMilliseconds: Int, completion: @escaping (Result<Void, RedisError>) -> Void) {
         pickRedis().set(key, value, ttlMilliseconds: max(1, ttlMilliseconds), completion: completion)
     }

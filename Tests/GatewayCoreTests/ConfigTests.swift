@@ -29,6 +29,16 @@ private func diagnostics(_ yaml: String, file: StaticString = #filePath, line: U
 }
 
 final class ConfigTests: XCTestCase {
+    func testInvalidationSection() throws {
+        let config = try GatewayConfig.parse(yaml: base + "invalidation: { channel: monolith.events }\n", fileName: "gateway.yaml")
+        XCTAssertEqual(config.invalidation, GatewayConfig.Invalidation(channel: "monolith.events"))
+        XCTAssertNil(try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml").invalidation)
+        XCTAssertEqual(diagnostics(base + "invalidation: { chanel: x }\n"), """
+            gateway.yaml:11:15: error: invalidation: missing required field "channel" (the Redis pub/sub channel the backend publishes purges on)
+            gateway.yaml:11:17: error: invalidation: unknown key "chanel" (did you mean "channel"?)
+            """)
+    }
+
     // MARK: - Valid files
 
     func testExampleFileAtRepositoryRootLoads() throws {
@@ -256,7 +266,7 @@ final class ConfigTests: XCTestCase {
             """), """
             gateway.yaml:11:5: error: routes[0]: unknown key "tll" (did you mean "ttl"?)
             gateway.yaml:12:1: error: unknown key "listn" (did you mean "listen"?)
-            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, server, upstream, redis, cache, routes)
+            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, server, upstream, redis, cache, invalidation, routes)
             gateway.yaml:16:3: error: server: unknown key "max-connections" (did you mean "max_connections"?)
             """)
     }

@@ -48,7 +48,8 @@ extension GatewayConfig {
 // MARK: - Schema
 
 private enum Keys {
-    static let root = ["listen", "server", "upstream", "redis", "cache", "routes"]
+    static let root = ["listen", "server", "upstream", "redis", "cache", "invalidation", "routes"]
+    static let invalidation = ["channel"]
     static let server = [
         "event_loops", "max_connections", "max_requests_per_connection", "header_timeout", "idle_timeout",
         "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
@@ -274,10 +275,27 @@ final class ConfigReader {
         let upstream = readUpstream(fields)
         let redis = readRedis(fields)
         let cache = readCache(fields)
+        let invalidation = readInvalidation(fields)
         let routes = readRoutes(fields, cache: cache)
         guard let listen, let upstream, let redis, let routes else { return nil }
-        return GatewayConfig(listen: listen, server: server, upstream: upstream, redis: redis, cache: cache,
-                             routes: routes, fileName: file)
+        var config = GatewayConfig(listen: listen, server: server, upstream: upstream, redis: redis, cache: cache,
+                                   routes: routes, fileName: file)
+        config.invalidation = invalidation
+        return config
+    }
+
+    func readInvalidation(_ root: Fields) -> GatewayConfig.Invalidation? {
+        guard let node = root["invalidation"],
+              let f = fields(node, "invalidation", known: Keys.invalidation, nullIsEmpty: false)
+        else { return nil }
+        guard let channelNode = required(f, "channel", hint: " (the Redis pub/sub channel the backend publishes purges on)"),
+              let channel = string(channelNode, f.path("channel"))
+        else { return nil }
+        if channel.isEmpty {
+            report(channelNode, f.path("channel"), "must not be empty")
+            return nil
+        }
+        return GatewayConfig.Invalidation(channel: channel)
     }
 
     func readServer(_ root: Fields) -> GatewayConfig.Server {

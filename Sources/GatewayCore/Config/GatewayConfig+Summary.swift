@@ -18,6 +18,9 @@ extension GatewayConfig {
         lines.append("local     " + (cache.localTTL > .zero
             ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes))"
             : "no in-process tier (every hit is read from Redis)"))
+        if let invalidation {
+            lines.append("purges    Redis channel \"\(invalidation.channel)\" (purge <path>, purge-route <name>)")
+        }
         lines.append("")
         lines.append("routes (first match wins):")
 

@@ -18,6 +18,8 @@ public struct GatewayConfig: Sendable {
     public var redis: Redis
     /// Defaults for cached routes (`cache`); each ``Route`` already carries the resolved values.
     public var cache: Cache
+    /// Purges published by the backend (`invalidation`); nil when the section is absent.
+    public var invalidation: Invalidation?
     /// The routes in file order: the first match wins. Never empty.
     public var routes: [Route]
     /// The file it was loaded from, as given to the loader (for messages).
@@ -129,6 +131,16 @@ extension GatewayConfig {
             self.keyPrefix = keyPrefix
             self.connections = connections
         }
+    }
+
+    /// Where the backend announces changes (`invalidation:`), so cached answers do not wait for
+    /// their TTL. Messages on the channel are text:
+    /// `purge <path>` removes every entry for that path (every user, every query variant), and
+    /// `purge-route <route name>` every entry of a route.
+    public struct Invalidation: Sendable, Equatable {
+        /// The Redis pub/sub channel. `channel`, required in the section.
+        public var channel: String
+        public init(channel: String) { self.channel = channel }
     }
 
     /// Defaults for cached routes (`cache:`); routes may override each.
