@@ -82,21 +82,23 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             return
         }
         let route = router.routes[index]
+        // Origin-form for the upstream, also when the client sent absolute-form (`GET http://h/p`).
+        let originTarget = head.query.map { head.path + "?" + $0 } ?? head.path
         let exchange = Exchange(request: request, context: context, responder: responder, route: route,
                                 resources: resources[context.loop.index])
         guard let settings = route.cache else {
-            forward(exchange, target: head.target, status: "fwd=bypass; detail=pass")
+            forward(exchange, target: originTarget, status: "fwd=bypass; detail=pass")
             return
         }
         if head.method != "GET" && head.method != "HEAD" {
-            forward(exchange, target: head.target, status: "fwd=method")
+            forward(exchange, target: originTarget, status: "fwd=method")
             return
         }
         var identityDigest: [UInt8]?
         switch route.routeClass {
         case .public:
             if !settings.allowAuthorized && (head.headers.contains("Authorization") || head.headers.contains("Cookie")) {
-                forward(exchange, target: head.target, status: "fwd=bypass; detail=authorized")
+                forward(exchange, target: originTarget, status: "fwd=bypass; detail=authorized")
                 return
             }
         case .perUser:
@@ -107,22 +109,22 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             case nil: credential = nil
             }
             guard let credential, !credential.isEmpty else {
-                forward(exchange, target: head.target, status: "fwd=bypass; detail=no-identity")
+                forward(exchange, target: originTarget, status: "fwd=bypass; detail=no-identity")
                 return
             }
             identityDigest = CacheKey.identityDigest(credential)
         case .pass:
-            forward(exchange, target: head.target, status: "fwd=bypass; detail=pass")
+            forward(exchange, target: originTarget, status: "fwd=bypass; detail=pass")
             return
         }
 
         // Only allow-listed parameters reach the key; the others are stripped or make it a bypass.
         let parameters = RequestTarget.parameters(head.query)
         let allowed = parameters.filter { settings.query.contains($0.name) }
-        var target = head.target
+        var target = originTarget
         if allowed.count != parameters.count {
             if settings.unlistedQuery == .bypass {
-                forward(exchange, target: head.target, status: "fwd=bypass; detail=unlisted-query")
+                forward(exchange, target: originTarget, status: "fwd=bypass; detail=unlisted-query")
                 return
             }
             target = head.path + (RequestTarget.query(allowed).map { "?" + $0 } ?? "")

@@ -23,6 +23,14 @@ final class PassThroughTests: GatewayTestCase {
         XCTAssertEqual(try cacheKeys(), [])
     }
 
+    func testAbsoluteFormIsForwardedInOriginForm() throws {
+        backend.setBehaviour(.echo, forPath: "/api/abs")
+        try startGateway()
+        let response = try get("http://test/api/abs?y=1")
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.header("X-Echo-Target"), "/api/abs?y=1")
+    }
+
     func testHopByHopHeadersAreNotForwardedEitherWay() throws {
         backend.setBehaviour(.ok("x", headers: [("Connection", "X-Hop"), ("X-Hop", "1"), ("Keep-Alive", "timeout=5"), ("X-End", "2")]), forPath: "/api/hop")
         try startGateway()
