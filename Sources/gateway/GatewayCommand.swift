@@ -7,8 +7,8 @@ struct GatewayCommand: ParsableCommand {
         commandName: "gateway",
         abstract: "CacheGateway: a read-through caching HTTP gateway in front of a slow API.",
         discussion: """
-            Requests matching a cached route in the config are answered from Redis when possible;
-            a miss is fetched from the upstream once, however many clients ask at the same time,
+            Requests matching a cached route in the config are answered from Redis when possible; \
+            a miss is fetched from the upstream once, however many clients ask at the same time, \
             stored with the route's TTL and returned. Everything else is passed through.
 
             Start with `gateway check-config gateway.yaml`, then `gateway serve --config gateway.yaml`.
