@@ -4,10 +4,6 @@ import GatewayRedis
 import GatewayUpstream
 import Logging
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The read-through cache: routes each request, answers it from Redis when it can, and fetches a
 /// miss from the upstream once however many clients ask for it at the same time.
 ///
@@ -394,7 +390,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         headers.add(name: "Age", value: String(seconds))
         headers.add(name: "Cache-Status", value: "CacheGateway; \(status)")
         // A client that already holds this representation gets a 304 instead of the body again.
-        if entry.status == 200, let etag = entry.headers["ETag"], let condition = request.headers["If-None-Match"],
+        if let condition = request.headers["If-None-Match"], entry.status == 200, let etag = entry.headers["ETag"],
             Self.matches(ifNoneMatch: condition, etag: etag)
         {
             return HTTPResponse(status: 304, headers: headers)
@@ -421,11 +417,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         return response
     }
 
-    static func nowMilliseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec / 1_000_000)
-    }
+    static func nowMilliseconds() -> UInt64 { WallClock.nowMilliseconds() }
 }
 
 /// What a flight's leader hands its waiters.

@@ -135,7 +135,7 @@ final class Connection: @unchecked Sendable {
                 return
             case .eof:
                 // The client finished sending. Answer what it already asked for, then close.
-                if slots.isEmpty { close() } else { stopReading(); state = .closingAfterWrites }
+                if slots.isEmpty { close() } else { pauseReading(); state = .closingAfterWrites }
             }
         } catch {
             close()
@@ -180,7 +180,7 @@ final class Connection: @unchecked Sendable {
         if !keepAlive {
             // Nothing after this request will be answered: stop reading now.
             state = .closingAfterWrites
-            stopReading()
+            pauseReading()
         }
         let responder = HTTPResponder(connection: self, sequence: sequence)
         server.handler.handle(request, context: HTTPRequestContext(loop: loop, peer: peer), responder: responder)
@@ -193,7 +193,7 @@ final class Connection: @unchecked Sendable {
         response.headers.add(name: "Connection", value: "close")
         slots.append(Slot(sequence: sequence, isHead: false, keepAlive: false, version: .http1_1, response: response))
         state = .closingAfterWrites
-        stopReading()
+        pauseReading()
         flushSlots()
     }
 
@@ -424,10 +424,6 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    private func stopReading() {
-        pauseReading()
-    }
-
     /// Whether a timeout has passed; checked by the loop's sweep timer.
     func isExpired(now: UInt64) -> Bool {
         if lastWriteProgress != 0 {
@@ -461,7 +457,7 @@ final class Connection: @unchecked Sendable {
             // Answer what was asked, say `Connection: close` on the last answer, then close.
             slots[slots.count - 1].keepAlive = false
             state = .closingAfterWrites
-            stopReading()
+            pauseReading()
         }
         // A request still arriving is read; `dispatch` marks it as the last one.
     }

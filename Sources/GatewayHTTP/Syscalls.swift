@@ -133,10 +133,24 @@ enum Syscall {
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
     }
 
+    /// Wall-clock milliseconds since 1970 (`clock_gettime(CLOCK_REALTIME)`), for stored-at times
+    /// and `Age`; DispatchTime is monotonic and unrelated to the calendar.
+    static func wallClockMilliseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec / 1_000_000)
+    }
+
     static func close(_ fd: Int32) {
         // Linux closes the descriptor even when close reports EINTR: never retry.
         _ = Glibc.close(fd)
     }
+}
+
+/// Wall-clock time for modules that must not touch libc themselves.
+public enum WallClock {
+    /// Milliseconds since 1970.
+    public static func nowMilliseconds() -> UInt64 { Syscall.wallClockMilliseconds() }
 }
 
 /// An IPv4 or IPv6 socket address.
