@@ -7,26 +7,25 @@ import GatewayHTTP
 /// same key (no separator to smuggle into a path or a parameter), keys have a fixed length
 /// whatever the URL, and an identity appears only as a digest of a digest.
 public struct CacheKey: Sendable, Equatable {
-    /// The full Redis key: `<prefix><route>:<64 hex digits>`.
+    /// The full Redis key: `<prefix>e:<route>:<64 hex digits>` (see ``KeySpace``).
     public let redisKey: String
 
+    /// - Parameter query: The allow-listed query pieces exactly as forwarded (`page=2`, `page`,
+    ///   `page=`), in forwarding order.
     public init(
         prefix: String, route: String, host: String?, path: String,
-        query: [(name: String, value: String)], identityDigest: [UInt8]?
+        query: [String], identityDigest: [UInt8]?
     ) {
         var h = SHA256()
-        h.updateLengthPrefixed("cachegateway-key-v1".utf8)
+        h.updateLengthPrefixed("cachegateway-key-v2".utf8)
         // GET and HEAD share entries; other methods are never cached.
         h.updateLengthPrefixed("GET".utf8)
         h.updateLengthPrefixed((host ?? "").utf8)
         h.updateLengthPrefixed(path.utf8)
         h.updateLengthPrefixed(String(query.count).utf8)
-        for parameter in query {
-            h.updateLengthPrefixed(parameter.name.utf8)
-            h.updateLengthPrefixed(parameter.value.utf8)
-        }
+        for piece in query { h.updateLengthPrefixed(piece.utf8) }
         h.updateLengthPrefixed(identityDigest ?? [])
-        redisKey = prefix + route + ":" + SHA256.hex(h.finalize())
+        redisKey = KeySpace(prefix: prefix).entryPrefix(route: route) + SHA256.hex(h.finalize())
     }
 
     /// The digest that stands for a user's identity (a header value or a cookie value): the raw
@@ -39,27 +38,49 @@ public struct CacheKey: Sendable, Equatable {
     }
 }
 
+/// The gateway's namespaces in Redis. Each starts with its own fixed tag right after the
+/// configured prefix, so no route name (routes are `[A-Za-z0-9_-]+`, no `:`) can make one
+/// namespace's keys or SCAN patterns reach into another's.
+public struct KeySpace: Sendable {
+    public let prefix: String
+    public init(prefix: String) { self.prefix = prefix }
+
+    /// Entries of one route: `<prefix>e:<route>:`.
+    public func entryPrefix(route: String) -> String { prefix + "e:" + route + ":" }
+
+    /// The set listing the entries stored for one request path: `<prefix>i:<sha256 hex>`.
+    public func pathIndex(path: String) -> String { prefix + "i:" + SHA256.hex(SHA256.hash(path.utf8)) }
+
+    /// A SCAN MATCH pattern for every entry of a route; glob characters of the prefix are escaped.
+    public func entryPattern(route: String) -> String {
+        var escaped = ""
+        for c in entryPrefix(route: route) {
+            if c == "*" || c == "?" || c == "[" || c == "]" || c == "\\" { escaped.append("\\") }
+            escaped.append(c)
+        }
+        return escaped + "*"
+    }
+}
+
 /// Query strings and paths as the gateway sees them: raw (still percent-encoded) names and
 /// values, so that what is keyed is exactly what is forwarded.
 public enum RequestTarget {
-    /// `a=1&b&c=` → [(a, 1), (b, ""), (c, "")]; empty pieces are dropped.
-    public static func parameters(_ query: String?) -> [(name: String, value: String)] {
+    /// `a=1&b&c=` → [(a, "a=1"), (b, "b"), (c, "c=")]: each parameter's name and the piece
+    /// exactly as sent, so that `b` and `b=` stay apart. Empty pieces are dropped.
+    public static func parameters(_ query: String?) -> [(name: String, piece: String)] {
         guard let query, !query.isEmpty else { return [] }
-        var result: [(name: String, value: String)] = []
+        var result: [(name: String, piece: String)] = []
         for piece in query.split(separator: "&", omittingEmptySubsequences: true) {
-            if let eq = piece.firstIndex(of: "=") {
-                result.append((String(piece[..<eq]), String(piece[piece.index(after: eq)...])))
-            } else {
-                result.append((String(piece), ""))
-            }
+            let name = piece.firstIndex(of: "=").map { piece[..<$0] } ?? piece
+            result.append((String(name), String(piece)))
         }
         return result
     }
 
     /// Rebuilds a query from parameters; nil when there are none.
-    public static func query(_ parameters: [(name: String, value: String)]) -> String? {
+    public static func query(_ parameters: [(name: String, piece: String)]) -> String? {
         guard !parameters.isEmpty else { return nil }
-        return parameters.map { $0.value.isEmpty ? $0.name : "\($0.name)=\($0.value)" }.joined(separator: "&")
+        return parameters.map(\.piece).joined(separator: "&")
     }
 
     /// Why a path is refused before routing, or nil if it is safe.
@@ -90,6 +111,12 @@ public enum RequestTarget {
                 i = segment.index(after: i)
             }
             if decoded == [0x2E] || decoded == [0x2E, 0x2E] { return "dot segment in path" }
+            // `..;x` and `.;x`: Tomcat and others drop path parameters before resolving dot
+            // segments, so the backend would walk up where the router did not.
+            if let semicolon = decoded.firstIndex(of: UInt8(ascii: ";")) {
+                let base = decoded[..<semicolon]
+                if base.elementsEqual([0x2E]) || base.elementsEqual([0x2E, 0x2E]) { return "dot segment in path" }
+            }
         }
         return nil
     }
@@ -105,13 +132,19 @@ public enum RequestTarget {
 
     /// The value of cookie `name` in the request's `Cookie` fields, or nil.
     public static func cookie(_ name: String, in headers: HTTPHeaders) -> String? {
+        cookies(name, in: headers).first
+    }
+
+    /// Every value of cookie `name` across the request's `Cookie` fields, in order.
+    public static func cookies(_ name: String, in headers: HTTPHeaders) -> [String] {
+        var values: [String] = []
         for field in headers.values("Cookie") {
             for pair in field.split(separator: ";") {
                 let item = pair.trimmingSpaces()
                 guard let eq = item.firstIndex(of: "=") else { continue }
-                if item[..<eq] == name { return String(item[item.index(after: eq)...]) }
+                if item[..<eq].trimmingSpaces() == name { values.append(String(item[item.index(after: eq)...])) }
             }
         }
-        return nil
+        return values
     }
 }

@@ -13,7 +13,11 @@ import Logging
 public final class Gateway: HTTPHandler, @unchecked Sendable {
     public let config: GatewayConfig
     let router: Router
+    let planner: RequestPlanner
+    let keySpace: KeySpace
     let logger: Logger
+    private let storeFailureLog = LogThrottle()
+    private let upstreamFailureLog = LogThrottle()
     let flights = SingleFlight<FlightOutcome>()
     public let stats = GatewayStats()
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
@@ -25,6 +29,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
         self.router = Router(config: config)
+        self.planner = RequestPlanner(router: router, config: config)
+        self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.logger = logger
         longestTTLMilliseconds = config.routes.compactMap(\.cache).flatMap { [$0.ttl] + Array($0.ttlByStatus.values) }
             .map(\.wholeMilliseconds).max() ?? 1000
@@ -51,6 +57,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         !resources.isEmpty && resources.allSatisfy { r in r.loop.queue.sync { r.redisConnected } }
     }
 
+    /// Keys being fetched, or whose stored result is still held for late arrivals.
+    public var inFlightKeyCount: Int { flights.count }
+
     // MARK: Routing
 
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder: HTTPResponder) {
@@ -69,77 +78,24 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
             return
         }
-        if let reason = RequestTarget.unsafePathReason(head.path) {
-            responder.respond(Self.error(400, reason))
-            return
+        switch planner.plan(head, peerHost: context.peer.host) {
+        case .respond(let status, let message):
+            responder.respond(Self.error(status, message))
+        case .forward(let route, var upstreamRequest, let cacheStatus):
+            upstreamRequest.body = request.body
+            let exchange = Exchange(request: request, context: context, responder: responder, route: route,
+                                    resources: resources[context.loop.index])
+            forward(exchange, upstreamRequest, status: cacheStatus)
+        case .lookup(let route, let settings, let key, let fill):
+            let exchange = Exchange(request: request, context: context, responder: responder, route: route,
+                                    resources: resources[context.loop.index])
+            lookup(exchange, key: key, fill: fill, settings: settings)
         }
-        guard let index = router.match(method: head.method, path: head.path) else {
-            responder.respond(Self.error(404, "no route matches \(head.method) \(head.path)"))
-            return
-        }
-        let route = router.routes[index]
-        // Origin-form for the upstream, also when the client sent absolute-form (`GET http://h/p`).
-        let originTarget = head.query.map { head.path + "?" + $0 } ?? head.path
-        let exchange = Exchange(request: request, context: context, responder: responder, route: route,
-                                resources: resources[context.loop.index])
-        guard let settings = route.cache else {
-            forward(exchange, target: originTarget, status: "fwd=bypass; detail=pass")
-            return
-        }
-        if head.method != "GET" && head.method != "HEAD" {
-            forward(exchange, target: originTarget, status: "fwd=method")
-            return
-        }
-        var identityDigest: [UInt8]?
-        switch route.routeClass {
-        case .public:
-            if !settings.allowAuthorized && (head.headers.contains("Authorization") || head.headers.contains("Cookie")) {
-                forward(exchange, target: originTarget, status: "fwd=bypass; detail=authorized")
-                return
-            }
-        case .perUser:
-            let credential: String?
-            switch settings.identity {
-            case .header(let name)?: credential = head.headers[name]
-            case .cookie(let name)?: credential = RequestTarget.cookie(name, in: head.headers)
-            case nil: credential = nil
-            }
-            guard let credential, !credential.isEmpty else {
-                forward(exchange, target: originTarget, status: "fwd=bypass; detail=no-identity")
-                return
-            }
-            identityDigest = CacheKey.identityDigest(credential)
-        case .pass:
-            forward(exchange, target: originTarget, status: "fwd=bypass; detail=pass")
-            return
-        }
-
-        // Only allow-listed parameters reach the key; the others are stripped or make it a bypass.
-        let parameters = RequestTarget.parameters(head.query)
-        let allowed = parameters.filter { settings.query.contains($0.name) }
-        var target = originTarget
-        if allowed.count != parameters.count {
-            if settings.unlistedQuery == .bypass {
-                forward(exchange, target: originTarget, status: "fwd=bypass; detail=unlisted-query")
-                return
-            }
-            target = head.path + (RequestTarget.query(allowed).map { "?" + $0 } ?? "")
-        } else if head.query != nil && allowed.isEmpty {
-            target = head.path
-        }
-        // Stable sort by name: order of repeated parameters is kept, as the upstream may care.
-        let keyed = allowed.enumerated().sorted { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }.map(\.element)
-        let key = CacheKey(
-            prefix: config.redis.keyPrefix, route: route.name,
-            host: settings.keyHost ? (head.headers["Host"] ?? "") : nil,
-            path: head.path, query: keyed, identityDigest: identityDigest
-        )
-        lookup(exchange, key: key.redisKey, target: target, settings: settings)
     }
 
     // MARK: Read-through
 
-    private func lookup(_ exchange: Exchange, key: String, target: String, settings: RouteCacheSettings) {
+    private func lookup(_ exchange: Exchange, key: String, fill: UpstreamRequest, settings: RouteCacheSettings) {
         let resources = exchange.resources
         if resources.local.isEnabled, let entry = resources.local.get(key, now: Self.nowMilliseconds()) {
             stats.hit()
@@ -157,25 +113,25 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                     return
                 }
                 logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
-                join(exchange, key: key, target: target, settings: settings, redisDetail: nil)
+                join(exchange, key: key, fill: fill, settings: settings, redisDetail: nil)
             case .success(nil):
-                join(exchange, key: key, target: target, settings: settings, redisDetail: nil)
+                join(exchange, key: key, fill: fill, settings: settings, redisDetail: nil)
             case .failure(let error):
                 stats.redisError()
-                join(exchange, key: key, target: target, settings: settings, redisDetail: error.shortDescription)
+                join(exchange, key: key, fill: fill, settings: settings, redisDetail: error.shortDescription)
             }
         }
     }
 
-    private func join(_ exchange: Exchange, key: String, target: String, settings: RouteCacheSettings, redisDetail: String?) {
+    private func join(_ exchange: Exchange, key: String, fill: UpstreamRequest, settings: RouteCacheSettings, redisDetail: String?) {
         let loop = exchange.context.loop
         let join = flights.join(key) { [self] outcome in
-            loop.execute { self.deliver(outcome, to: exchange, target: target) }
+            loop.execute { self.deliver(outcome, to: exchange, fill: fill) }
         }
         switch join {
         case .leader(let token):
             stats.miss()
-            fetch(exchange, token: token, target: target, settings: settings, redisDetail: redisDetail)
+            fetch(exchange, token: token, fill: fill, settings: settings, redisDetail: redisDetail)
         case .waiter(let id):
             stats.collapsed()
             loop.queue.asyncAfter(deadline: .now() + .milliseconds(Int(settings.maxWait.wholeMilliseconds))) { [self] in
@@ -186,34 +142,29 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             }
         case .finished(let outcome):
             stats.collapsed()
-            deliver(outcome, to: exchange, target: target)
+            deliver(outcome, to: exchange, fill: fill)
         }
     }
 
-    /// The leader: fetch once, decide, wake the waiters, answer, then store.
-    private func fetch(_ exchange: Exchange, token: SingleFlight<FlightOutcome>.Token, target: String,
+    /// The leader: fetch once, decide, wake the waiters, store, then answer.
+    private func fetch(_ exchange: Exchange, token: SingleFlight<FlightOutcome>.Token, fill: UpstreamRequest,
                        settings: RouteCacheSettings, redisDetail: String?) {
-        let head = exchange.request.head
-        // A cache fill asks for the whole representation: conditionals and ranges are the client's.
-        let request = UpstreamRequest(
-            method: "GET", pathAndQuery: target,
-            headers: forwardHeaders(head, peer: exchange.context.peer, dropping: Self.conditionalHeaders),
-            body: []
-        )
-        exchange.resources.upstream.execute(request) { [self] result in
+        exchange.resources.upstream.execute(fill) { [self] result in
             switch result {
             case .failure(let error):
-                stats.upstreamError()
-                let outcome = FlightOutcome.failed(status: error.suggestedStatus, message: error.description)
-                flights.complete(token, with: outcome, hold: false)
-                exchange.respond(Self.error(error.suggestedStatus, error.description, status: "fwd=miss; detail=\(error.shortDescription)"))
+                upstreamFailed(error, request: fill)
+                let status = error.suggestedStatus
+                flights.complete(token, with: .failed(status: status, message: Self.upstreamMessage(status)), hold: false)
+                exchange.respond(Self.error(status, Self.upstreamMessage(status), status: "fwd=miss; detail=\(error.shortDescription)"))
             case .success(let response):
                 let headers = HTTPHeaders(response.headers.map { ($0.name, $0.value) })
                 let decision = CachePolicy.decide(
                     status: response.status, headers: headers, bodyCount: response.body.count,
                     completeByFraming: response.isCompleteByFraming, routeClass: exchange.route.routeClass,
                     settings: settings)
-                let stored = HeaderRules.endToEnd(headers, alsoDropping: ["set-cookie", "age", "cache-status"])
+                // Framing is the gateway's: an upstream Content-Length next to Transfer-Encoding
+                // (or any stale one) must not be replayed by a later HEAD from the entry.
+                let stored = HeaderRules.endToEnd(headers, alsoDropping: ["set-cookie", "age", "cache-status", "content-length"])
                 let now = Self.nowMilliseconds()
                 var entry = CachedResponse(status: response.status, headers: stored, body: response.body[...], storedAt: now)
                 switch decision {
@@ -222,25 +173,18 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                     entry.expiresAt = now + UInt64(ttlMs)
                     exchange.resources.local.put(token.key, entry, now: now)
                     // Waiters are woken now; the Redis write happens behind them. Until it is
-                    // acknowledged, late arrivals get the held result instead of a second fetch.
-                    flights.complete(token, with: .shared(entry), hold: true)
-                    // With Redis failing, the write will most likely fail too: do not claim "stored".
-                    let label = redisDetail.map { "fwd=miss; detail=redis-\($0)" } ?? "fwd=miss; stored"
-                    exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: label, age: false))
-                    exchange.resources.redisSet(Array(token.key.utf8), entry.encode(), ttlMilliseconds: ttlMs) { [self] result in
-                        if case .failure = result { stats.redisError() }
-                        flights.release(token)
-                    }
-                    if config.invalidation != nil {
-                        // Remember which keys hold this path, so that `purge <path>` finds every
-                        // user's and every query variant's entry.
-                        let index = Array(indexKey(path: exchange.request.head.path).utf8)
-                        let resources = exchange.resources
-                        resources.redisSend([Array("SADD".utf8), index, Array(token.key.utf8)]) { _ in }
-                        resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(longestTTLMilliseconds).utf8)]) { _ in }
-                    }
+                    // acknowledged (and a moment after), late arrivals get the held result
+                    // instead of a second fetch.
+                    flights.complete(token, with: .shared(entry, vary: nil), hold: true)
+                    store(entry, exchange: exchange, token: token, ttlMilliseconds: ttlMs, redisDetail: redisDetail)
                 case .shareOnly(let reason):
-                    flights.complete(token, with: .shared(entry), hold: false)
+                    // A response that varies is shared only with waiters whose request matches the
+                    // leader's on every field it varies on; the others fetch their own.
+                    let varied = HeaderRules.vary(headers)
+                    let outcome: FlightOutcome = varied.isEmpty
+                        ? .shared(entry, vary: nil)
+                        : varied.contains("*") ? .refetch : .shared(entry, vary: VaryMatch(varied, in: exchange.request.head.headers))
+                    flights.complete(token, with: outcome, hold: false)
                     exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "fwd=miss; detail=not-stored-\(reason)", age: false))
                 case .doNotShare(let reason):
                     flights.complete(token, with: .refetch, hold: false)
@@ -253,28 +197,75 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         }
     }
 
-    private func deliver(_ outcome: FlightOutcome, to exchange: Exchange, target: String) {
+    /// Writes the entry to Redis and answers the leader once Redis said whether it took it:
+    /// `stored` in `Cache-Status` is a fact, not a hope (RFC 9211 §2.6).
+    private func store(_ entry: CachedResponse, exchange: Exchange, token: SingleFlight<FlightOutcome>.Token,
+                       ttlMilliseconds: Int, redisDetail: String?) {
+        let resources = exchange.resources
+        // With Redis already failing this request, do not hold the client for a write that will
+        // most likely fail too: answer now and write behind.
+        if let redisDetail {
+            exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "fwd=miss; detail=redis-\(redisDetail)", age: false))
+        }
+        resources.redisSet(Array(token.key.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
+            let storedOK: Bool
+            switch result {
+            case .success:
+                storedOK = true
+            case .failure(let error):
+                storedOK = false
+                stats.storeError()
+                let (log, suppressed) = storeFailureLog.admit(now: Self.nowMilliseconds())
+                if log {
+                    logger.warning("cache store failed", metadata: [
+                        "error": "\(error)", "route": "\(exchange.route.name)", "suppressed": "\(suppressed)",
+                    ])
+                }
+            }
+            if redisDetail == nil {
+                let label = storedOK ? "fwd=miss; stored" : "fwd=miss; detail=store-failed"
+                exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: label, age: false))
+            }
+            // A request whose GET was answered just before the write landed may join a moment
+            // later: keep the result for it a little longer, never past the entry's freshness.
+            // A failed write leaves nothing to bridge.
+            let grace = storedOK ? min(Self.holdGraceMilliseconds, ttlMilliseconds) : 0
+            resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(grace)) { [self] in
+                flights.release(token)
+            }
+        }
+        if config.invalidation != nil {
+            // Remember which keys hold this path, so that `purge <path>` finds every user's and
+            // every query variant's entry.
+            let index = Array(keySpace.pathIndex(path: exchange.request.head.path).utf8)
+            resources.redisSend([Array("SADD".utf8), index, Array(token.key.utf8)]) { _ in }
+            resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(longestTTLMilliseconds).utf8)]) { _ in }
+        }
+    }
+
+    /// How long a stored flight's result is kept after Redis acknowledged the write.
+    static let holdGraceMilliseconds = 1000
+
+    private func deliver(_ outcome: FlightOutcome, to exchange: Exchange, fill: UpstreamRequest) {
         switch outcome {
-        case .shared(let entry):
+        case .shared(let entry, let vary):
+            if let vary, !vary.matches(exchange.request.head.headers) {
+                forward(exchange, fill, status: "fwd=miss; detail=not-shareable-vary")
+                return
+            }
             exchange.respond(Self.fromCache(entry, for: exchange.request.head, status: "fwd=miss; collapsed", age: false))
         case .failed(let status, let message):
             exchange.respond(Self.error(status, message, status: "fwd=miss; collapsed"))
         case .refetch:
-            forward(exchange, target: target, status: "fwd=miss; detail=not-shareable")
+            forward(exchange, fill, status: "fwd=miss; detail=not-shareable")
         }
     }
 
     // MARK: Pass-through
 
-    /// Sends the request upstream as it is (method, body, end-to-end headers) and relays the answer.
-    private func forward(_ exchange: Exchange, target: String, status: String) {
+    /// Sends the request upstream and relays the answer; nothing is stored or shared.
+    private func forward(_ exchange: Exchange, _ request: UpstreamRequest, status: String) {
         stats.bypass()
-        let head = exchange.request.head
-        let request = UpstreamRequest(
-            method: head.method, pathAndQuery: target,
-            headers: forwardHeaders(head, peer: exchange.context.peer, dropping: []),
-            body: exchange.request.body
-        )
         exchange.resources.upstream.execute(request) { [self] result in
             switch result {
             case .success(let response):
@@ -282,33 +273,37 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
                 headers.add(name: "Cache-Status", value: "CacheGateway; \(status)")
                 exchange.respond(HTTPResponse(status: response.status, headers: headers, body: response.body))
             case .failure(let error):
-                stats.upstreamError()
-                exchange.respond(Self.error(error.suggestedStatus, error.description, status: "\(status); detail=\(error.shortDescription)"))
+                upstreamFailed(error, request: request)
+                let code = error.suggestedStatus
+                exchange.respond(Self.error(code, Self.upstreamMessage(code), status: "\(status); detail=\(error.shortDescription)"))
             }
         }
     }
 
-    static let conditionalHeaders: Set<String> = [
-        "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range", "range",
-    ]
+    /// Counts and logs (at most every few seconds) an upstream failure. Its detail names
+    /// addresses and libcurl's words: for the operator's log, never for the client.
+    private func upstreamFailed(_ error: UpstreamError, request: UpstreamRequest) {
+        stats.upstreamError()
+        let (log, suppressed) = upstreamFailureLog.admit(now: Self.nowMilliseconds())
+        if log {
+            logger.warning("upstream request failed", metadata: [
+                "error": "\(error)", "method": "\(request.method)", "suppressed": "\(suppressed)",
+            ])
+        }
+    }
 
-    private func forwardHeaders(_ head: HTTPRequestHead, peer: SocketAddress, dropping: Set<String>) -> [(name: String, value: String)] {
-        // Framing is the upstream client's to set; Expect was answered by the server already.
-        var dropped = dropping
-        dropped.formUnion(["content-length", "expect", "x-forwarded-for", "x-forwarded-proto"])
-        var out = HeaderRules.endToEnd(head.headers, alsoDropping: dropped).map { (name: $0.name, value: $0.value) }
-        let prior = head.headers.values("X-Forwarded-For").joined(separator: ", ")
-        out.append((name: "X-Forwarded-For", value: prior.isEmpty ? peer.host : prior + ", " + peer.host))
-        out.append((name: "X-Forwarded-Proto", value: "http"))
-        return out
+    /// What a client is told when the upstream failed: short, the same for everyone, with no
+    /// address or library message in it (the detail goes to `Cache-Status` and the log).
+    static func upstreamMessage(_ status: Int) -> String {
+        switch status {
+        case 504: "the upstream did not answer in time"
+        case 503: "the upstream is busy, try again"
+        case 400: "the request cannot be forwarded"
+        default: "the upstream did not answer correctly"
+        }
     }
 
     // MARK: Invalidation
-
-    /// The Redis set that lists the cache keys stored for one request path.
-    func indexKey(path: String) -> String {
-        config.redis.keyPrefix + "idx:" + SHA256.hex(SHA256.hash(path.utf8))
-    }
 
     /// Handles one message from the invalidation channel (any thread): `purge <path>` or
     /// `purge-route <route name>`. Work happens on the first event loop.
@@ -336,7 +331,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 
     private func purgePath(_ path: String) {
         let resources = self.resources[0]
-        let index = Array(indexKey(path: path).utf8)
+        let index = Array(keySpace.pathIndex(path: path).utf8)
         resources.redisSend([Array("SMEMBERS".utf8), index]) { [self] result in
             guard case .success(.array(let members)) = result else {
                 logger.warning("purge failed: Redis did not answer", metadata: ["path": "\(path)"])
@@ -344,6 +339,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             }
             let keys: [[UInt8]] = members.compactMap { if case .string(let key) = $0 { key } else { nil } }
             resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { _ in }
+            let purged = Set(keys.map { String(decoding: $0, as: UTF8.self) })
+            flights.forgetHeld { purged.contains($0) }
             clearLocalTiers()
             stats.purged(keys.count)
             logger.info("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
@@ -353,7 +350,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them.
     private func purgeRoute(_ name: String, cursor: String, removed: Int) {
         let resources = self.resources[0]
-        let pattern = config.redis.keyPrefix + name + ":*"
+        let pattern = keySpace.entryPattern(route: name)
         let scan = ["SCAN", cursor, "MATCH", pattern, "COUNT", "500"].map { Array($0.utf8) }
         resources.redisSend(scan) { [self] result in
             guard case .success(.array(let reply)) = result, reply.count == 2,
@@ -366,6 +363,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             if !keys.isEmpty { resources.redisSend([Array("UNLINK".utf8)] + keys) { _ in } }
             let nextCursor = String(decoding: next, as: UTF8.self)
             if nextCursor == "0" {
+                let routePrefix = keySpace.entryPrefix(route: name)
+                flights.forgetHeld { $0.hasPrefix(routePrefix) }
                 clearLocalTiers()
                 stats.purged(removed + keys.count)
                 logger.info("purged route", metadata: ["route": "\(name)", "entries": "\(removed + keys.count)"])
@@ -422,8 +421,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 
 /// What a flight's leader hands its waiters.
 enum FlightOutcome: Sendable {
-    /// A response everyone who asked may get (stored or not).
-    case shared(CachedResponse)
+    /// A response the waiters may get (stored or not): all of them, or with `vary`, only those
+    /// whose request matches the leader's on the fields the response varies on.
+    case shared(CachedResponse, vary: VaryMatch?)
     /// The upstream failed; every waiter gets this error.
     case failed(status: Int, message: String)
     /// The response was personal: each waiter fetches its own.

@@ -9,6 +9,7 @@ public final class GatewayStats: Sendable {
     private let redisErrors = Atomic<Int>(0)
     private let upstreamErrors = Atomic<Int>(0)
     private let purges = Atomic<Int>(0)
+    private let storeErrors = Atomic<Int>(0)
 
     public init() {}
 
@@ -19,9 +20,10 @@ public final class GatewayStats: Sendable {
     func redisError() { redisErrors.add(1, ordering: .relaxed) }
     func upstreamError() { upstreamErrors.add(1, ordering: .relaxed) }
     func purged(_ entries: Int) { purges.add(entries, ordering: .relaxed) }
+    func storeError() { storeErrors.add(1, ordering: .relaxed) }
 
     public struct Snapshot: Sendable, Equatable {
-        public var hits, misses, collapsed, bypassed, redisErrors, upstreamErrors, purged: Int
+        public var hits, misses, collapsed, bypassed, redisErrors, upstreamErrors, purged, storeErrors: Int
     }
 
     public var snapshot: Snapshot {
@@ -29,13 +31,14 @@ public final class GatewayStats: Sendable {
             hits: hits.load(ordering: .relaxed), misses: misses.load(ordering: .relaxed),
             collapsed: collapses.load(ordering: .relaxed), bypassed: bypasses.load(ordering: .relaxed),
             redisErrors: redisErrors.load(ordering: .relaxed), upstreamErrors: upstreamErrors.load(ordering: .relaxed),
-            purged: purges.load(ordering: .relaxed))
+            purged: purges.load(ordering: .relaxed), storeErrors: storeErrors.load(ordering: .relaxed))
     }
 
     /// One JSON object, for the `/__gateway/stats` endpoint.
     public var json: String {
         let s = snapshot
         return "{\"hits\": \(s.hits), \"misses\": \(s.misses), \"collapsed\": \(s.collapsed), \"bypassed\": \(s.bypassed), "
-            + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors), \"purged\": \(s.purged)}"
+            + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors), \"purged\": \(s.purged), "
+            + "\"store_errors\": \(s.storeErrors)}"
     }
 }

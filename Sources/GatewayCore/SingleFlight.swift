@@ -84,6 +84,16 @@ public final class SingleFlight<Value: Sendable>: Sendable {
         }
     }
 
+    /// Drops the held results of finished flights whose key `matches` (a purge: what was held
+    /// must not outlive it). Flights still fetching are left alone.
+    public func forgetHeld(where matches: (String) -> Bool) {
+        table.withLock { table in
+            for (key, flight) in table.flights where flight.result != nil && matches(key) {
+                table.flights[key] = nil
+            }
+        }
+    }
+
     /// Stops waiting (the waiter's own deadline passed). True if it was still waiting, in which
     /// case its callback will never be called.
     public func leave(_ key: String, waiter id: UInt64) -> Bool {

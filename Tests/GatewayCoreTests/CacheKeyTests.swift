@@ -4,52 +4,65 @@ import XCTest
 @testable import GatewayCore
 
 final class CacheKeyTests: XCTestCase {
-    private func key(host: String? = nil, path: String = "/catalog/a", query: [(String, String)] = [], identity: String? = nil) -> String {
-        CacheKey(prefix: "gw:", route: "catalog", host: host, path: path,
-                 query: query.map { (name: $0.0, value: $0.1) },
+    private func key(host: String? = nil, path: String = "/catalog/a", query: [String] = [], identity: String? = nil) -> String {
+        CacheKey(prefix: "gw:", route: "catalog", host: host, path: path, query: query,
                  identityDigest: identity.map(CacheKey.identityDigest)).redisKey
     }
 
     func testShapeAndDeterminism() {
-        let k = key(query: [("page", "1")])
-        XCTAssertTrue(k.hasPrefix("gw:catalog:"))
-        XCTAssertEqual(k.count, "gw:catalog:".count + 64)
-        XCTAssertEqual(k, key(query: [("page", "1")]))
+        let k = key(query: ["page=1"])
+        XCTAssertTrue(k.hasPrefix("gw:e:catalog:"))
+        XCTAssertEqual(k.count, "gw:e:catalog:".count + 64)
+        XCTAssertEqual(k, key(query: ["page=1"]))
+    }
+
+    func testNamespacesCannotOverlapWhateverTheRouteIsCalled() {
+        // A route called like another namespace's tag stays inside the entry namespace.
+        let space = KeySpace(prefix: "gw:")
+        for route in ["i", "idx", "e", "x-1"] {
+            XCTAssertTrue(space.entryPrefix(route: route).hasPrefix("gw:e:"))
+            XCTAssertFalse(space.entryPrefix(route: route).hasPrefix("gw:i:"))
+        }
+        XCTAssertTrue(space.pathIndex(path: "/a").hasPrefix("gw:i:"))
+        XCTAssertEqual(space.entryPattern(route: "catalog"), "gw:e:catalog:*")
+        // Glob characters in the prefix are matched literally by SCAN.
+        XCTAssertEqual(KeySpace(prefix: "a*[b]?\\:").entryPattern(route: "r"), "a\\*\\[b\\]\\?\\\\:e:r:*")
     }
 
     func testEveryPartChangesTheKey() {
-        let base = key(query: [("page", "1")])
-        XCTAssertNotEqual(base, key(path: "/catalog/b", query: [("page", "1")]))
-        XCTAssertNotEqual(base, key(query: [("page", "2")]))
+        let base = key(query: ["page=1"])
+        XCTAssertNotEqual(base, key(path: "/catalog/b", query: ["page=1"]))
+        XCTAssertNotEqual(base, key(query: ["page=2"]))
         XCTAssertNotEqual(base, key(query: []))
-        XCTAssertNotEqual(base, key(host: "a.example", query: [("page", "1")]))
-        XCTAssertNotEqual(base, key(query: [("page", "1")], identity: "Bearer a"))
+        XCTAssertNotEqual(base, key(host: "a.example", query: ["page=1"]))
+        XCTAssertNotEqual(base, key(query: ["page=1"], identity: "Bearer a"))
+        // `page` and `page=` are forwarded differently, so they are keyed differently.
+        XCTAssertNotEqual(key(query: ["page"]), key(query: ["page="]))
         XCTAssertNotEqual(key(identity: "Bearer a"), key(identity: "Bearer b"))
     }
 
     func testNoSplitOfTheSameBytesCollides() {
         // Separators cannot be smuggled: each of these would read "a=b&c" if concatenated.
         let variants = [
-            key(query: [("a", "b&c")]),
-            key(query: [("a", "b"), ("c", "")]),
-            key(query: [("a=b&c", "")]),
+            key(query: ["a=b&c"]),
+            key(query: ["a=b", "c"]),
+            key(query: ["a=b&c="]),
             key(path: "/catalog/a?a=b&c"),
         ]
         XCTAssertEqual(Set(variants).count, variants.count)
     }
 
-    func testIdentityDigestHidesTheCredential() {
-        let digest = SHA256.hex(CacheKey.identityDigest("Bearer secret-token"))
-        XCTAssertFalse(digest.contains("secret"))
-        XCTAssertEqual(digest.count, 64)
-        XCTAssertFalse(key(identity: "Bearer secret-token").contains("secret"))
+    func testIdentityDigestIsTheDomainSeparatedHashOfTheCredential() {
+        // SHA-256 of len("cachegateway-identity-v1") ‖ "cachegateway-identity-v1" ‖ len ‖ credential,
+        // lengths as 4-byte big-endian; computed independently with Python's hashlib.
+        XCTAssertEqual(SHA256.hex(CacheKey.identityDigest("Bearer secret-token")), "8e2d6400507f4495b7553e4f84bc44cd491174e96334a42af5646e5964478e44")
     }
 
     func testQueryParsingKeepsRawPieces() {
         let p = RequestTarget.parameters("b=2&a=1&flag&&c=")
         XCTAssertEqual(p.map(\.name), ["b", "a", "flag", "c"])
-        XCTAssertEqual(p.map(\.value), ["2", "1", "", ""])
-        XCTAssertEqual(RequestTarget.query(p), "b=2&a=1&flag&c")
+        XCTAssertEqual(p.map(\.piece), ["b=2", "a=1", "flag", "c="])
+        XCTAssertEqual(RequestTarget.query(p), "b=2&a=1&flag&c=")
         XCTAssertNil(RequestTarget.query([]))
         XCTAssertEqual(RequestTarget.parameters(nil).count, 0)
     }
@@ -63,6 +76,9 @@ final class CacheKeyTests: XCTestCase {
             ("/catalog/..", "dot segment in path"), ("/catalog/%2e%2E/x", "dot segment in path"),
             ("/catalog/.%2e", "dot segment in path"), ("/a%2fb", "encoded slash in path"),
             ("/a%5Cb", "encoded slash in path"), ("/a\\b", "backslash in path"), ("/a%00", "encoded NUL in path"),
+            // Tomcat-style path parameters on a dot segment.
+            ("/catalog/..;/users", "dot segment in path"), ("/catalog/..;x=1/users", "dot segment in path"),
+            ("/catalog/.;/x", "dot segment in path"), ("/catalog/%2e%2e;/x", "dot segment in path"),
         ]
         for (path, reason) in unsafe { XCTAssertEqual(RequestTarget.unsafePathReason(path), reason, path) }
     }
@@ -73,5 +89,7 @@ final class CacheKeyTests: XCTestCase {
         XCTAssertEqual(RequestTarget.cookie("other", in: headers), "1")
         XCTAssertNil(RequestTarget.cookie("sess", in: headers))
         XCTAssertNil(RequestTarget.cookie("Session", in: headers), "cookie names are case-sensitive")
+        let twice = HTTPHeaders([("Cookie", "session=alice; session=bob")])
+        XCTAssertEqual(RequestTarget.cookies("session", in: twice), ["alice", "bob"])
     }
 }

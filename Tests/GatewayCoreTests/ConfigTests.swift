@@ -75,7 +75,8 @@ final class ConfigTests: XCTestCase {
 
         let rest = config.routes[2]
         XCTAssertEqual(rest.routeClass, .pass)
-        XCTAssertEqual(rest.methods, .all)
+        XCTAssertEqual(rest.methods, .passDefault)
+        XCTAssertFalse(rest.methods.contains(.trace), "TRACE echoes credentials: only an explicit list allows it")
         XCTAssertNil(rest.cache)
         XCTAssertTrue(config.fileName.hasSuffix("gateway.yaml"))
     }
@@ -181,16 +182,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.summary(), """
             listen    0.0.0.0:8080 (2 event loops, at most 10000 connections)
             limits    head 16KiB in 10s, 100 headers, body 8MiB; idle 1m, drain 10s
-            upstream  http://10.0.0.5:9000/api (timeout 10s, connect 1s, 64 connections, queue 1024)
+            upstream  http://10.0.0.5:9000/api (timeout 10s, connect 1s, 64 connections, queue 1024, Host 10.0.0.5:9000 on fills)
             redis     redis://:***@127.0.0.1:6379/1 (timeout 50ms, key prefix "gw:", 1 per loop)
-            cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys (defaults)
+            cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
             local     no in-process tier (every hit is read from Redis)
 
             routes (first match wins):
-              NAME     METHODS   PATTERN        CLASS     TTL            QUERY KEY          IDENTITY
-              catalog  GET,HEAD  /catalog/**    public    5m (404: 30s)  page,sort          -
-              me       GET,HEAD  /users/{user}  per_user  90s            - (others bypass)  cookie sid
-              rest     *         /**            pass      -              -                  -
+              NAME     METHODS      PATTERN        CLASS     TTL            QUERY KEY          IDENTITY
+              catalog  GET,HEAD     /catalog/**    public    5m (404: 30s)  page,sort          -
+              me       GET,HEAD     /users/{user}  per_user  90s            - (others bypass)  cookie sid
+              rest     * but TRACE  /**            pass      -              -                  -
             """)
         XCTAssertFalse(config.summary().contains("hunter2"))
     }
@@ -566,6 +567,40 @@ final class ConfigTests: XCTestCase {
             gateway.yaml:13:29: error: routes[0].query[3]: character "&" is not allowed in a query parameter name
             gateway.yaml:14:5: error: routes[0]: merge keys (<<) are not supported; write the settings out
             """)
+    }
+
+    func testForwardHeadersAndUpstreamHost() throws {
+        XCTAssertEqual(diagnostics(base + """
+                forward_headers: [Accept-Language, Host, "bad name", X-Forwarded-For, Authorization]
+            """), """
+            gateway.yaml:11:40: error: routes[0].forward_headers[1]: "Host" cannot be forwarded from the client: the gateway sends upstream.host, or the client's Host when key_host is true
+            gateway.yaml:11:46: error: routes[0].forward_headers[2]: invalid header name "bad name"
+            gateway.yaml:11:58: error: routes[0].forward_headers[3]: "X-Forwarded-For" cannot be forwarded from the client: the gateway sets it to the client's address
+            gateway.yaml:11:75: error: routes[0].forward_headers[4]: "Authorization" cannot be forwarded from the client: it is forwarded on per_user routes keyed by it and on allow_authorized routes
+            """)
+        XCTAssertEqual(diagnostics("""
+            listen: 127.0.0.1:8080
+            upstream: { url: "http://[::1]:9000", host: "a b" }
+            redis: { url: redis://127.0.0.1 }
+            routes: [{ name: r, match: "/**", class: pass, forward_headers: [Accept] }]
+            """), """
+            gateway.yaml:2:45: error: upstream.host: invalid host "a b" (expected host[:port], e.g. api.example.com)
+            gateway.yaml:4:48: error: routes[0].forward_headers: "forward_headers" is not allowed on a pass route (pass routes are never cached)
+            """)
+        let config = try GatewayConfig.parse(yaml: """
+            listen: 127.0.0.1:8080
+            upstream: { url: "http://[::1]:9000" }
+            redis: { url: redis://127.0.0.1 }
+            cache: { forward_headers: [Accept-Language, accept-language, User-Agent] }
+            routes:
+              - { name: a, match: "/a", class: public, ttl: 1m }
+              - { name: b, match: "/b", class: public, ttl: 1m, forward_headers: [Accept] }
+            """, fileName: "gateway.yaml")
+        XCTAssertEqual(config.upstream.host, "[::1]:9000", "the URL's authority by default")
+        XCTAssertEqual(config.cache.forwardHeaders, ["accept-language", "user-agent"])
+        XCTAssertEqual(config.routes[0].cache?.forwardHeaders, ["accept-language", "user-agent"])
+        XCTAssertEqual(config.routes[1].cache?.forwardHeaders, ["accept"], "a route's list replaces the default")
+        XCTAssertEqual(GatewayConfig.UpstreamURL(host: "backend", port: 80).authority, "backend")
     }
 
     func testLoadReportsAMissingFile() {

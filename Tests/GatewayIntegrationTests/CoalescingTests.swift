@@ -73,7 +73,7 @@ final class CoalescingTests: GatewayTestCase {
         backend.setBehaviour(.delayed(0.3, .perRequest { request in
             .ok("for \(request.header("X-Client") ?? "?")", headers: [("Set-Cookie", "who=\(request.header("X-Client") ?? "?")")])
         }), forPath: "/catalog/personal")
-        try startGateway()
+        try startGateway(extra: "cache: { forward_headers: [X-Client] }")
         let clients = try (0..<5).map { _ in try TestClient(port: port, timeout: 10) }
         for (i, client) in clients.enumerated() {
             try client.send("GET /catalog/personal HTTP/1.1\r\nHost: t\r\nX-Client: c\(i)\r\n\r\n")

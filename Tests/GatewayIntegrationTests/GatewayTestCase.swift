@@ -78,6 +78,11 @@ class GatewayTestCase: XCTestCase {
             \(extra)
             \(routes)
             """
+        try startGateway(yaml: yaml)
+    }
+
+    /// Starts the gateway with exactly this configuration.
+    func startGateway(yaml: String) throws {
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "test.yaml")
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -100,7 +105,8 @@ class GatewayTestCase: XCTestCase {
     @discardableResult
     func get(_ target: String, headers: [String: String] = [:], method: String = "GET", body: String? = nil) throws -> TestClient.Response {
         let client = try TestClient(port: port, timeout: 10)
-        var request = "\(method) \(target) HTTP/1.1\r\nHost: test\r\n"
+        var request = "\(method) \(target) HTTP/1.1\r\n"
+        if !headers.keys.contains(where: { $0.lowercased() == "host" }) { request += "Host: test\r\n" }
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         if let body { request += "Content-Length: \(body.utf8.count)\r\n" }
         request += "\r\n" + (body ?? "")

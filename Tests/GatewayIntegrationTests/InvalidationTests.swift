@@ -27,10 +27,10 @@ final class InvalidationTests: GatewayTestCase {
         try get("/catalog/p?page=2")
         try get("/users/1/resources", headers: ["Authorization": "Bearer a"])
         try get("/users/1/resources", headers: ["Authorization": "Bearer b"])
-        XCTAssertEqual(try cacheKeys().filter { !$0.contains(":idx:") }.count, 4)
+        XCTAssertEqual(try cacheKeys().filter { $0.contains(":e:") }.count, 4)
 
         try publish("purge /catalog/p")
-        XCTAssertTrue(waitUntil { (try? self.cacheKeys().filter { !$0.contains(":idx:") }.count) == 2 })
+        XCTAssertTrue(waitUntil { (try? self.cacheKeys().filter { $0.contains(":e:") }.count) == 2 })
         XCTAssertEqual(try get("/catalog/p?page=1").cacheStatus, "CacheGateway; fwd=miss; stored")
         XCTAssertEqual(try get("/catalog/p?page=2").cacheStatus, "CacheGateway; fwd=miss; stored")
         XCTAssertEqual(backend.requestCount(forPath: "/catalog/p"), 4)

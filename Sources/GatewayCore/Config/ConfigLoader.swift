@@ -54,17 +54,17 @@ private enum Keys {
         "event_loops", "max_connections", "max_requests_per_connection", "header_timeout", "idle_timeout",
         "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
     ]
-    static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue"]
+    static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
     static let redis = ["url", "timeout", "key_prefix", "connections"]
-    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes"]
+    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "forward_headers"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
-        "allow_authorized", "identity", "max_body_size", "max_wait", "key_host",
+        "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
     ]
     /// Route keys that only make sense on cached routes, in the order they are checked.
     static let cachedOnly = [
         "ttl", "ttl_by_status", "query", "unlisted_query", "allow_authorized", "identity",
-        "max_body_size", "max_wait", "key_host",
+        "max_body_size", "max_wait", "key_host", "forward_headers",
     ]
     static let identity = ["header", "cookie"]
 }
@@ -329,9 +329,17 @@ final class ConfigReader {
         let timeout = duration(f, "timeout", default: defaults.timeout)
         let maxConnections = int(f, "max_connections", default: defaults.maxConnections, 1...10_000)
         let maxQueue = int(f, "max_queue", default: defaults.maxQueue, 0...1_000_000)
+        var host: String?
+        if let node = f["host"], let text = string(node, f.path("host"), expected: "a host name, e.g. api.example.com") {
+            if text.isEmpty || !text.utf8.allSatisfy(isHostByte) {
+                report(node, f.path("host"), "invalid host \"\(text)\" (expected host[:port], e.g. api.example.com)")
+            } else {
+                host = text
+            }
+        }
         guard let url else { return nil }
         return GatewayConfig.Upstream(url: url, connectTimeout: connectTimeout, timeout: timeout,
-                                      maxConnections: maxConnections, maxQueue: maxQueue)
+                                      maxConnections: maxConnections, maxQueue: maxQueue, host: host)
     }
 
     func readRedis(_ root: Fields) -> GatewayConfig.Redis? {
@@ -366,6 +374,9 @@ final class ConfigReader {
         cache.keyHost = bool(f, "key_host", default: cache.keyHost)
         cache.localTTL = duration(f, "local_ttl", default: cache.localTTL, allowZero: true)
         cache.localMaxBytes = size(f, "local_max_bytes", default: cache.localMaxBytes, 0...(4 << 30))
+        if let node = f["forward_headers"] {
+            cache.forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? cache.forwardHeaders
+        }
         return cache
     }
 
@@ -462,7 +473,7 @@ final class ConfigReader {
             methodsValid = methods != nil
         }
         if methods == nil, methodsValid, let routeClass {
-            methods = routeClass == .pass ? .all : .cacheable
+            methods = routeClass == .pass ? .passDefault : .cacheable
         }
         draft.methods = methods
 
@@ -542,12 +553,41 @@ final class ConfigReader {
         let maxBodySize = size(f, "max_body_size", default: defaults.maxBodySize, 0...maxStoredBody)
         let maxWait = duration(f, "max_wait", default: defaults.maxWait)
         let keyHost = bool(f, "key_host", default: defaults.keyHost)
+        var forwardHeaders = defaults.forwardHeaders
+        if let node = f["forward_headers"] {
+            forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? { valid = false; return [] }()
+        }
 
         guard valid, let ttl, routeClass == .public || identity != nil else { return nil }
         return RouteCacheSettings(
             ttl: ttl, ttlByStatus: ttlByStatus, query: query, unlistedQuery: unlistedQuery,
             allowAuthorized: allowAuthorized, identity: identity, maxBodySize: maxBodySize, maxWait: maxWait,
-            keyHost: keyHost)
+            keyHost: keyHost, forwardHeaders: Set(forwardHeaders))
+    }
+
+    /// Header names (tokens), lowercased. Names the gateway owns are refused with the reason.
+    func readHeaderNames(_ node: Node, _ path: String) -> [String]? {
+        guard let items = list(node, path) else { return nil }
+        var names: [String] = []
+        var valid = true
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let name = string(item, itemPath, expected: "a header name") else {
+                valid = false
+                continue
+            }
+            let lower = name.lowercased()
+            if name.isEmpty || !name.utf8.allSatisfy(isTokenByte) {
+                report(item, itemPath, "invalid header name \"\(name)\"")
+                valid = false
+            } else if let reason = ownedHeaders[lower] {
+                report(item, itemPath, "\"\(name)\" cannot be forwarded from the client: \(reason)")
+                valid = false
+            } else if !names.contains(lower) {
+                names.append(lower)
+            }
+        }
+        return valid ? names : nil
     }
 
     func readMethods(_ node: Node, _ path: String, routeClass: RouteClass?) -> MethodSet? {
@@ -666,6 +706,24 @@ final class ConfigReader {
         }
         return header != nil ? .header(name) : .cookie(name)
     }
+}
+
+/// Request headers a route cannot list in `forward_headers`, and why.
+private let ownedHeaders: [String: String] = [
+    "host": "the gateway sends upstream.host, or the client's Host when key_host is true",
+    "content-length": "the gateway frames the request itself",
+    "transfer-encoding": "the gateway frames the request itself",
+    "connection": "hop-by-hop headers are never forwarded",
+    "x-forwarded-for": "the gateway sets it to the client's address",
+    "x-forwarded-proto": "the gateway sets it",
+    "authorization": "it is forwarded on per_user routes keyed by it and on allow_authorized routes",
+    "cookie": "it is forwarded on per_user routes keyed by a cookie and on allow_authorized routes",
+]
+
+/// Bytes of `host[:port]`, with brackets for IPv6.
+private func isHostByte(_ byte: UInt8) -> Bool {
+    (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+        || "-._:[]".utf8.contains(byte)
 }
 
 /// `[A-Za-z0-9_-]{1,64}`: route names are metric labels.

@@ -58,6 +58,12 @@ extension GatewayConfig {
             self.basePath = basePath
         }
 
+        /// `host[:port]` as a `Host` field carries it: IPv6 in brackets, port 80 left out.
+        public var authority: String {
+            let name = host.contains(":") ? "[\(host)]" : host
+            return port == 80 ? name : "\(name):\(port)"
+        }
+
         public init(parsing text: String) throws(ConfigValueError) {
             let usage = "expected http://host[:port][/base], e.g. http://127.0.0.1:9000"
             let lower = text.lowercased()

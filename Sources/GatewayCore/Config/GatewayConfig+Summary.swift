@@ -10,11 +10,12 @@ extension GatewayConfig {
             + "idle \(server.idleTimeout.configString), drain \(server.drainTimeout.configString)")
         lines.append("upstream  \(upstream.url) (timeout \(upstream.timeout.configString), "
             + "connect \(upstream.connectTimeout.configString), \(upstream.maxConnections) connections, "
-            + "queue \(upstream.maxQueue))")
+            + "queue \(upstream.maxQueue), Host \(upstream.host) on fills)")
         lines.append("redis     \(redis.url) (timeout \(redis.timeout.configString), "
             + "key prefix \"\(redis.keyPrefix)\", \(redis.connections) per loop)")
         lines.append("cache     store bodies up to \(ByteSize.format(cache.maxBodySize)), waiters wait up to "
-            + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys (defaults)")
+            + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys, fills forward "
+            + (cache.forwardHeaders.isEmpty ? "no client headers" : cache.forwardHeaders.joined(separator: ",")) + " (defaults)")
         lines.append("local     " + (cache.localTTL > .zero
             ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes))"
             : "no in-process tier (every hit is read from Redis)"))

@@ -101,16 +101,21 @@ extension GatewayConfig {
         /// Requests waiting for a connection beyond `maxConnections`; beyond this the gateway
         /// answers 503. `max_queue`, 0–1,000,000, default 1024.
         public var maxQueue: Int
+        /// The `Host` sent upstream on cached routes that do not key on the client's Host
+        /// (`key_host: false`): a client's Host must never reach a response stored for everyone.
+        /// `host`, default: the URL's authority (`host[:port]`).
+        public var host: String
 
         public init(
             url: UpstreamURL, connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(10),
-            maxConnections: Int = 64, maxQueue: Int = 1024
+            maxConnections: Int = 64, maxQueue: Int = 1024, host: String? = nil
         ) {
             self.url = url
             self.connectTimeout = connectTimeout
             self.timeout = timeout
             self.maxConnections = maxConnections
             self.maxQueue = maxQueue
+            self.host = host ?? url.authority
         }
     }
 
@@ -159,16 +164,23 @@ extension GatewayConfig {
         /// Memory for the in-process tier, split between the event loops; oldest entries go first.
         /// `local_max_bytes`, 0–4GiB, default 64MiB.
         public var localMaxBytes: Int
+        /// Client request headers sent upstream on cache fills, lowercased. Everything else the
+        /// client sent is dropped on cached routes, because a header the backend reflects but the
+        /// key does not hold would be served to everyone (`X-Forwarded-Host` and friends). The
+        /// identity of per_user routes, and `Authorization`/`Cookie` on `allow_authorized` routes,
+        /// are always sent. `forward_headers`, default none.
+        public var forwardHeaders: [String]
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
-            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20
+            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20, forwardHeaders: [String] = []
         ) {
             self.maxBodySize = maxBodySize
             self.maxWait = maxWait
             self.keyHost = keyHost
             self.localTTL = localTTL
             self.localMaxBytes = localMaxBytes
+            self.forwardHeaders = forwardHeaders
         }
     }
 }

@@ -20,6 +20,9 @@ public struct MethodSet: OptionSet, Sendable, Hashable, CustomStringConvertible 
 
     /// Every method, including unknown ones: the default of pass routes.
     public static let all: MethodSet = [.get, .head, .post, .put, .patch, .delete, .options, .trace, .connect, .other]
+    /// What a pass route takes unless it lists its methods: everything but TRACE, which echoes
+    /// the client's credentials back (and is an old cross-site tracing primitive), and CONNECT.
+    public static let passDefault: MethodSet = all.subtracting([.trace, .connect])
     /// The methods a cached route may take, and their default.
     public static let cacheable: MethodSet = [.get, .head]
 
@@ -56,6 +59,7 @@ public struct MethodSet: OptionSet, Sendable, Hashable, CustomStringConvertible 
     /// `GET,HEAD`; `*` for ``all``; `other` stands for the shared bit of unknown methods.
     public var description: String {
         if self == .all { return "*" }
+        if self == .passDefault { return "* but TRACE" }
         var parts = MethodSet.names.filter { contains($0.method) }.map(\.name)
         if contains(.other) { parts.append("other") }
         return parts.joined(separator: ",")

@@ -5,7 +5,8 @@ public struct Route: Sendable {
     /// The compiled `match` pattern.
     public var pattern: RoutePattern
     /// The methods this route takes; a request with another method falls through to later routes.
-    /// Default: GET and HEAD for cached routes, every method (``MethodSet/all``) for pass routes.
+    /// Default: GET and HEAD for cached routes, every method but TRACE and CONNECT
+    /// (``MethodSet/passDefault``) for pass routes.
     public var methods: MethodSet
     /// public | per_user | pass.
     public var routeClass: RouteClass
@@ -81,12 +82,15 @@ public struct RouteCacheSettings: Sendable, Equatable {
     public var maxWait: Duration
     /// Whether the Host header is part of the key (route `key_host` or `cache.key_host`).
     public var keyHost: Bool
+    /// Lowercased names of the client headers a fill forwards (route `forward_headers` or
+    /// `cache.forward_headers`); see ``GatewayConfig/Cache/forwardHeaders``.
+    public var forwardHeaders: Set<String>
 
     public init(
         ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
         unlistedQuery: UnlistedQueryPolicy = .strip, allowAuthorized: Bool = false,
         identity: IdentitySource? = nil, maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5),
-        keyHost: Bool = false
+        keyHost: Bool = false, forwardHeaders: Set<String> = []
     ) {
         self.ttl = ttl
         self.ttlByStatus = ttlByStatus
@@ -97,6 +101,7 @@ public struct RouteCacheSettings: Sendable, Equatable {
         self.maxBodySize = maxBodySize
         self.maxWait = maxWait
         self.keyHost = keyHost
+        self.forwardHeaders = forwardHeaders
     }
 
     /// The TTL for a response with this status, or nil when such responses are not stored:
