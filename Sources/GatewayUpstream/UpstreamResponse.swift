@@ -32,13 +32,3 @@ public struct UpstreamResponse: Sendable {
         headers.compactMap { asciiCaseInsensitiveEquals($0.name, name) ? $0.value : nil }
     }
 }
-
-/// Compares two ASCII tokens ignoring case, without allocating.
-func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
-    let x = a.utf8, y = b.utf8
-    guard x.count == y.count else { return false }
-    for (p, q) in zip(x, y) where p != q {
-        guard p | 0x20 == q | 0x20, (p | 0x20) >= 0x61, (p | 0x20) <= 0x7A else { return false }
-    }
-    return true
-}
