@@ -199,7 +199,7 @@ struct ResponseHeadParser {
                     let digits = part.trimmingASCIIWhitespace()
                     guard !digits.isEmpty, digits.utf8.count <= 18, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                           let n = Int(digits) else {
-                        return fail(.invalidResponse.with(detail: "bad Content-Length '\(value.prefix(80))'"))
+                        return fail(.invalidResponse.with(detail: "bad Content-Length '\(Self.printable(value))'"))
                     }
                     lengths.append(n)
                 }
@@ -254,6 +254,15 @@ struct ResponseHeadParser {
     /// At most 80 bytes, control characters shown as `?`: for error details.
     static func printable(_ bytes: UnsafeRawBufferPointer) -> String {
         String(decoding: bytes.prefix(80).map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+    }
+
+    /// At most 80 scalars of a parsed value, HTAB (the one control character a value may hold) shown as `?`.
+    static func printable(_ value: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in value.unicodeScalars.prefix(80) {
+            out.append(scalar.value < 0x20 || scalar.value == 0x7F ? "?" : scalar)
+        }
+        return String(out)
     }
 }
 

@@ -43,6 +43,7 @@ final class ResponseHeadParserTests: XCTestCase {
         for value in ["", "-1", "+1", "1 2", "0x10", "5,", "1234567890123456789", "\u{E9}"] {
             XCTAssertEqual(parse("HTTP/1.1 200 OK\r\nContent-Length: \(value)\r\n\r\n").failure, .invalidResponse, value)
         }
+        XCTAssertEqual(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\t6\r\n\r\n").failure?.detail, "bad Content-Length '5?6'")
         XCTAssertEqual(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").failure?.detail,
                        "conflicting Content-Length values")
     }
