@@ -3,7 +3,8 @@ public struct UpstreamResponse: Sendable {
     /// The status code of the final response.
     public var status: Int
     /// Header fields of the final response in the order received, names as spelled by the upstream,
-    /// values with surrounding whitespace removed. Chunked transfer coding is already decoded in `body`,
+    /// values with surrounding whitespace removed, each byte 0x80-0xFF as the scalar U+0080-U+00FF
+    /// (values are bytes, not UTF-8; the HTTP server writes such scalars back as those bytes). Chunked transfer coding is already decoded in `body`,
     /// but `Transfer-Encoding` is still listed here: it is hop-by-hop and the caller removes it.
     /// Trailer fields are not included.
     public var headers: [(name: String, value: String)]
