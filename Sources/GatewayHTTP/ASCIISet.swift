@@ -146,7 +146,8 @@ extension UnsafeBufferPointer<UInt8> {
         return true
     }
 
-    /// The bytes in `range` as a String (invalid UTF-8, possible in obs-text, is repaired).
+    /// The bytes in `range` as a String: for ranges already checked to be ASCII (tokens, targets).
+    /// Field values, which may hold obs-text, go through ``FieldBytes``.
     @inline(__always)
     func string(_ range: Range<Int>) -> String {
         String(decoding: UnsafeBufferPointer(rebasing: self[range]), as: UTF8.self)
@@ -194,5 +195,51 @@ extension UnsafeBufferPointer<UInt8> {
         var end = range.upperBound
         while end > start, ASCII.isWhitespace(self[end &- 1]) { end &-= 1 }
         return start..<end
+    }
+}
+
+/// Field values are bytes, not UTF-8 (RFC 9110 §5.5: obs-text is opaque). They are kept in a
+/// `String` one scalar per byte (ISO-8859-1): 0x80-0xFF becomes U+0080-U+00FF, which maps back to
+/// the same byte, so any value goes out exactly as it came in, and two different byte strings never
+/// become the same value (a UTF-8 decode would turn both into U+FFFD).
+///
+/// GatewayUpstream has the same two functions for the upstream side: neither module imports the other.
+enum FieldBytes {
+    /// `bytes` one scalar per byte. Pure ASCII (the usual case) takes the plain UTF-8 path.
+    static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        var high = 0
+        for byte in bytes where byte >= 0x80 { high &+= 1 }
+        if high == 0 { return String(decoding: bytes, as: UTF8.self) }
+        return String(unsafeUninitializedCapacity: bytes.count + high) { out in
+            var i = 0
+            for byte in bytes {
+                if byte < 0x80 {
+                    out[i] = byte
+                    i &+= 1
+                } else {
+                    out[i] = 0xC0 | (byte >> 6)
+                    out[i &+ 1] = 0x80 | (byte & 0x3F)
+                    i &+= 2
+                }
+            }
+            return i
+        }
+    }
+
+    /// Appends `value`'s bytes: each scalar up to U+00FF as one byte. A scalar above U+00FF cannot
+    /// have come from a parsed message (it was set in code or configuration) and goes out as UTF-8.
+    static func append(_ value: String, to out: inout [UInt8]) {
+        let utf8 = value.utf8
+        if utf8.allSatisfy({ $0 < 0x80 }) {
+            out.append(contentsOf: utf8)
+            return
+        }
+        for scalar in value.unicodeScalars {
+            if scalar.value < 0x100 {
+                out.append(UInt8(truncatingIfNeeded: scalar.value))
+            } else {
+                UTF8.encode(scalar) { out.append($0) }
+            }
+        }
     }
 }

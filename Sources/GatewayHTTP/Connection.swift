@@ -267,7 +267,7 @@ final class Connection: @unchecked Sendable {
             }
             head.append(contentsOf: field.name.utf8)
             head.append(contentsOf: ": ".utf8)
-            head.append(contentsOf: field.value.utf8)
+            FieldBytes.append(field.value, to: &head)
             head.append(contentsOf: "\r\n".utf8)
         }
         if !hasDate {

@@ -218,7 +218,7 @@ extension HTTPRequestParser {
             break
         }
         if head.headers.fields.capacity == 0 { head.headers.reserveCapacity(16) }
-        head.headers.add(name: bytes.string(name), value: bytes.string(value))
+        head.headers.add(name: bytes.string(name), value: FieldBytes.string(UnsafeBufferPointer(rebasing: bytes[value])))
     }
 
     /// `Host = uri-host [ ":" port ]`; may be empty (RFC 9110 §7.2). No userinfo, no path.

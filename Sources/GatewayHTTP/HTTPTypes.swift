@@ -1,7 +1,9 @@
 /// Header fields in the order they were received or added.
 ///
 /// Names keep their original spelling; every lookup compares ASCII case-insensitively
-/// (RFC 9110 §5.1) without allocating.
+/// (RFC 9110 §5.1) without allocating. Values are bytes, not UTF-8: the parser gives each byte
+/// 0x80-0xFF as the scalar U+0080-U+00FF and the writer turns such scalars back into that byte
+/// (`FieldBytes`), so a value is relayed exactly as received.
 public struct HTTPHeaders: Sendable, Sequence, Equatable {
     public typealias Field = (name: String, value: String)
 

@@ -15,8 +15,9 @@ struct PreparedRequest {
     var url: String
     var target: String
     /// `Name: value` lines for `CURLOPT_HTTPHEADER`, in order, then the lines that stop libcurl from
-    /// adding fields of its own (`Accept:`, `Expect:`, `Content-Type:`).
-    var headerLines: [String]
+    /// adding fields of its own (`Accept:`, `Expect:`, `Content-Type:`). NUL-terminated bytes, values
+    /// encoded back one byte per scalar (``FieldBytes``).
+    var headerLines: [[UInt8]]
     var body: [UInt8]
     var bodyMode: BodyMode
     /// `DispatchTime.uptimeNanoseconds` past which the request fails with `.timeout`.
@@ -65,7 +66,7 @@ struct PreparedRequest {
             bodyMode = .none
         }
 
-        var lines: [String] = []
+        var lines: [[UInt8]] = []
         lines.reserveCapacity(request.headers.count + 3)
         var hasAccept = false, hasExpect = false, hasContentType = false
         for (name, value) in request.headers {
@@ -82,30 +83,25 @@ struct PreparedRequest {
             if asciiCaseInsensitiveEquals(name, "Accept") { hasAccept = true }
             if asciiCaseInsensitiveEquals(name, "Expect") { hasExpect = true }
             if asciiCaseInsensitiveEquals(name, "Content-Type") { hasContentType = true }
-            // libcurl reads "Name:" as "remove Name" and sends "Name;" as an empty field.
-            lines.append(value.isEmpty ? name + ";" : name + ": " + value)
+            var line: [UInt8] = []
+            line.reserveCapacity(name.utf8.count + value.utf8.count + 3)
+            line.append(contentsOf: name.utf8)
+            if value.isEmpty {
+                // libcurl reads "Name:" as "remove Name" and sends "Name;" as an empty field.
+                line.append(UInt8(ascii: ";"))
+            } else {
+                line.append(contentsOf: ": ".utf8)
+                FieldBytes.append(value, to: &line)
+            }
+            line.append(0)
+            lines.append(line)
         }
-        if !hasAccept { lines.append("Accept:") }
-        if !hasExpect { lines.append("Expect:") }
-        if !hasContentType && bodyMode == .send { lines.append("Content-Type:") }
+        if !hasAccept { lines.append(Array("Accept:\0".utf8)) }
+        if !hasExpect { lines.append(Array("Expect:\0".utf8)) }
+        if !hasContentType && bodyMode == .send { lines.append(Array("Content-Type:\0".utf8)) }
 
         return .success(PreparedRequest(
             method: method, url: origin + "/", target: target, headerLines: lines,
             body: request.body, bodyMode: bodyMode, deadline: deadline))
-    }
-}
-
-/// RFC 9110 `tchar`.
-@inline(__always)
-func isTokenByte(_ c: UInt8) -> Bool {
-    switch c {
-    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-        return true
-    case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-         UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-         UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-        return true
-    default:
-        return false
     }
 }

@@ -7,15 +7,6 @@ internal import CCurl
 /// buffer and no transfer object. libcurl finds it again through `CURLOPT_PRIVATE`,
 /// `CURLOPT_HEADERDATA` and `CURLOPT_WRITEDATA` (unretained: the loop holds it while it is added).
 final class Transfer {
-    enum Phase {
-        /// Expecting a status line (at the start, and after an interim 1xx response).
-        case statusLine
-        /// Inside the header section of the response whose status is ``status``.
-        case fields
-        /// The final response's header section ended; later header lines are trailers.
-        case body
-    }
-
     let easy: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private var headerList: UnsafeMutablePointer<curl_slist>?
@@ -27,21 +18,13 @@ final class Transfer {
     var timeoutMs = 0
 
     // The response, filled by the header and write callbacks.
-    var isHead = false
-    var phase = Phase.statusLine
-    var status = 0
-    var headers: [(name: String, value: String)] = []
+    var head = ResponseHeadParser(isHead: false, maxHeaderBytes: 0)
     var body: [UInt8] = []
-    var headerBytes = 0
     var sawResponseBytes = false
-    var contentLength: Int?
-    var hasTransferEncoding = false
-    var isChunked = false
     /// Set by a callback that aborts the transfer (body too large, bad header line): it wins over
     /// libcurl's `CURLE_WRITE_ERROR`.
     var abortError: UpstreamError?
     var maxBodyBytes = 0
-    var maxHeaderBytes = 0
 
     /// - Returns: `nil` if `curl_easy_init` fails.
     init?() {
@@ -71,13 +54,12 @@ final class Transfer {
         if hasBeenUsed { curl_easy_reset(easy) }
         hasBeenUsed = true
         resetResponse()
+        head = ResponseHeadParser(isHead: request.bodyMode == .head, maxHeaderBytes: configuration.maxResponseHeaderBytes)
         errorBuffer[0] = 0
         deadline = request.deadline
         timeoutMs = remainingMs
         connectTimeoutMs = min(configuration.connectTimeout.curlMilliseconds, remainingMs)
         maxBodyBytes = configuration.maxResponseBodyBytes
-        maxHeaderBytes = configuration.maxResponseHeaderBytes
-        isHead = request.bodyMode == .head
 
         var rc = CURLE_OK
         func check(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
@@ -110,7 +92,11 @@ final class Transfer {
         if let headerList { curl_slist_free_all(headerList) }
         headerList = nil
         for line in request.headerLines {
-            guard let list = curl_slist_append(headerList, line) else { return CURLE_OUT_OF_MEMORY }
+            // NUL-terminated bytes, not a String: a Swift String would go out as UTF-8.
+            let appended = line.withUnsafeBufferPointer {
+                $0.withMemoryRebound(to: CChar.self) { curl_slist_append(headerList, $0.baseAddress) }
+            }
+            guard let list = appended else { return CURLE_OUT_OF_MEMORY }
             headerList = list
         }
         check(cg_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, headerList))
@@ -134,17 +120,11 @@ final class Transfer {
         return rc
     }
 
-    /// Clears the response state (keeping capacity where it is not handed out).
+    /// Clears the response state (a spare transfer holds on to no response memory).
     func resetResponse() {
-        phase = .statusLine
-        status = 0
-        headers = []
+        head = ResponseHeadParser(isHead: false, maxHeaderBytes: 0)
         body = []
-        headerBytes = 0
         sawResponseBytes = false
-        contentLength = nil
-        hasTransferEncoding = false
-        isChunked = false
         abortError = nil
     }
 

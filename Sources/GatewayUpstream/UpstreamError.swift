@@ -28,8 +28,9 @@ public struct UpstreamError: Error, Sendable, Equatable, CustomStringConvertible
     /// The upstream closed the connection inside the response: in the header section, short of
     /// `Content-Length`, or inside a chunked body (broken chunk syntax included).
     public static let truncated = UpstreamError(.truncated)
-    /// The upstream's answer is not acceptable HTTP/1.x: empty reply, bad status line or header line,
-    /// bad `Content-Length`, header section over the limit.
+    /// The upstream's answer is not acceptable HTTP/1.x: empty reply, bad status line or header line
+    /// (a control character other than HTAB included), a 1xx status other than 100 and 103, bad
+    /// `Content-Length`, header section over the limit.
     public static let invalidResponse = UpstreamError(.invalidResponse)
     /// The request cannot be forwarded as given (bad method, target or header field: CR, LF or NUL in
     /// a value would inject headers). Nothing was sent.

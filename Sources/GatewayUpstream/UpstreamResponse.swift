@@ -3,7 +3,8 @@ public struct UpstreamResponse: Sendable {
     /// The status code of the final response.
     public var status: Int
     /// Header fields of the final response in the order received, names as spelled by the upstream,
-    /// values with surrounding whitespace removed. Chunked transfer coding is already decoded in `body`,
+    /// values with surrounding whitespace removed, each byte 0x80-0xFF as the scalar U+0080-U+00FF
+    /// (values are bytes, not UTF-8; the HTTP server writes such scalars back as those bytes). Chunked transfer coding is already decoded in `body`,
     /// but `Transfer-Encoding` is still listed here: it is hop-by-hop and the caller removes it.
     /// Trailer fields are not included.
     public var headers: [(name: String, value: String)]
@@ -31,14 +32,4 @@ public struct UpstreamResponse: Sendable {
     public func headerValues(_ name: String) -> [String] {
         headers.compactMap { asciiCaseInsensitiveEquals($0.name, name) ? $0.value : nil }
     }
-}
-
-/// Compares two ASCII tokens ignoring case, without allocating.
-func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
-    let x = a.utf8, y = b.utf8
-    guard x.count == y.count else { return false }
-    for (p, q) in zip(x, y) where p != q {
-        guard p | 0x20 == q | 0x20, (p | 0x20) >= 0x61, (p | 0x20) <= 0x7A else { return false }
-    }
-    return true
 }

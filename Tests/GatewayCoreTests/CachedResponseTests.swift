@@ -18,6 +18,16 @@ final class CachedResponseTests: XCTestCase {
         XCTAssertEqual(CachedResponse.decode(empty.encode()), empty)
     }
 
+    func testObsTextValuesRoundTrip() {
+        // The HTTP parsers hand obs-text over as U+0080-U+00FF; the entry must give back those scalars.
+        let latin1 = CachedResponse(
+            status: 200, headers: HTTPHeaders([("X-Latin1", "caf\u{E9}\u{80}\u{FF}"), ("X-Other", "\u{2603}")]),
+            body: [], storedAt: 1)
+        let decoded = CachedResponse.decode(latin1.encode())
+        XCTAssertEqual(decoded, latin1)
+        XCTAssertEqual(decoded?.headers["X-Latin1"]?.unicodeScalars.map(\.value), [0x63, 0x61, 0x66, 0xE9, 0x80, 0xFF])
+    }
+
     func testRejectsAnythingNotExactlyOneEntry() {
         let bytes = sample.encode()
         XCTAssertNil(CachedResponse.decode([]))

@@ -6,8 +6,8 @@ import XCTest
 
 @testable import GatewayHTTP
 
-/// Answers `/echo` with the request's body, `/slow?ms=N` after N ms, `/path` with its own path;
-/// counts requests.
+/// Answers `/echo` with the request's body, `/echo-header` with the request's `X-Echo` field as its
+/// own, `/slow?ms=N` after N ms, `/path` with its own path; counts requests.
 private final class TestHandler: HTTPHandler {
     let served = Atomic<Int>(0)
 
@@ -19,6 +19,11 @@ private final class TestHandler: HTTPHandler {
             var headers = HTTPHeaders()
             headers.add(name: "X-Method", value: head.method)
             responder.respond(HTTPResponse(status: 200, headers: headers, body: request.body))
+        case "/echo-header":
+            var headers = HTTPHeaders()
+            headers.add(name: "X-Echo", value: head.headers["X-Echo"] ?? "")
+            headers.add(name: "X-Snowman", value: "\u{2603}")
+            responder.respond(HTTPResponse(status: 200, headers: headers))
         case "/slow":
             let ms = head.query.flatMap { Int($0.dropFirst(3)) } ?? 100
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms)) {
@@ -138,6 +143,18 @@ final class HTTPServerTests: XCTestCase {
         try client.send("GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
         XCTAssertEqual(try client.readResponse().status, 400)
         XCTAssertTrue(client.waitForClose())
+    }
+
+    func testObsTextInHeaderValuesIsRelayedByteForByte() throws {
+        try startServer()
+        let client = try TestClient(port: port)
+        try client.send(Array("GET /echo-header HTTP/1.1\r\nHost: x\r\nX-Echo: caf".utf8) + [0xE9, 0x20, 0x80, 0xFF] + Array("\r\n\r\n".utf8))
+        let response = try client.readResponse()
+        XCTAssertEqual(response.status, 200)
+        XCTAssertTrue(response.rawHead.contains(Array("\r\nX-Echo: caf".utf8) + [0xE9, 0x20, 0x80, 0xFF, 0x0D, 0x0A]),
+                      String(decoding: response.rawHead, as: UTF8.self))
+        // A scalar above U+00FF cannot come from a parsed message; it is written as UTF-8, as before.
+        XCTAssertTrue(response.rawHead.contains(Array("\r\nX-Snowman: ".utf8) + [0xE2, 0x98, 0x83, 0x0D, 0x0A]))
     }
 
     func testHeadHasContentLengthButNoBody() throws {

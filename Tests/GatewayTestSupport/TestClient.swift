@@ -10,6 +10,9 @@ public final class TestClient {
         public var status: Int
         public var headers: [(String, String)]
         public var body: [UInt8]
+        /// The status line and header lines exactly as received, up to the empty line (excluded):
+        /// ``headers`` decodes them as UTF-8 and so repairs bytes that are not.
+        public var rawHead: [UInt8] = []
         public func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
@@ -88,7 +91,7 @@ public final class TestClient {
             guard let colon = line.firstIndex(of: ":") else { throw Failure.malformed(line) }
             headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
-        var response = Response(status: status, headers: headers, body: [])
+        var response = Response(status: status, headers: headers, body: [], rawHead: headBytes)
         if head || status < 200 || status == 204 || status == 304 { return response }
         if let length = response.header("Content-Length").flatMap(Int.init) {
             while buffer.count < length { if try !fill() { throw Failure.closed } }

@@ -16,8 +16,11 @@ public final class TestHTTPBackend: @unchecked Sendable {
         public var target: String
         /// The target up to `?`.
         public var path: String
+        /// Header values decoded as UTF-8 (invalid sequences repaired); ``rawHead`` has the bytes.
         public var headers: [(name: String, value: String)]
         public var body: [UInt8]
+        /// The request line and header lines exactly as received, up to the empty line (excluded).
+        public var rawHead: [UInt8] = []
 
         /// The first value of a header field (case-insensitive name).
         public func header(_ name: String) -> String? { headerValues(name).first }
@@ -271,11 +274,12 @@ public final class TestHTTPBackend: @unchecked Sendable {
             guard let colon = line.firstIndex(of: ":") else { return nil }
             headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
+        let rawHead = Array(buffer[..<headEnd!])
         buffer.removeFirst(headEnd! + 4)
         var request = RecordedRequest(
             method: String(requestLine[0]), target: String(requestLine[1]),
             path: String(requestLine[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]),
-            headers: headers, body: [])
+            headers: headers, body: [], rawHead: rawHead)
         if request.header("Transfer-Encoding") != nil { return nil }  // not needed by these tests
         let length = Int(request.header("Content-Length") ?? "0") ?? -1
         guard length >= 0 else { return nil }

@@ -189,6 +189,27 @@ final class UpstreamForwardingTests: XCTestCase {
         XCTAssertEqual(response.headerValue("X-Folded"), "first second")
     }
 
+    func testObsTextInARequestHeaderIsSentByteForByte() throws {
+        // A value as the HTTP parser hands it over: each byte 0x80-0xFF as the scalar U+0080-U+00FF.
+        let request = UpstreamRequest(pathAndQuery: "/latin1", headers: [("X-Latin1", "caf\u{E9} \u{80}\u{FF}"), ("X-After", "1")])
+        _ = try XCTUnwrap(harness.run(request).success)
+        let raw = try XCTUnwrap(backend.lastRequest?.rawHead)
+        XCTAssertTrue(raw.contains(Array("\r\nX-Latin1: caf".utf8) + [0xE9, 0x20, 0x80, 0xFF, 0x0D, 0x0A]),
+                      String(decoding: raw, as: UTF8.self))
+    }
+
+    func testObsTextInAResponseHeaderIsReadOneScalarPerByte() throws {
+        let raw = Array("HTTP/1.1 200 OK\r\nX-Latin1: caf".utf8) + [0xE9, 0x80, 0xFF]
+            + Array("\r\nX-Folded: a\r\n ".utf8) + [0xE9] + Array("\r\nX-Utf8: ".utf8) + Array("\u{2603}".utf8)
+            + Array("\r\nContent-Length: 0\r\n\r\n".utf8)
+        backend.setBehaviour(.raw(raw, close: false), forPath: "/latin1")
+        let response = try XCTUnwrap(harness.run(UpstreamRequest(pathAndQuery: "/latin1")).success)
+        XCTAssertEqual(response.headerValue("X-Latin1")?.unicodeScalars.map(\.value), [0x63, 0x61, 0x66, 0xE9, 0x80, 0xFF])
+        XCTAssertEqual(response.headerValue("X-Folded"), "a \u{E9}")
+        // UTF-8 is not special: its bytes are obs-text too, and come back as the same bytes.
+        XCTAssertEqual(response.headerValue("X-Utf8")?.unicodeScalars.map(\.value), [0xE2, 0x98, 0x83])
+    }
+
     func testRedirectsAreNotFollowed() throws {
         backend.setBehaviour(.respond(status: 302, headers: [("Location", "/target")], body: [], framing: .contentLength), forPath: "/from")
         let response = try XCTUnwrap(harness.run(UpstreamRequest(pathAndQuery: "/from")).success)

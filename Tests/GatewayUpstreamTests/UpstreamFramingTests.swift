@@ -91,6 +91,59 @@ final class UpstreamFramingTests: XCTestCase {
         XCTAssertEqual(get("/bad-line").failure, .invalidResponse)
     }
 
+    func testControlCharactersInTheResponseHeadAreInvalid() {
+        // Each is one header line as the upstream sends it (CRLF included), or a whole status line.
+        let lines: [(String, [UInt8])] = [
+            ("bare CR in a value", Array("X-A: one\rX-Injected-CR: two\r\n".utf8)),
+            ("CR before CRLF", Array("X-A: one\r\r\n".utf8)),
+            ("NUL", Array("X-A: a".utf8) + [0x00] + Array("b\r\n".utf8)),
+            ("VT", Array("X-A: a".utf8) + [0x0B] + Array("b\r\n".utf8)),
+            ("ESC", Array("X-A: ".utf8) + [0x1B] + Array("[31mred\r\n".utf8)),
+            ("DEL", Array("X-A: a".utf8) + [0x7F] + Array("\r\n".utf8)),
+            ("control byte in a name", Array("X-".utf8) + [0x01] + Array("A: b\r\n".utf8)),
+            ("bare CR in an obs-fold line", Array("X-A: one\r\n two\rX-Injected-CR: three\r\n".utf8)),
+            ("NUL in an obs-fold line", Array("X-A: one\r\n\ttwo".utf8) + [0x00] + Array("\r\n".utf8)),
+        ]
+        var paths: [String] = []
+        for (i, (name, line)) in lines.enumerated() {
+            let raw = Array("HTTP/1.1 200 OK\r\n".utf8) + line + Array("Content-Length: 2\r\n\r\nok".utf8)
+            backend.setBehaviour(.raw(raw, close: false), forPath: "/ctl\(i)")
+            paths.append(name)
+        }
+        backend.setBehaviour(.raw(Array("HTTP/1.1 200 O\u{1}K\r\nContent-Length: 2\r\n\r\nok".utf8), close: false), forPath: "/reason")
+        for (i, name) in paths.enumerated() {
+            let result = get("/ctl\(i)")
+            XCTAssertEqual(result.failure, .invalidResponse, name)
+            XCTAssertEqual(result.failure?.suggestedStatus, 502, name)
+            XCTAssertFalse(result.failure?.detail?.contains(where: { $0.isASCII && $0.asciiValue! < 0x20 }) ?? true,
+                           "raw control bytes in the detail: \(name)")
+        }
+        XCTAssertEqual(get("/reason").failure, .invalidResponse, "control byte in the reason phrase")
+
+        // What a field value may hold: VCHAR, SP, HTAB and obs-text.
+        let allowed = Array("HTTP/1.1 200 OK\r\nX-Ok: a\tb ~!".utf8) + [0x80, 0xE9, 0xFF] + Array("\r\nContent-Length: 2\r\n\r\nok".utf8)
+        backend.setBehaviour(.raw(allowed, close: false), forPath: "/allowed")
+        XCTAssertEqual(get("/allowed").success?.headerValue("X-Ok"), "a\tb ~!\u{80}\u{E9}\u{FF}")
+    }
+
+    func testInformationalStatusesOtherThan100And103AreInvalid() {
+        // libcurl itself switches protocols only when it asked to (h2c, WebSocket); an unasked 101
+        // must not reach a client as the answer to a GET.
+        let upgrade = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        backend.setBehaviour(.raw(Array(upgrade.utf8), close: false), forPath: "/101")
+        let then200 = "\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        for status in ["102 Processing", "104 Upload Resumption Supported", "150 Whatever", "199 Last"] {
+            let raw = "HTTP/1.1 \(status)" + then200
+            backend.setBehaviour(.raw(Array(raw.utf8), close: false), forPath: "/\(status.prefix(3))")
+        }
+        for path in ["/101", "/102", "/104", "/150", "/199"] {
+            let result = get(path)
+            XCTAssertEqual(result.failure, .invalidResponse, path)
+            XCTAssertEqual(result.failure?.suggestedStatus, 502, path)
+        }
+        XCTAssertEqual(get("/after").success?.status, 200, "the client recovers")
+    }
+
     func testBodyOverTheLimitIsRefused() {
         let exactly = [UInt8](repeating: 7, count: 1000)
         let over = [UInt8](repeating: 7, count: 1001)
