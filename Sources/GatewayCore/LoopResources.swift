@@ -40,7 +40,8 @@ final class LoopResources: @unchecked Sendable {
         self.upstream = UpstreamClient(configuration: upstreamConfiguration, queue: loop.queue)
         local = LocalCache(
             ttlMilliseconds: UInt64(max(0, config.cache.localTTL.wholeMilliseconds)),
-            maxBytes: config.cache.localMaxBytes / loopCount)
+            maxBytes: config.cache.localMaxBytes / loopCount,
+            maxEntries: config.cache.localMaxEntries / loopCount)
     }
 
     func start() {

@@ -16,7 +16,7 @@ extension GatewayConfig {
         lines.append("cache     store bodies up to \(ByteSize.format(cache.maxBodySize)), waiters wait up to "
             + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys (defaults)")
         lines.append("local     " + (cache.localTTL > .zero
-            ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes))"
+            ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes)), \(cache.localMaxEntries) entries"
             : "no in-process tier (every hit is read from Redis)"))
         if let invalidation {
             lines.append("purges    Redis channel \"\(invalidation.channel)\" (purge <path>, purge-route <name>)")

@@ -159,16 +159,21 @@ extension GatewayConfig {
         /// Memory for the in-process tier, split between the event loops; oldest entries go first.
         /// `local_max_bytes`, 0–4GiB, default 64MiB.
         public var localMaxBytes: Int
+        /// Entries in the in-process tier, split between the event loops like `localMaxBytes`:
+        /// many small entries would otherwise cost far more than their counted bytes.
+        /// `local_max_entries`, 0–10,000,000, default 10,000.
+        public var localMaxEntries: Int
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
-            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20
+            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20, localMaxEntries: Int = 10_000
         ) {
             self.maxBodySize = maxBodySize
             self.maxWait = maxWait
             self.keyHost = keyHost
             self.localTTL = localTTL
             self.localMaxBytes = localMaxBytes
+            self.localMaxEntries = localMaxEntries
         }
     }
 }
