@@ -96,10 +96,11 @@ extension GatewayConfig {
         public var connectTimeout: Duration
         /// Whole-exchange limit for one upstream request (504 beyond). `timeout`, > 0, default 10s.
         public var timeout: Duration
-        /// Concurrent upstream requests (per gateway). `max_connections`, 1–10,000, default 64.
+        /// Concurrent upstream requests, per gateway (shared by its event loops; each loop may keep
+        /// this many idle keep-alive connections). `max_connections`, 1–10,000, default 64.
         public var maxConnections: Int
-        /// Requests waiting for a connection beyond `maxConnections`; beyond this the gateway
-        /// answers 503. `max_queue`, 0–1,000,000, default 1024.
+        /// Requests waiting for a connection beyond `maxConnections`, per gateway; beyond this the
+        /// gateway answers 503. `max_queue`, 0–1,000,000, default 1024.
         public var maxQueue: Int
 
         public init(
