@@ -37,7 +37,7 @@ let package = Package(
         // epoll without the packed struct, for the server's event loops.
         .target(name: "CEpoll", path: "Sources/CEpoll"),
         // The HTTP/1.1 server on POSIX sockets and Dispatch sources.
-        .target(name: "GatewayHTTP", dependencies: ["CEpoll"]),
+        .target(name: "GatewayHTTP", dependencies: ["CEpoll", .product(name: "Logging", package: "swift-log")]),
         // Redis over hiredis's async API, driven by Dispatch sources.
         .target(
             name: "GatewayRedis",

@@ -8,6 +8,7 @@
 #   bash Benchmarks/run.sh --smoke                 # ~2-3 s per target: what CI runs
 #   bash Benchmarks/run.sh herd --herd-size 500    # one scenario, with its options
 #   bash Benchmarks/run.sh users --duration 5m     # the memory soak
+#   bash Benchmarks/run.sh local-soak --duration 2m  # the in-process tier's memory soak
 #
 # Reports go to Benchmarks/results/ (latest.html, latest.json). SCRATCH_PATH picks the build folder
 # (default .build). Exits non-zero when an invariant of a scenario is broken.
@@ -21,7 +22,7 @@ scenario_named=0
 for arg in "$@"; do
     case "$arg" in
         --with-nginx) with_nginx=1 ;;
-        all|hit|miss|herd|users|shield) scenario_named=1; args+=("$arg") ;;
+        all|hit|miss|herd|users|local-soak|shield) scenario_named=1; args+=("$arg") ;;
         *) args+=("$arg") ;;
     esac
 done

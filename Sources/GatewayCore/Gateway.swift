@@ -39,8 +39,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
     public func attach(to loops: [EventLoop]) {
         let loopCount = max(1, loops.count)
+        // One pool for all loops: `upstream.max_connections` and `max_queue` are per gateway.
+        let permits = UpstreamPermits(limit: config.upstream.maxConnections, maxQueued: config.upstream.maxQueue)
         resources = loops.map { loop in
-            LoopResources(loop: loop, config: config, loopCount: loopCount, logger: logger)
+            LoopResources(loop: loop, config: config, loopCount: loopCount, upstreamPermits: permits, logger: logger)
         }
         for resource in resources { resource.loop.queue.sync { resource.start() } }
     }

@@ -17,7 +17,7 @@ public final class GatewayService: Sendable {
         self.config = config
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
-        self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway)
+        self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
         if let invalidation = config.invalidation {
             let url = config.redis.url
             let gateway = self.gateway

@@ -1,9 +1,9 @@
 /// The optional in-process tier: recently seen entries of one event loop, kept for a short time
 /// (`cache.local_ttl`) so that a hot key is not read from Redis on every request.
 ///
-/// Bounded in bytes; when full, the oldest insertions go first (FIFO: cheap, and with a TTL of
-/// a second or so, recency adds little). Entries are keyed by their Redis key, so the per-user
-/// separation of keys holds here too. Owned by its loop: no lock.
+/// Bounded in bytes and in entries; when full, the oldest insertions go first (FIFO: cheap, and
+/// with a TTL of a second or so, recency adds little). Entries are keyed by their Redis key, so
+/// the per-user separation of keys holds here too. Owned by its loop: no lock.
 struct LocalCache {
     private struct Slot {
         var entry: CachedResponse
@@ -14,19 +14,25 @@ struct LocalCache {
 
     let ttlMilliseconds: UInt64
     let maxBytes: Int
+    let maxEntries: Int
     private var slots: [String: Slot] = [:]
+    /// Insertion order; a re-put or a removal leaves a stale record behind (its generation no
+    /// longer matches the slot's), dropped when it reaches the front or at the next compaction.
     private var order: [(key: String, generation: UInt64)] = []
     private var orderStart = 0
     private var bytes = 0
     private var generation: UInt64 = 0
 
-    init(ttlMilliseconds: UInt64, maxBytes: Int) {
+    init(ttlMilliseconds: UInt64, maxBytes: Int, maxEntries: Int = 10_000) {
         self.ttlMilliseconds = ttlMilliseconds
         self.maxBytes = maxBytes
+        self.maxEntries = maxEntries
     }
 
-    var isEnabled: Bool { ttlMilliseconds > 0 && maxBytes > 0 }
+    var isEnabled: Bool { ttlMilliseconds > 0 && maxBytes > 0 && maxEntries > 0 }
     var count: Int { slots.count }
+    /// Records in the FIFO, stale ones included: what the order list costs in memory (for tests).
+    var orderCount: Int { order.count - orderStart }
 
     mutating func get(_ key: String, now: UInt64) -> CachedResponse? {
         guard let slot = slots[key] else { return nil }
@@ -47,16 +53,12 @@ struct LocalCache {
         slots[key] = Slot(entry: entry, until: until, size: size, generation: generation)
         order.append((key, generation))
         bytes += size
-        while bytes > maxBytes, orderStart < order.count {
+        while bytes > maxBytes || slots.count > maxEntries, orderStart < order.count {
             let oldest = order[orderStart]
             orderStart += 1
             if slots[oldest.key]?.generation == oldest.generation { remove(oldest.key) }
         }
-        // Compact the FIFO once its consumed prefix dominates.
-        if orderStart > 1024 && orderStart * 2 > order.count {
-            order.removeFirst(orderStart)
-            orderStart = 0
-        }
+        compactIfMostlyStale()
     }
 
     mutating func removeAll() {
@@ -68,5 +70,21 @@ struct LocalCache {
 
     private mutating func remove(_ key: String) {
         if let old = slots.removeValue(forKey: key) { bytes -= old.size }
+    }
+
+    /// A hot set re-stored every `local_ttl` never fills the budget, so eviction alone would let
+    /// the FIFO grow by one stale record per put for ever. Rebuilding it once the records are
+    /// more than twice the live entries keeps it within 2× (plus slack) of the live count, and
+    /// costs O(1) amortised per put: each rebuild follows at least as many puts as it keeps.
+    private mutating func compactIfMostlyStale() {
+        let records = order.count - orderStart
+        guard records > 2 * slots.count + 64 else { return }
+        var live: [(key: String, generation: UInt64)] = []
+        live.reserveCapacity(slots.count)
+        for record in order[orderStart...] where slots[record.key]?.generation == record.generation {
+            live.append(record)
+        }
+        order = live
+        orderStart = 0
     }
 }

@@ -13,7 +13,7 @@ final class LoopResources: @unchecked Sendable {
     var local: LocalCache
     private var nextRedis = 0
 
-    init(loop: EventLoop, config: GatewayConfig, loopCount: Int, logger: Logger) {
+    init(loop: EventLoop, config: GatewayConfig, loopCount: Int, upstreamPermits: UpstreamPermits, logger: Logger) {
         self.loop = loop
         let url = config.redis.url
         let redisConfiguration = RedisConfiguration(
@@ -27,20 +27,24 @@ final class LoopResources: @unchecked Sendable {
             // Connection state changes only (connected, lost, reconnecting), never per command.
             RedisConnection(configuration: redisConfiguration, queue: loop.queue, logger: redisLogger)
         }
-        // The upstream cap is for the whole gateway: each loop gets its share (at least one).
+        // The upstream cap is for the whole gateway, so the permits are shared by every loop. A
+        // loop's own connection cap is the full cap: any loop may run all the transfers at some
+        // moment, so each may keep up to that many idle keep-alive connections.
         let upstream = config.upstream
         let upstreamConfiguration = UpstreamConfiguration(
             baseURL: upstream.url.description,
             connectTimeout: upstream.connectTimeout,
             timeout: upstream.timeout,
-            maxConnections: max(1, upstream.maxConnections / loopCount),
-            maxQueued: max(0, upstream.maxQueue / loopCount),
-            maxResponseBodyBytes: max(config.server.maxBodyBytes, 64 << 20)
+            maxConnections: upstreamPermits.limit,
+            maxQueued: upstreamPermits.maxQueued,
+            maxResponseBodyBytes: max(config.server.maxBodyBytes, 64 << 20),
+            permits: upstreamPermits
         )
         self.upstream = UpstreamClient(configuration: upstreamConfiguration, queue: loop.queue)
         local = LocalCache(
             ttlMilliseconds: UInt64(max(0, config.cache.localTTL.wholeMilliseconds)),
-            maxBytes: config.cache.localMaxBytes / loopCount)
+            maxBytes: config.cache.localMaxBytes / loopCount,
+            maxEntries: config.cache.localMaxEntries / loopCount)
     }
 
     func start() {

@@ -1,4 +1,5 @@
 import Dispatch
+import Logging
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -61,6 +62,7 @@ public final class HTTPServer: @unchecked Sendable {
     public let configuration: HTTPServerConfiguration
     let handler: any HTTPHandler
     public let loops: [EventLoop]
+    let logger: Logger
 
     private let openConnections = Atomic<Int>(0)
     private let draining = Atomic<Bool>(false)
@@ -69,12 +71,26 @@ public final class HTTPServer: @unchecked Sendable {
     private var listenFD: Int32 = -1
     private var listenSource: DispatchSourceRead?
     private var nextLoop = 0
+    /// Out of descriptors, the listener is suspended for a moment instead of failing `accept` in
+    /// a busy loop (its read source is level-triggered and fires again at once).
+    private var acceptPaused = false
+    /// Held open to be closed when descriptors run out, so one more client can be accepted and
+    /// told 503 instead of waiting unanswered; -1 while it cannot be re-opened.
+    private var reserveFD: Int32 = -1
+    /// Uptime of the last accept-failure warning; they are rate-limited.
+    private var lastAcceptWarning: UInt64?
     private var drainWaiters: [@Sendable () -> Void] = []
     public private(set) var localAddress: SocketAddress?
 
-    public init(configuration: HTTPServerConfiguration, handler: any HTTPHandler) {
+    /// - Parameters:
+    ///   - logger: For what the server cannot tell a client: accept failures (rate-limited).
+    public init(
+        configuration: HTTPServerConfiguration, handler: any HTTPHandler,
+        logger: Logger = Logger(label: "gateway.http", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.configuration = configuration
         self.handler = handler
+        self.logger = logger
         let count = max(1, configuration.eventLoops)
         self.loops = (0..<count).map { EventLoop(index: $0, label: "gateway") }
         self.acceptLoop = loops[0]
@@ -104,6 +120,7 @@ public final class HTTPServer: @unchecked Sendable {
         for loop in loops { loop.startSweeping(interval: tick) }
         acceptLoop.queue.sync {
             listenFD = fd
+            reserveFD = Syscall.openReserveDescriptor()
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptLoop.queue)
             source.setEventHandler { [unowned self] in self.acceptAll() }
             source.setCancelHandler { Syscall.close(fd) }
@@ -125,7 +142,7 @@ public final class HTTPServer: @unchecked Sendable {
             do throws(SystemError) {
                 accepted = try Syscall.accept(listenFD)
             } catch {
-                // EMFILE/ENFILE and friends: stop for this round; the source fires again.
+                acceptFailed(error)
                 return
             }
             guard let (fd, peer) = accepted else { return }
@@ -144,12 +161,66 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     /// Over the connection limit: a short 503, best effort, and close. The others keep being served.
-    private func refuse(_ fd: Int32) {
+    private func refuse(_ fd: Int32, reason: String = "too many connections") {
         let response = Array(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many connections".utf8)
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: \(reason.utf8.count)\r\nConnection: close\r\nRetry-After: 1\r\n\r\n\(reason)".utf8)
         _ = response.withUnsafeBytes { Syscall.write(fd, $0) }
         Syscall.shutdownWrite(fd)
         Syscall.close(fd)
+    }
+
+    /// What nginx and libuv do when `accept` fails: out of descriptors, spend the reserve one to
+    /// tell the waiting clients 503 rather than leave them hanging; in every case say so (at most
+    /// once per `acceptWarningInterval`) and stop accepting for `acceptPauseMilliseconds`, as the
+    /// listening socket stays readable and would otherwise spin the loop.
+    private func acceptFailed(_ error: SystemError) {
+        let outOfDescriptors = error.errno == EMFILE || error.errno == ENFILE
+        var refused = 0
+        if outOfDescriptors && reserveFD >= 0 {
+            Syscall.close(reserveFD)
+            reserveFD = -1
+            // Each refused client gives its descriptor back before the next accept; bounded so a
+            // flood cannot hold the loop.
+            while refused < 64, let (fd, _) = (try? Syscall.accept(listenFD)) ?? nil {
+                refuse(fd, reason: "server out of file descriptors")
+                refused += 1
+            }
+            reserveFD = Syscall.openReserveDescriptor()
+        }
+        let now = DispatchTime.now().uptimeNanoseconds
+        if lastAcceptWarning.map({ now - $0 >= Self.acceptWarningInterval }) ?? true {
+            lastAcceptWarning = now
+            let limit = Syscall.openFileLimit().soft
+            logger.warning(
+                outOfDescriptors ? "out of file descriptors, answering 503 and pausing accepts" : "accept failed, pausing accepts",
+                metadata: [
+                    "error": "\(error)",
+                    "fd.limit": "\(limit == Int.max ? "unlimited" : "\(limit)")",
+                    "connections.open": "\(connectionCount)",
+                    "connections.refused": "\(refused)",
+                    "pause_ms": "\(Self.acceptPauseMilliseconds)",
+                ])
+        }
+        pauseAccepting()
+    }
+
+    static let acceptPauseMilliseconds = 100
+    static let acceptWarningInterval: UInt64 = 10_000_000_000
+
+    private func pauseAccepting() {
+        guard !acceptPaused, let listenSource else { return }
+        acceptPaused = true
+        listenSource.suspend()
+        acceptLoop.queue.asyncAfter(deadline: .now() + .milliseconds(Self.acceptPauseMilliseconds)) { [self] in
+            resumeAccepting()
+        }
+    }
+
+    private func resumeAccepting() {
+        guard acceptPaused else { return }
+        acceptPaused = false
+        if reserveFD < 0 { reserveFD = Syscall.openReserveDescriptor() }
+        listenSource?.resume()
     }
 
     func connectionClosed(_ connection: Connection) {
@@ -163,7 +234,12 @@ public final class HTTPServer: @unchecked Sendable {
         acceptLoop.queue.async { [self] in
             draining.store(true, ordering: .relaxed)
             listenSource?.cancel()
+            // A suspended source must be resumed to be released (libdispatch traps otherwise).
+            if acceptPaused { listenSource?.resume() }
+            acceptPaused = false
             listenSource = nil
+            if reserveFD >= 0 { Syscall.close(reserveFD) }
+            reserveFD = -1
             drainWaiters.append(completion)
             for loop in loops {
                 loop.execute {

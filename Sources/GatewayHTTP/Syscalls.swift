@@ -141,10 +141,51 @@ enum Syscall {
         return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec / 1_000_000)
     }
 
+    /// Opens `/dev/null` read-only and close-on-exec: a descriptor held in reserve, to be closed
+    /// when the process runs out so that one more `accept` can succeed. -1 if it cannot be opened.
+    static func openReserveDescriptor() -> Int32 {
+        while true {
+            let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+            if fd < 0 && errno == EINTR { continue }
+            return fd
+        }
+    }
+
+    /// `getrlimit(RLIMIT_NOFILE)`; `Int.max` stands for `RLIM_INFINITY` (all ones, above `Int.max`).
+    static func openFileLimit() -> (soft: Int, hard: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (Int.max, Int.max) }
+        func value(_ v: rlim_t) -> Int { v > rlim_t(Int.max) ? Int.max : Int(v) }
+        return (value(limit.rlim_cur), value(limit.rlim_max))
+    }
+
+    /// Raises the soft `RLIMIT_NOFILE` to the hard one (`setrlimit`); on failure leaves it as it was.
+    static func raiseOpenFileLimit() -> (soft: Int, hard: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return openFileLimit() }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+        }
+        return openFileLimit()
+    }
+
     static func close(_ fd: Int32) {
         // Linux closes the descriptor even when close reports EINTR: never retry.
         _ = Glibc.close(fd)
     }
+}
+
+/// Process-wide descriptor limits, for the executable to set at start-up (a library should not).
+public enum OpenFileLimit {
+    /// The soft and hard `RLIMIT_NOFILE` (`getrlimit`); `Int.max` means unlimited.
+    public static var current: (soft: Int, hard: Int) { Syscall.openFileLimit() }
+
+    /// Raises the soft `RLIMIT_NOFILE` as far as the hard limit allows (`setrlimit`) and returns the
+    /// limits then in force.
+    @discardableResult
+    public static func raiseToHardLimit() -> (soft: Int, hard: Int) { Syscall.raiseOpenFileLimit() }
 }
 
 /// Wall-clock time for modules that must not touch libc themselves.

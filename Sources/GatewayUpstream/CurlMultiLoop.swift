@@ -9,9 +9,10 @@ import Dispatch
 /// unretained: the timer and socket sources' handlers retain the loop until ``shutdown()`` cancels them,
 /// which is also what keeps it alive through `curl_multi_cleanup` closing the cached connections.
 ///
-/// Admission: at most `maxConnections` transfers are added to the multi handle (libcurl never queues
-/// internally), up to `maxQueued` more wait here in FIFO order, and anything beyond fails at once with
-/// `.overloaded`.
+/// Admission: a transfer is added to the multi handle only with a permit from `permits` (so libcurl
+/// never queues internally, and a pool shared by several loops caps them together); a request that
+/// gets none waits here in FIFO order while the pool has room for it, and fails at once with
+/// `.overloaded` otherwise.
 final class CurlMultiLoop: @unchecked Sendable {
     struct Waiting {
         var request: PreparedRequest
@@ -28,7 +29,11 @@ final class CurlMultiLoop: @unchecked Sendable {
     var sockets: [Int32: SocketWatch] = [:]
     /// Transfers added to the multi handle; owns them while libcurl holds unretained pointers.
     private var running: [ObjectIdentifier: Transfer] = [:]
+    /// Requests that wait for a permit; each left one wake-up in `permits`.
     private var waiting = FIFO<Waiting>()
+    private let permits: UpstreamPermits
+    /// Handed to `permits` with each queued request; nil after shutdown (it retains us).
+    private var wake: (@Sendable () -> Void)?
     /// Idle transfers (easy handles) to reuse; at most `maxConnections`.
     private var spare: [Transfer] = []
     private(set) var isShutdown = false
@@ -41,6 +46,8 @@ final class CurlMultiLoop: @unchecked Sendable {
         self.queue = queue
         self.configuration = configuration
         (origin, basePath) = Self.split(baseURL: configuration.baseURL)
+        permits = configuration.permits
+            ?? UpstreamPermits(limit: configuration.maxConnections, maxQueued: configuration.maxQueued)
 
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
         self.multi = multi
@@ -61,6 +68,8 @@ final class CurlMultiLoop: @unchecked Sendable {
         timer.schedule(deadline: .distantFuture)
         timer.resume()
         self.timer = timer
+        // Strong: a permit handed over after shutdown must still find us, to give it back.
+        wake = { [queue] in queue.async { self.permitGranted() } }
     }
 
     // MARK: Requests
@@ -73,14 +82,28 @@ final class CurlMultiLoop: @unchecked Sendable {
         case .failure(let error): return failLater(completion, error)
         case .success(let p): prepared = p
         }
-        if running.count < configuration.maxConnections {
-            start(prepared, completion)
-        } else if waiting.count < configuration.maxQueued {
+        switch permits.acquire(orWait: ObjectIdentifier(self), wake: wake!) {
+        case .acquired:
+            if waiting.isEmpty {
+                start(prepared, completion)
+            } else {
+                // A permit is free while some of ours wait: theirs is on its way. Keep FIFO order.
+                waiting.append(Waiting(request: prepared, completion: completion))
+                let next = waiting.popFirst()!
+                start(next.request, next.completion)
+            }
+        case .queued:
             waiting.append(Waiting(request: prepared, completion: completion))
-        } else {
+        case let .full(running, queued):
             failLater(completion, .overloaded.with(
-                detail: "\(running.count) in flight, \(waiting.count) queued (maxConnections \(configuration.maxConnections), maxQueued \(configuration.maxQueued))"))
+                detail: "\(running) in flight, \(queued) queued (maxConnections \(permits.limit), maxQueued \(permits.maxQueued))"))
         }
+    }
+
+    /// A finished transfer (of any loop sharing `permits`) handed us its permit.
+    private func permitGranted() {
+        guard !isShutdown, let next = waiting.popFirst() else { return permits.release() }
+        start(next.request, next.completion)
     }
 
     /// Fails every transfer with `.shutdown`, closes every connection and frees libcurl's state.
@@ -88,6 +111,9 @@ final class CurlMultiLoop: @unchecked Sendable {
     func shutdown() {
         guard !isShutdown else { return }
         isShutdown = true
+        // Before releasing our permits, so none is handed to a request of ours about to fail.
+        permits.cancelWaits(of: ObjectIdentifier(self))
+        wake = nil
         var failed: [(Result<UpstreamResponse, UpstreamError>) -> Void] = []
         if let multi {
             for transfer in running.values {
@@ -95,6 +121,7 @@ final class CurlMultiLoop: @unchecked Sendable {
                 if let completion = transfer.completion { failed.append(completion) }
                 transfer.completion = nil
                 transfer.close()
+                permits.release()
             }
             running.removeAll()
             // Closes the cached connections through curlCloseSocketCallback: we are still alive here.
@@ -112,19 +139,24 @@ final class CurlMultiLoop: @unchecked Sendable {
         for completion in failed { completion(.failure(.shutdown)) }
     }
 
+    /// Adds a transfer for `request`, which holds one permit: kept by the transfer until it finishes,
+    /// given back at once if it cannot start.
     private func start(_ request: PreparedRequest, _ completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
         let now = DispatchTime.now().uptimeNanoseconds
         guard request.deadline > now, let multi else {
+            permits.release()
             return failLater(completion, .timeout.with(detail: "timed out waiting for a free upstream connection"))
         }
         let remainingMs = Int((request.deadline - now + 999_999) / 1_000_000)
         guard let transfer = spare.popLast() ?? Transfer() else {
+            permits.release()
             return failLater(completion, .transferFailed.with(detail: "curl_easy_init failed"))
         }
         let me = Unmanaged.passUnretained(self).toOpaque()
         let rc = transfer.configure(request, loop: me, configuration: configuration, remainingMs: remainingMs)
         guard rc == CURLE_OK else {
             recycle(transfer)
+            permits.release()
             return failLater(completion, .transferFailed.with(detail: "curl_easy_setopt: \(String(cString: curl_easy_strerror(rc)))"))
         }
         transfer.completion = completion
@@ -134,14 +166,8 @@ final class CurlMultiLoop: @unchecked Sendable {
             running.removeValue(forKey: ObjectIdentifier(transfer))
             transfer.completion = nil
             recycle(transfer)
+            permits.release()
             return failLater(completion, .transferFailed.with(detail: "curl_multi_add_handle: \(String(cString: curl_multi_strerror(mrc)))"))
-        }
-    }
-
-    /// Starts waiting requests while there are free slots.
-    private func startWaiting() {
-        while !isShutdown, running.count < configuration.maxConnections, let next = waiting.popFirst() {
-            start(next.request, next.completion)
         }
     }
 
@@ -194,7 +220,8 @@ final class CurlMultiLoop: @unchecked Sendable {
         let completion = transfer.completion
         transfer.completion = nil
         recycle(transfer)
-        startWaiting()
+        // Possibly to another loop: the oldest waiting request of the gateway goes next.
+        permits.release()
         completion?(result)
     }
 

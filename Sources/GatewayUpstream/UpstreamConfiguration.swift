@@ -1,7 +1,7 @@
 /// Settings of one ``UpstreamClient``: where the upstream is, how long to wait, how much to hold.
 ///
-/// Every limit applies to one client, that is to one event loop: a gateway with two loops opens up to
-/// `2 * maxConnections` upstream connections.
+/// Every limit applies to one client, that is to one event loop, unless `permits` is shared: then
+/// the transfers and the waiting requests of all clients sharing it are bounded together.
 public struct UpstreamConfiguration: Sendable {
     /// Scheme, host, port and an optional base path, e.g. `"http://127.0.0.1:9000"` or
     /// `"http://monolith:8080/api"`. A request's `pathAndQuery` is appended to it; a trailing `/` is
@@ -17,14 +17,23 @@ public struct UpstreamConfiguration: Sendable {
     /// fails with ``UpstreamError/timeout``. Default 30 s.
     public var timeout: Duration
 
-    /// Cap on concurrent transfers, and so on upstream connections, of this client
-    /// (`CURLMOPT_MAX_HOST_CONNECTIONS`, `CURLMOPT_MAX_TOTAL_CONNECTIONS` and the size of the
-    /// keep-alive cache). Default 8. Must be at least 1.
+    /// Cap on upstream connections of this client (`CURLMOPT_MAX_HOST_CONNECTIONS`,
+    /// `CURLMOPT_MAX_TOTAL_CONNECTIONS` and the size of the keep-alive cache), and on its concurrent
+    /// transfers unless `permits` is given. Default 8. Must be at least 1.
+    ///
+    /// With shared `permits` set it to `permits.limit`: the transfers are capped by the permits, and
+    /// idle keep-alive connections may then number up to `maxConnections` per client.
     public var maxConnections: Int
 
     /// Requests that may wait for a free connection beyond `maxConnections`; a request past
     /// `maxConnections + maxQueued` fails at once with ``UpstreamError/overloaded``. Default 256. May be 0.
+    /// Not used when `permits` is given (its own `maxQueued` applies).
     public var maxQueued: Int
+
+    /// Admission shared with other clients, so that a cap holds for all of them together (one client
+    /// per event loop, one cap per gateway). Nil: this client has its own, of `maxConnections`
+    /// permits and `maxQueued` waiting places.
+    public var permits: UpstreamPermits?
 
     /// Largest response body accepted, in bytes (after chunked decoding). A larger one aborts the
     /// transfer with ``UpstreamError/bodyTooLarge`` (at the headers when `Content-Length` announces it,
@@ -43,7 +52,8 @@ public struct UpstreamConfiguration: Sendable {
         maxConnections: Int = 8,
         maxQueued: Int = 256,
         maxResponseBodyBytes: Int = 8 << 20,
-        maxResponseHeaderBytes: Int = 64 << 10
+        maxResponseHeaderBytes: Int = 64 << 10,
+        permits: UpstreamPermits? = nil
     ) {
         self.baseURL = baseURL
         self.connectTimeout = connectTimeout
@@ -52,6 +62,7 @@ public struct UpstreamConfiguration: Sendable {
         self.maxQueued = maxQueued
         self.maxResponseBodyBytes = maxResponseBodyBytes
         self.maxResponseHeaderBytes = maxResponseHeaderBytes
+        self.permits = permits
     }
 
     /// Checks the settings; ``UpstreamClient/init(configuration:queue:)`` traps on what this rejects,

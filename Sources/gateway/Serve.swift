@@ -34,6 +34,7 @@ struct Serve: ParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
+        warnIfDescriptorsCannotCover(loaded, limit: OpenFileLimit.raiseToHardLimit(), logger: logger)
         let service = GatewayService(config: loaded, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         do {
@@ -45,6 +46,24 @@ struct Serve: ParsableCommand {
         stopOnSignals(service)
         dispatchMain()
     }
+}
+
+/// Every client connection is a descriptor, and so is every Redis and upstream connection of each
+/// loop, plus a few for listening, epoll and the runtime (`margin`). Past the limit the server
+/// answers 503, so a limit below what the config allows is worth saying at start.
+private func warnIfDescriptorsCannotCover(_ config: GatewayConfig, limit: (soft: Int, hard: Int), logger: Logger) {
+    let margin = 64
+    let perLoop = config.upstream.maxConnections + 2 * config.redis.connections
+    let needed = config.server.maxConnections + config.server.eventLoops * perLoop + margin
+    guard needed > limit.soft else { return }
+    logger.warning(
+        "open file limit is below what server.max_connections needs",
+        metadata: [
+            "server.max_connections": "\(config.server.maxConnections)",
+            "fd.needed": "\(needed)",
+            "fd.limit": "\(limit.soft)",
+            "fd.hard_limit": "\(limit.hard == Int.max ? "unlimited" : "\(limit.hard)")",
+        ])
 }
 
 /// SIGTERM and SIGINT start a graceful shutdown; the process exits 0 once it is done.

@@ -28,6 +28,14 @@ final class BenchTests: XCTestCase {
         XCTAssertEqual(config.routes.map(\.name), ["catalog", "user-resources", "everything-else"])
     }
 
+    func testTheLocalSoakRunsInAllWithTheInProcessTierOn() throws {
+        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield"])
+        let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:soak:",
+                                              workers: 2, tag: "local-soak-1-gateway", localTTL: LocalSoakScenario.defaultLocalTTL)
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.cache.localTTL, .milliseconds(100))
+    }
+
     func testTheNginxConfigCachesLikeTheGateway() {
         let text = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64).text

@@ -169,6 +169,20 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.routes.map(\.line), [25, 37, 42])
     }
 
+    func testLocalTierLimits() throws {
+        let config = try GatewayConfig.parse(yaml: base + """
+            cache: { local_ttl: 100ms, local_max_bytes: 1MiB, local_max_entries: 500 }
+            """, fileName: "gateway.yaml")
+        XCTAssertEqual(config.cache.localMaxEntries, 500)
+        XCTAssertEqual(try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml").cache.localMaxEntries, 10_000)
+        XCTAssertTrue(config.summary().contains("local     in-process tier: 100ms, 1MiB, 500 entries"), config.summary())
+        XCTAssertEqual(diagnostics(base + """
+            cache: { local_max_entries: -1 }
+            """), """
+            gateway.yaml:11:29: error: cache.local_max_entries: must be between 0 and 10000000, got -1
+            """)
+    }
+
     func testSummary() throws {
         let config = try GatewayConfig.parse(yaml: """
             listen: 0.0.0.0:8080

@@ -37,9 +37,54 @@ final class LocalCacheTests: XCTestCase {
         XCTAssertEqual(cache.count, 2, "re-putting one key must not leak budget")
     }
 
+    /// A hot set re-stored every `local_ttl` never fills the byte budget; the FIFO must still not
+    /// grow with every put (it did: 200 keys re-put 10,000 times left 2,000,000 records).
+    func testRePuttingAHotSetKeepsTheOrderListBounded() {
+        var cache = LocalCache(ttlMilliseconds: 100, maxBytes: 64 << 20)
+        var now: UInt64 = 0
+        for round in 0..<10_000 {
+            for i in 0..<200 { cache.put("hot\(i)", entry(10), now: now) }
+            now += 100
+            if round % 1000 == 0 {
+                XCTAssertLessThanOrEqual(cache.orderCount, 3 * cache.count + 64, "round \(round)")
+            }
+        }
+        XCTAssertEqual(cache.count, 200)
+        XCTAssertLessThanOrEqual(cache.orderCount, 3 * cache.count + 64)
+        XCTAssertNotNil(cache.get("hot0", now: now - 1))
+        XCTAssertNotNil(cache.get("hot199", now: now - 1))
+    }
+
+    func testExpiredEntriesReadAgainDoNotAccumulateRecords() {
+        var cache = LocalCache(ttlMilliseconds: 10, maxBytes: 64 << 20)
+        for step in 0..<50_000 {
+            let now = UInt64(step) * 10
+            XCTAssertNil(cache.get("k", now: now), "expired at each step")
+            cache.put("k", entry(10), now: now)
+        }
+        XCTAssertLessThanOrEqual(cache.orderCount, 3 * cache.count + 64)
+    }
+
+    func testBoundedInEntriesOldestFirst() {
+        var cache = LocalCache(ttlMilliseconds: 10_000, maxBytes: 64 << 20, maxEntries: 100)
+        for i in 0..<1000 { cache.put("k\(i)", entry(10), now: 0) }
+        XCTAssertEqual(cache.count, 100)
+        XCTAssertNil(cache.get("k899", now: 1))
+        XCTAssertNotNil(cache.get("k900", now: 1))
+        XCTAssertNotNil(cache.get("k999", now: 1))
+        XCTAssertLessThanOrEqual(cache.orderCount, 3 * cache.count + 64)
+        // Re-putting a live key replaces it without evicting another.
+        cache.put("k950", entry(10), now: 0)
+        XCTAssertEqual(cache.count, 100)
+        XCTAssertNotNil(cache.get("k900", now: 1))
+    }
+
     func testDisabledKeepsNothing() {
         var cache = LocalCache(ttlMilliseconds: 0, maxBytes: 1000)
         cache.put("a", entry(1), now: 0)
         XCTAssertNil(cache.get("a", now: 0))
+        var noEntries = LocalCache(ttlMilliseconds: 1000, maxBytes: 1000, maxEntries: 0)
+        noEntries.put("a", entry(1), now: 0)
+        XCTAssertNil(noEntries.get("a", now: 0))
     }
 }

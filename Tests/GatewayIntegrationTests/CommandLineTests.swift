@@ -109,4 +109,97 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertEqual(process.terminationStatus, 0)
         XCTAssertFalse(RedisServerProcess.accepts(port: port))
     }
+
+    /// Run out of descriptors (a limit of 64 against `max_connections: 10000`): a new client gets a
+    /// quick 503 instead of waiting unanswered, the accept loop does not spin, the log says so once,
+    /// and once clients leave the gateway serves again.
+    func testOutOfDescriptorsAnswers503WithoutSpinningAndRecovers() throws {
+        let port = try RedisServerProcess.freePort()
+        let path = try writeTemp("""
+            listen: 127.0.0.1:\(port)
+            server: { max_connections: 10000, event_loops: 2 }
+            upstream: { url: \(backend.baseURL) }
+            redis: { url: redis://127.0.0.1:\(redis.port) }
+            routes:
+              - { name: rest, match: "/**", class: pass }
+            """, name: "fds.yaml")
+        let process = Process()
+        // `ulimit -n` sets the hard limit too, so the gateway cannot raise it; exec keeps the pid.
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", binary.path, "serve", "--config", path, "--log-level", "warning"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var exited = false
+        defer { if !exited { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil { RedisServerProcess.accepts(port: port) }, "gateway did not start")
+
+        func healthz(timeout: TimeInterval) throws -> (client: TestClient, response: TestClient.Response) {
+            let client = try TestClient(port: port, timeout: timeout)
+            try client.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            return (client, try client.readResponse())
+        }
+
+        // Keep-alive clients until the gateway has no descriptor left for the next one.
+        var held: [TestClient] = []
+        var refusal: TestClient.Response?
+        for _ in 0..<100 {
+            do {
+                let (client, response) = try healthz(timeout: 3)
+                if response.status == 200 {
+                    held.append(client)
+                    continue
+                }
+                refusal = response
+            } catch {
+                XCTFail("a client past the descriptor limit got no answer within 3 s: \(error)")
+            }
+            break
+        }
+        XCTAssertGreaterThan(held.count, 10, "the gateway served some clients first")
+        XCTAssertEqual(refusal?.status, 503)
+        XCTAssertEqual(refusal?.header("Connection"), "close")
+        XCTAssertEqual(refusal?.text, "server out of file descriptors")
+
+        // While still out of descriptors, more clients arrive: each is answered, and the process
+        // mostly sleeps (it spun at ~80 % of a core before).
+        let before = try cpuTicks(process.processIdentifier)
+        let started = Date()
+        for _ in 0..<3 {
+            let (_, response) = try healthz(timeout: 3)
+            XCTAssertEqual(response.status, 503)
+        }
+        // A client that connects and sends nothing is answered too: the refusal is at accept.
+        let silent = try TestClient(port: port, timeout: 3)
+        XCTAssertEqual(try silent.readResponse().status, 503)
+        Thread.sleep(until: started.addingTimeInterval(1))
+        let used = try cpuTicks(process.processIdentifier) - before
+        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        XCTAssertLessThan(Double(used) / ticksPerSecond / Date().timeIntervalSince(started), 0.3, "CPU share while out of descriptors")
+
+        held.removeAll()  // closes them
+        var served = false
+        let deadline = Date().addingTimeInterval(5)
+        while !served && Date() < deadline {
+            if let (_, response) = try? healthz(timeout: 3), response.status == 200 { served = true } else { usleep(50_000) }
+        }
+        XCTAssertTrue(served, "the gateway serves again once clients leave")
+
+        kill(process.processIdentifier, SIGTERM)
+        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        exited = true
+        XCTAssertEqual(log.components(separatedBy: "out of file descriptors").count - 1, 1, log)
+        XCTAssertTrue(log.contains("fd.limit=64"), log)
+        XCTAssertTrue(log.contains("open file limit is below what server.max_connections needs"), log)
+    }
+
+    /// utime + stime of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+    private func cpuTicks(_ pid: Int32) throws -> Int {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // The command name may contain spaces: count fields after its closing parenthesis.
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        return Int(fields[11])! + Int(fields[12])!
+    }
 }

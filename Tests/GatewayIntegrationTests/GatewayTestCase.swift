@@ -69,11 +69,14 @@ class GatewayTestCase: XCTestCase {
         """
 
     /// Writes a config around `routes` and starts the gateway on 127.0.0.1:0.
-    func startGateway(routes: String = GatewayTestCase.defaultRoutes, upstreamTimeout: String = "5s", extra: String = "") throws {
+    func startGateway(
+        routes: String = GatewayTestCase.defaultRoutes, upstreamTimeout: String = "5s", upstreamMaxConnections: Int = 16,
+        extra: String = ""
+    ) throws {
         let yaml = """
             listen: 127.0.0.1:0
             server: { event_loops: 2, drain_timeout: 1s }
-            upstream: { url: \(backend.baseURL), timeout: \(upstreamTimeout), connect_timeout: 1s, max_connections: 16 }
+            upstream: { url: \(backend.baseURL), timeout: \(upstreamTimeout), connect_timeout: 1s, max_connections: \(upstreamMaxConnections) }
             redis: { url: redis://127.0.0.1:\(redis.port)/0, timeout: 200ms, key_prefix: "\(prefix)" }
             \(extra)
             \(routes)

@@ -7,7 +7,7 @@ import Glibc
 ///
 /// Binds 127.0.0.1 on an ephemeral port, keeps connections alive, disables Nagle, and can misbehave on
 /// purpose per path (see ``Behaviour``). It counts accepted connections (and the most open at once),
-/// requests per path, and records the last request. Independent of any test case, so it can move to a
+/// requests per path (and the most being answered at once), and records the last request. Independent of any test case, so it can move to a
 /// shared test-support target.
 public final class TestHTTPBackend: @unchecked Sendable {
     public struct RecordedRequest: Sendable {
@@ -73,6 +73,8 @@ public final class TestHTTPBackend: @unchecked Sendable {
     private var counts: [String: Int] = [:]
     private var _acceptedConnections = 0
     private var _maxOpenConnections = 0
+    private var _activeRequests = 0
+    private var _maxConcurrentRequests = 0
     private var _lastRequest: RecordedRequest?
     private var openFDs: Set<Int32> = []
     private var stopped = false
@@ -126,6 +128,9 @@ public final class TestHTTPBackend: @unchecked Sendable {
     /// The most connections open at the same time so far.
     public var maxOpenConnections: Int { lock.withLock { _maxOpenConnections } }
     public var openConnections: Int { lock.withLock { openFDs.count } }
+    /// The most requests read and not yet answered at the same time so far (idle keep-alive
+    /// connections do not count, unlike in ``maxOpenConnections``).
+    public var maxConcurrentRequests: Int { lock.withLock { _maxConcurrentRequests } }
     public var lastRequest: RecordedRequest? { lock.withLock { _lastRequest } }
 
     /// Stops accepting, cuts every open connection and waits (up to 5 s) for the threads to end.
@@ -179,9 +184,13 @@ public final class TestHTTPBackend: @unchecked Sendable {
             let behaviour: Behaviour = lock.withLock {
                 counts[request.path, default: 0] += 1
                 _lastRequest = request
+                _activeRequests += 1
+                _maxConcurrentRequests = max(_maxConcurrentRequests, _activeRequests)
                 return behaviours[request.path] ?? defaultBehaviour
             }
-            guard perform(behaviour, for: request, on: fd, buffer: &buffer) else { return }
+            let keepOpen = perform(behaviour, for: request, on: fd, buffer: &buffer)
+            lock.withLock { _activeRequests -= 1 }
+            guard keepOpen else { return }
             if request.header("Connection")?.lowercased() == "close" { return }
         }
     }

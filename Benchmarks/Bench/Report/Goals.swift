@@ -79,6 +79,9 @@ enum Goals {
                 let hits = r.result.hitRatio.map { "hit ratio \(Format.percent($0)), " } ?? ""
                 return "\(name(r.target)): \(hits)backend calls saved \(Format.percent(max(0, saved))), p50 \(r.result.ms(\.p50)), p99 \(r.result.ms(\.p99))"
             }
+        case "local-soak":
+            guard let m = s.memory, let r = s.cases.first?.run(.gateway) else { return [] }
+            return ["gateway: RSS \(Format.mib(m.firstKiB)) → \(Format.mib(m.lastKiB)) over \(Format.seconds(r.result.elapsedSeconds)), \(Format.rate(r.result.requestsPerSecond)) req/s"]
         case "shield":
             guard let c = s.cases.first else { return [] }
             return c.runs.map { r in

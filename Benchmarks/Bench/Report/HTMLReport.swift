@@ -128,6 +128,12 @@ enum HTMLReport {
                                                yLabel: { Format.mib(Int($0)) }, xLabel: "seconds into the run"))
                 }
             }
+        case "local-soak":
+            if let m = s.memory {
+                h += figure("Gateway memory", "resident size (VmRSS) over the run: first \(Format.mib(m.firstKiB)), last \(Format.mib(m.lastKiB)), max \(Format.mib(m.maxKiB))",
+                            SVGCharts.line(m.samples.map { (Double($0.seconds), Double($0.kib)) }, color: color(.gateway),
+                                           yLabel: { Format.mib(Int($0)) }, xLabel: "seconds into the run"))
+            }
         case "shield":
             if let c = s.cases.first {
                 let patience = c.runs.first?.patienceSeconds ?? 2
@@ -218,6 +224,11 @@ enum HTMLReport {
                     tiles.append(Tile(value: String(format: "%.1f → %.1f", Double(m.firstKiB) / 1024, Double(m.lastKiB) / 1024), caption: "gateway RSS in MiB, first → last",
                                       detail: "max \(Format.mib(m.maxKiB))\(m.checked ? "" : "; flatness checked on runs ≥ 60 s")"))
                 }
+            }
+        case "local-soak":
+            if let m = s.memory {
+                tiles.append(Tile(value: String(format: "%.1f → %.1f", Double(m.firstKiB) / 1024, Double(m.lastKiB) / 1024), caption: "gateway RSS in MiB, first → last",
+                                  detail: "max \(Format.mib(m.maxKiB))"))
             }
         case "shield":
             if let c = s.cases.first {

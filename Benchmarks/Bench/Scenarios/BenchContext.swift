@@ -69,7 +69,8 @@ final class BenchContext: @unchecked Sendable {
 
     /// A fresh demo monolith, and in front of it a fresh gateway or nginx (none for `.direct`):
     /// each phase starts from empty caches and zero counters.
-    func startStack(_ target: Target, backend shape: BackendShape, scenario: String) throws -> Stack {
+    /// - Parameter localTTL: The gateway's `cache.local_ttl`, when not the one of the options.
+    func startStack(_ target: Target, backend shape: BackendShape, scenario: String, localTTL: String? = nil) throws -> Stack {
         phases += 1
         let tag = "\(scenario)-\(phases)-\(target.rawValue)"
         let backend = try Backend.start(delayMs: shape.delayMs, bodySize: shape.bodySize, concurrency: shape.concurrency,
@@ -81,7 +82,7 @@ final class BenchContext: @unchecked Sendable {
             let port = try Ports.free()
             let gateway: GatewayService
             do {
-                gateway = try GatewayService.start(config: gatewayConfig(port: port, backendPort: backend.port, tag: tag),
+                gateway = try GatewayService.start(config: gatewayConfig(port: port, backendPort: backend.port, tag: tag, localTTL: localTTL),
                                                    port: port, logDir: workDir, name: "gateway-\(tag)")
             } catch {
                 backend.process.stop()
@@ -106,9 +107,9 @@ final class BenchContext: @unchecked Sendable {
 
     /// The gateway's config for one phase: the routes of the reference gateway.yaml (a public
     /// catalog, per-user resources, everything else passed), its own key prefix in the shared Redis.
-    func gatewayConfig(port: Int, backendPort: Int, tag: String) -> String {
+    func gatewayConfig(port: Int, backendPort: Int, tag: String, localTTL: String? = nil) -> String {
         Self.gatewayConfig(port: port, backendPort: backendPort, redisPort: redis.port, keyPrefix: "bench:\(runID):\(tag):",
-                           workers: options.workers, tag: tag, localTTL: options.localTTL)
+                           workers: options.workers, tag: tag, localTTL: localTTL ?? options.localTTL)
     }
 
     static func gatewayConfig(port: Int, backendPort: Int, redisPort: Int, keyPrefix: String, workers: Int, tag: String,
@@ -173,8 +174,8 @@ final class Stack {
 
     /// Runs `body` with a fresh stack, and stops it whatever happens.
     static func with<T>(_ context: BenchContext, _ target: Target, backend: BackendShape, scenario: String,
-                        _ body: (Stack) throws -> T) throws -> T {
-        let stack = try context.startStack(target, backend: backend, scenario: scenario)
+                        localTTL: String? = nil, _ body: (Stack) throws -> T) throws -> T {
+        let stack = try context.startStack(target, backend: backend, scenario: scenario, localTTL: localTTL)
         defer { stack.stop() }
         return try body(stack)
     }

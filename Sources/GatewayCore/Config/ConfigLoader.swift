@@ -56,7 +56,7 @@ private enum Keys {
     ]
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
     static let redis = ["url", "timeout", "key_prefix", "connections"]
-    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "forward_headers"]
+    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
@@ -374,6 +374,7 @@ final class ConfigReader {
         cache.keyHost = bool(f, "key_host", default: cache.keyHost)
         cache.localTTL = duration(f, "local_ttl", default: cache.localTTL, allowZero: true)
         cache.localMaxBytes = size(f, "local_max_bytes", default: cache.localMaxBytes, 0...(4 << 30))
+        cache.localMaxEntries = int(f, "local_max_entries", default: cache.localMaxEntries, 0...10_000_000)
         if let node = f["forward_headers"] {
             cache.forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? cache.forwardHeaders
         }

@@ -17,7 +17,7 @@ extension GatewayConfig {
             + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys, fills forward "
             + (cache.forwardHeaders.isEmpty ? "no client headers" : cache.forwardHeaders.joined(separator: ",")) + " (defaults)")
         lines.append("local     " + (cache.localTTL > .zero
-            ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes))"
+            ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes)), \(cache.localMaxEntries) entries"
             : "no in-process tier (every hit is read from Redis)"))
         if let invalidation {
             lines.append("purges    Redis channel \"\(invalidation.channel)\" (purge <path>, purge-route <name>)")

@@ -96,10 +96,11 @@ extension GatewayConfig {
         public var connectTimeout: Duration
         /// Whole-exchange limit for one upstream request (504 beyond). `timeout`, > 0, default 10s.
         public var timeout: Duration
-        /// Concurrent upstream requests (per gateway). `max_connections`, 1–10,000, default 64.
+        /// Concurrent upstream requests, per gateway (shared by its event loops; each loop may keep
+        /// this many idle keep-alive connections). `max_connections`, 1–10,000, default 64.
         public var maxConnections: Int
-        /// Requests waiting for a connection beyond `maxConnections`; beyond this the gateway
-        /// answers 503. `max_queue`, 0–1,000,000, default 1024.
+        /// Requests waiting for a connection beyond `maxConnections`, per gateway; beyond this the
+        /// gateway answers 503. `max_queue`, 0–1,000,000, default 1024.
         public var maxQueue: Int
         /// The `Host` sent upstream on cached routes that do not key on the client's Host
         /// (`key_host: false`): a client's Host must never reach a response stored for everyone.
@@ -164,6 +165,10 @@ extension GatewayConfig {
         /// Memory for the in-process tier, split between the event loops; oldest entries go first.
         /// `local_max_bytes`, 0–4GiB, default 64MiB.
         public var localMaxBytes: Int
+        /// Entries in the in-process tier, split between the event loops like `localMaxBytes`:
+        /// many small entries would otherwise cost far more than their counted bytes.
+        /// `local_max_entries`, 0–10,000,000, default 10,000.
+        public var localMaxEntries: Int
         /// Client request headers sent upstream on cache fills, lowercased. Everything else the
         /// client sent is dropped on cached routes, because a header the backend reflects but the
         /// key does not hold would be served to everyone (`X-Forwarded-Host` and friends). The
@@ -173,13 +178,15 @@ extension GatewayConfig {
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
-            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20, forwardHeaders: [String] = []
+            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20, localMaxEntries: Int = 10_000,
+            forwardHeaders: [String] = []
         ) {
             self.maxBodySize = maxBodySize
             self.maxWait = maxWait
             self.keyHost = keyHost
             self.localTTL = localTTL
             self.localMaxBytes = localMaxBytes
+            self.localMaxEntries = localMaxEntries
             self.forwardHeaders = forwardHeaders
         }
     }
