@@ -43,7 +43,7 @@ done
 SWIFTC="${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}"
 OUT=.build-fuzz
 # Everything the compiler caches stays in the repo's build folder.
-FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -wmo -g -swift-version 6 -use-ld=lld -module-cache-path "$OUT/module-cache")
+FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -wmo -gline-tables-only -swift-version 6 -use-ld=lld -module-cache-path "$OUT/module-cache")
 # libFuzzer limits: a slow input (e.g. a quadratic path) or a memory blow-up counts as a failure.
 RUN_FLAGS=(-timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1)
 
