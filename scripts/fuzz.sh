@@ -42,6 +42,8 @@ done
 
 SWIFTC="${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}"
 OUT=.build-fuzz
+demangle=cat
+if command -v swift-demangle >/dev/null; then demangle="swift-demangle --simplified"; fi
 # Everything the compiler caches stays in the repo's build folder.
 FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -wmo -gline-tables-only -swift-version 6 -use-ld=lld -module-cache-path "$OUT/module-cache")
 # libFuzzer limits: a slow input (e.g. a quadratic path) or a memory blow-up counts as a failure.
@@ -49,14 +51,20 @@ RUN_FLAGS=(-timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1)
 
 # Expands a list of paths and globs; prints the files, or returns 1 naming what is missing.
 expand() {
-    local word missing=0
-    shopt -s nullglob
-    for word in $1; do
-        local matches=($word)
-        if [ ${#matches[@]} -eq 0 ]; then echo "missing: $word" >&2; missing=1; fi
+    local word words matches missing=0
+    read -ra words <<<"$1"
+    for word in "${words[@]}"; do
+        shopt -s nullglob
+        matches=($word)
+        shopt -u nullglob
+        # A literal path that does not exist survives nullglob: check it too.
+        if [ ${#matches[@]} -eq 0 ] || [ ! -f "${matches[0]}" ]; then
+            echo "missing: $word" >&2
+            missing=1
+            continue
+        fi
         printf '%s\n' "${matches[@]}"
     done
-    shopt -u nullglob
     return $missing
 }
 
@@ -112,10 +120,12 @@ run() {
         local reproducer
         reproducer=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$dir/fuzz.log" | tail -1)
         echo "!!! fuzz: $name FAILED (exit $rc)"
-        sed -n '/^==[0-9]*==ERROR\|Fatal error\|deadly signal\|ERROR: libFuzzer/,/^SUMMARY\|^MS:/p' "$dir/fuzz.log" | head -60
+        # The message and the stack, with Swift symbols demangled when the toolchain has the tool.
+        sed -n '/^==[0-9]*==ERROR\|Fatal error\|deadly signal\|ERROR: libFuzzer/,/^SUMMARY\|^MS:/p' "$dir/fuzz.log" |
+            grep -v 'rudimentary signal handlers\|Combine libFuzzer with' | head -60 | $demangle
         if [ -n "$reproducer" ] && [ -f "$reproducer" ]; then
             echo "    reproducer: $reproducer ($(wc -c <"$reproducer") bytes)"
-            echo "    hex: $(xxd -p "$reproducer" | tr -d '\n' | head -c 2048)"
+            echo "    hex: $(od -An -tx1 -v "$reproducer" | tr -d ' \n' | head -c 2048)"
             echo "    replay: SWIFT_BACKTRACE=enable=no $dir/fuzzer $reproducer"
             echo "    keep it: mkdir -p Fuzz/crashers/$name && cp $reproducer Fuzz/crashers/$name/"
         else
