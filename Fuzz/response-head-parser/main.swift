@@ -7,7 +7,8 @@
 //     static func ResponseHeadParser.parse(_ bytes: [UInt8], isHead: Bool) -> Result<Head, UpstreamError>
 //
 // where `bytes` is a response head as received from the upstream and `Head` is whatever the parser
-// returns. `Head` is read through `Mirror` only, so its shape may change freely: a stored property
+// returns. (main's version at 9b8e3b5 has `parse(_:isHead:maxHeaderBytes: = 64 << 10) ->
+// Result<ParsedHead, UpstreamError>`; this harness builds and runs against it.) `Head` is read through `Mirror` only, so its shape may change freely: a stored property
 // `status: Int` and `headers` (a sequence of (name, value) String pairs) are checked when present.
 // Checks, for isHead false and true:
 //
