@@ -19,9 +19,7 @@ cd "$(dirname "$0")/.."
 TARGETS=(
     "required|http-request-parser|GatewayHTTP|Sources/GatewayHTTP/HTTPRequestParser*.swift Sources/GatewayHTTP/ASCIISet.swift Sources/GatewayHTTP/HTTPTypes.swift|"
     "required|cached-response|GatewayCore|Sources/GatewayCore/CachedResponse.swift|GatewayHTTP=Sources/GatewayHTTP/HTTPTypes.swift"
-    # Not on this branch yet (on main since 9b8e3b5): it runs as soon as the file is in the tree.
-    # Once it is, make it `required`. Until Fuzz/crashers/response-head-parser/ is fixed it fails.
-    "optional|response-head-parser|GatewayUpstream|Sources/GatewayUpstream/ResponseHeadParser.swift Sources/GatewayUpstream/UpstreamError.swift|"
+    "required|response-head-parser|GatewayUpstream|Sources/GatewayUpstream/ResponseHeadParser.swift Sources/GatewayUpstream/UpstreamError.swift|"
 )
 
 fuzz_seconds=30

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite, then the libFuzzer targets for FUZZ_SECONDS each (default 30; see
-# scripts/fuzz.sh), then a smoke run of the benchmark (a few seconds per scenario, with the debug
+# Runs the whole test suite, then the concurrent suites again under ThreadSanitizer (scripts/tsan.sh),
+# then the libFuzzer targets for FUZZ_SECONDS each (default 30; see scripts/fuzz.sh), then a smoke run of the benchmark (a few seconds per scenario, with the debug
 # build: it checks the scenarios' invariants, e.g. one backend call per key in a herd, not speed).
 # Installs the build and test dependencies with apt-get when missing; the tests start their own
 # redis-server, demo backends and gateways on 127.0.0.1.
@@ -13,6 +13,7 @@ echo "==> swift build --build-tests"
 swift build --build-tests
 echo "==> swift test"
 swift test --skip-build
+bash scripts/tsan.sh
 echo "==> fuzz (${FUZZ_SECONDS:-30} s per target)"
 bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}"
 echo "==> benchmark smoke run (invariants only)"

@@ -132,7 +132,12 @@ struct ResponseHeadParser {
                 guard !headers.isEmpty else {
                     return fail(.invalidResponse.with(detail: "continuation line before any header field"))
                 }
-                headers[headers.count - 1].value += " " + Self.trimmed(line)
+                // Joined with one space, but an empty side adds none: the value stays trimmed.
+                let more = Self.trimmed(line)
+                if !more.isEmpty {
+                    let last = headers.count - 1
+                    headers[last].value += headers[last].value.isEmpty ? more : " " + more
+                }
                 return true
             }
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0 else {

@@ -100,6 +100,13 @@ final class ResponseHeadParserTests: XCTestCase {
         XCTAssertEqual(parse("HTTP/1.1 200 OK\r\n folded\r\n\r\n").failure?.detail, "continuation line before any header field")
     }
 
+    func testObsFoldWithAnEmptySideLeavesTheValueTrimmed() throws {
+        // Found by the fuzzer (Fuzz/corpus/response-head-parser/regression-*).
+        XCTAssertEqual(try parse("HTTP/1.1 200 OK\r\nX-Folded: a\r\n \r\n\r\n").get().headers.first?.value, "a")
+        XCTAssertEqual(try parse("HTTP/1.1 200 OK\r\nX-Folded:\r\n b\r\n\r\n").get().headers.first?.value, "b")
+        XCTAssertEqual(try parse("HTTP/1.1 200 OK\r\nX-Folded:\r\n \r\n\r\n").get().headers.first?.value, "")
+    }
+
     func testMalformedLinesAreInvalid() {
         for text in ["hello\r\n\r\n", "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n",
                      "HTTP/11 200 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "HTTP/1.1 200 OK\r\n: empty\r\n\r\n",
