@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import XCTest
 
 @testable import GatewayHTTP
@@ -73,19 +74,6 @@ struct Outcome: Equatable {
         events.compactMap { if case .request(let r) = $0 { r } else { nil } }
     }
     var expectContinueCount: Int { events.filter { $0 == .expectContinue }.count }
-}
-
-/// Deterministic RNG (SplitMix64) so random splits are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 enum Split: CustomStringConvertible {

@@ -65,7 +65,7 @@ final class CrossUserPropertyTests: GatewayTestCase {
         let port = self.port
         let tally = Tally()
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var rng = SplitMix(seed: UInt64(worker + 1))
+            var rng = SplitMix64(seed: UInt64(worker + 1))
             do {
                 let clients = try (0..<usersPerWorker).map { _ in try TestClient(port: port, timeout: 15) }
                 for round in 0..<rounds {
@@ -131,17 +131,4 @@ private final class Tally: @unchecked Sendable {
 
     func fail(_ message: String) { lock.withLock { state.failures.append(message) } }
     var snapshot: Snapshot { lock.withLock { state } }
-}
-
-/// A small deterministic generator, so a failing run can be replayed.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
