@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "demo-monolith", targets: ["demo-monolith"]),
         .executable(name: "cachegateway-bench", targets: ["cachegateway-bench"]),
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
+        .library(name: "GatewayRuntime", targets: ["GatewayRuntime"]),
         .library(name: "GatewayHTTP", targets: ["GatewayHTTP"]),
     ],
     dependencies: [
@@ -45,19 +46,26 @@ let package = Package(
         ),
         // Upstream HTTP over libcurl's multi interface, driven by Dispatch sources.
         .target(name: "GatewayUpstream", dependencies: ["CCurl"]),
-        // Policy: config, routing, cache keys, the read-through pipeline. No C, no sockets.
+        // Policy, pure: config, routing, request classification, cache keys, cache policy, stored
+        // entries, SingleFlight, the read-through state machine. No clients, no queues, no sockets:
+        // only GatewayHTTP's value types (headers, request heads, responses).
         .target(
             name: "GatewayCore",
+            dependencies: ["GatewayHTTP", .product(name: "Yams", package: "Yams")]
+        ),
+        // The wiring: the driver that runs the state machine's actions on each event loop with its
+        // Redis connection and upstream client, the service lifecycle, purging, admin endpoints.
+        .target(
+            name: "GatewayRuntime",
             dependencies: [
-                "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
-                .product(name: "Yams", package: "Yams"),
+                "GatewayCore", "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "gateway",
             dependencies: [
-                "GatewayCore", "GatewayHTTP",
+                "GatewayCore", "GatewayRuntime", "GatewayHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -99,7 +107,7 @@ let package = Package(
         // The whole read-through path: gateway on a real socket, real redis-server, real backend.
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

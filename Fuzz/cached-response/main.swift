@@ -54,6 +54,9 @@ func entryBuilt(from input: [UInt8]) -> CachedResponse {
     let status = 100 + Int(take(2) % 500)
     let storedAt = take(8)
     let expiresAt = take(8)
+    // Windows at or after expiresAt, as encode requires (the initializer clamps them anyway).
+    let swrUntil = expiresAt &+ take(4)
+    let sieUntil = expiresAt &+ take(4)
     var segments = rest.split(separator: 0, omittingEmptySubsequences: false)
     let body = segments.popLast() ?? []
     var headers = HTTPHeaders()
@@ -62,7 +65,9 @@ func entryBuilt(from input: [UInt8]) -> CachedResponse {
         headers.add(name: String(decoding: segments[i], as: UTF8.self), value: String(decoding: segments[i + 1], as: UTF8.self))
         i += 2
     }
-    return CachedResponse(status: status, headers: headers, body: body, storedAt: storedAt, expiresAt: expiresAt)
+    return CachedResponse(
+        status: status, headers: headers, body: body, storedAt: storedAt, expiresAt: expiresAt,
+        staleWhileRevalidateUntil: swrUntil, staleIfErrorUntil: sieUntil)
 }
 
 func checkEncodeDecode(_ entry: CachedResponse) {

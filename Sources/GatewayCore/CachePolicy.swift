@@ -57,15 +57,15 @@ public enum CachePolicy {
 /// response varies on. A waiter may be handed that response only if its own request has the
 /// same values, field for field (absent matches only absent); otherwise it would get an
 /// answer chosen for someone else's `Authorization`, `Cookie` or `Accept-Language`.
-struct VaryMatch: Sendable, Equatable {
+package struct VaryMatch: Sendable, Equatable {
     /// Lowercased field names and the leader's values joined with ", " (nil: absent).
     let fields: [(name: String, value: String?)]
 
-    init(_ names: [String], in headers: HTTPHeaders) {
+    package init(_ names: [String], in headers: HTTPHeaders) {
         fields = names.map { ($0, Self.value($0, in: headers)) }
     }
 
-    func matches(_ headers: HTTPHeaders) -> Bool {
+    package func matches(_ headers: HTTPHeaders) -> Bool {
         fields.allSatisfy { Self.value($0.name, in: headers) == $0.value }
     }
 
@@ -74,7 +74,7 @@ struct VaryMatch: Sendable, Equatable {
         return values.isEmpty ? nil : values.joined(separator: ", ")
     }
 
-    static func == (a: VaryMatch, b: VaryMatch) -> Bool {
+    package static func == (a: VaryMatch, b: VaryMatch) -> Bool {
         a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 }

@@ -1,19 +1,19 @@
 import GatewayHTTP
 
 /// Which headers cross the gateway (RFC 9110 §7.6.1) and what `Cache-Control` says.
-enum HeaderRules {
+package enum HeaderRules {
     /// Hop-by-hop fields, never forwarded in either direction nor stored.
-    static let hopByHop: Set<String> = [
+    package static let hopByHop: Set<String> = [
         "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-connection", "proxy-authenticate", "proxy-authorization",
     ]
 
-    static func isHopByHop(_ lowercasedName: String) -> Bool {
+    package static func isHopByHop(_ lowercasedName: String) -> Bool {
         hopByHop.contains(lowercasedName) || lowercasedName.hasPrefix("proxy-")
     }
 
     /// The fields minus hop-by-hop ones, including those the `Connection` field names.
-    static func endToEnd(_ headers: HTTPHeaders, alsoDropping extra: Set<String> = []) -> HTTPHeaders {
+    package static func endToEnd(_ headers: HTTPHeaders, alsoDropping extra: Set<String> = []) -> HTTPHeaders {
         var named = Set<String>()
         for value in headers.values("Connection") {
             for token in value.split(separator: ",") {
@@ -31,7 +31,7 @@ enum HeaderRules {
     }
 
     /// The directives of every `Cache-Control` field, names lowercased, values unquoted.
-    static func cacheControl(_ headers: HTTPHeaders) -> [String: String] {
+    package static func cacheControl(_ headers: HTTPHeaders) -> [String: String] {
         var directives: [String: String] = [:]
         for value in headers.values("Cache-Control") {
             for part in value.split(separator: ",") {
@@ -50,14 +50,14 @@ enum HeaderRules {
     }
 
     /// Lowercased field names listed by `Vary`.
-    static func vary(_ headers: HTTPHeaders) -> [String] {
+    package static func vary(_ headers: HTTPHeaders) -> [String] {
         headers.values("Vary").flatMap { $0.split(separator: ",").map { $0.trimmingSpaces().lowercased() } }
             .filter { !$0.isEmpty }
     }
 }
 
 extension StringProtocol {
-    func trimmingSpaces() -> String {
+    package func trimmingSpaces() -> String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }

@@ -4,7 +4,7 @@
 /// Bounded in bytes and in entries; when full, the oldest insertions go first (FIFO: cheap, and
 /// with a TTL of a second or so, recency adds little). Entries are keyed by their Redis key, so
 /// the per-user separation of keys holds here too. Owned by its loop: no lock.
-struct LocalCache {
+package struct LocalCache {
     private struct Slot {
         var entry: CachedResponse
         var until: UInt64
@@ -23,18 +23,18 @@ struct LocalCache {
     private var bytes = 0
     private var generation: UInt64 = 0
 
-    init(ttlMilliseconds: UInt64, maxBytes: Int, maxEntries: Int = 10_000) {
+    package init(ttlMilliseconds: UInt64, maxBytes: Int, maxEntries: Int = 10_000) {
         self.ttlMilliseconds = ttlMilliseconds
         self.maxBytes = maxBytes
         self.maxEntries = maxEntries
     }
 
-    var isEnabled: Bool { ttlMilliseconds > 0 && maxBytes > 0 && maxEntries > 0 }
-    var count: Int { slots.count }
+    package var isEnabled: Bool { ttlMilliseconds > 0 && maxBytes > 0 && maxEntries > 0 }
+    package var count: Int { slots.count }
     /// Records in the FIFO, stale ones included: what the order list costs in memory (for tests).
     var orderCount: Int { order.count - orderStart }
 
-    mutating func get(_ key: String, now: UInt64) -> CachedResponse? {
+    package mutating func get(_ key: String, now: UInt64) -> CachedResponse? {
         guard let slot = slots[key] else { return nil }
         if now >= slot.until {
             remove(key)
@@ -43,7 +43,7 @@ struct LocalCache {
         return slot.entry
     }
 
-    mutating func put(_ key: String, _ entry: CachedResponse, now: UInt64) {
+    package mutating func put(_ key: String, _ entry: CachedResponse, now: UInt64) {
         guard isEnabled else { return }
         let until = min(now + ttlMilliseconds, entry.expiresAt)
         let size = entry.approximateSize + key.utf8.count
@@ -61,7 +61,7 @@ struct LocalCache {
         compactIfMostlyStale()
     }
 
-    mutating func removeAll() {
+    package mutating func removeAll() {
         slots.removeAll()
         order.removeAll()
         orderStart = 0

@@ -1,19 +1,18 @@
 import GatewayHTTP
-import GatewayUpstream
 
 /// What the gateway does with one request, decided from the request head and the configuration
 /// alone: no Redis, no upstream, no clock. The read-through driver carries it out.
-enum RequestPlan {
+package enum RequestPlan {
     /// Answer at once (a bad or refused request).
     case respond(status: Int, message: String)
     /// Send the request upstream as it is and relay the answer; nothing is cached.
-    case forward(route: Route, request: UpstreamRequest, cacheStatus: String)
+    case forward(route: Route, request: OriginRequest, cacheStatus: CacheStatus)
     /// Look the key up; on a miss, fill it with `fill`.
-    case lookup(route: Route, settings: RouteCacheSettings, key: String, fill: UpstreamRequest)
+    case lookup(route: Route, settings: RouteCacheSettings, key: String, fill: OriginRequest)
 }
 
 /// Classifies requests: the security rules of what may be keyed, forwarded and shared live here.
-struct RequestPlanner {
+package struct RequestPlanner {
     let router: Router
     let config: GatewayConfig
     /// Lowercased names no `Connection` field may nominate as hop-by-hop: removing them would
@@ -21,7 +20,7 @@ struct RequestPlanner {
     /// while the upstream answers anonymously; Varnish CVE-2022-45059) or how it is framed.
     let protectedFromConnection: Set<String>
 
-    init(router: Router, config: GatewayConfig) {
+    package init(router: Router, config: GatewayConfig) {
         self.router = router
         self.config = config
         var names: Set<String> = ["authorization", "cookie", "host", "content-length", "transfer-encoding"]
@@ -37,7 +36,7 @@ struct RequestPlanner {
         "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range", "range",
     ]
 
-    func plan(_ head: HTTPRequestHead, peerHost: String) -> RequestPlan {
+    package func plan(_ head: HTTPRequestHead, peerHost: String) -> RequestPlan {
         for value in head.headers.values("Connection") {
             for token in value.split(separator: ",") {
                 let name = token.trimmingSpaces().lowercased()
@@ -58,19 +57,19 @@ struct RequestPlanner {
         let route = router.routes[index]
         // Origin-form for the upstream, also when the client sent absolute-form (`GET http://h/p`).
         let originTarget = head.query.map { head.path + "?" + $0 } ?? head.path
-        func pass(_ status: String) -> RequestPlan {
-            .forward(route: route, request: UpstreamRequest(
+        func pass(_ status: CacheStatus) -> RequestPlan {
+            .forward(route: route, request: OriginRequest(
                 method: head.method, pathAndQuery: originTarget,
                 headers: passHeaders(head, peerHost: peerHost), body: []), cacheStatus: status)
         }
-        guard let settings = route.cache else { return pass("fwd=bypass; detail=pass") }
-        if head.method != "GET" && head.method != "HEAD" { return pass("fwd=method") }
+        guard let settings = route.cache else { return pass(.bypass("pass")) }
+        if head.method != "GET" && head.method != "HEAD" { return pass(CacheStatus(forward: .method)) }
 
         var identity: (digest: [UInt8], header: (name: String, value: String))?
         switch route.routeClass {
         case .public:
             if !settings.allowAuthorized && (head.headers.contains("Authorization") || head.headers.contains("Cookie")) {
-                return pass("fwd=bypass; detail=authorized")
+                return pass(.bypass("authorized"))
             }
         case .perUser:
             // Exactly one value: with two, the key would hold one user while a backend that reads
@@ -81,22 +80,22 @@ struct RequestPlanner {
             case .header(let name)?:
                 let values = head.headers.values(name)
                 if values.count > 1 { return .respond(status: 400, message: "more than one \(name) field") }
-                guard let value = values.first, !value.isEmpty else { return pass("fwd=bypass; detail=no-identity") }
+                guard let value = values.first, !value.isEmpty else { return pass(.bypass("no-identity")) }
                 credential = value
                 forwarded = (name, value)
             case .cookie(let name)?:
                 let values = RequestTarget.cookies(name, in: head.headers)
                 if values.count > 1 { return .respond(status: 400, message: "more than one \(name) cookie") }
-                guard let value = values.first, !value.isEmpty else { return pass("fwd=bypass; detail=no-identity") }
+                guard let value = values.first, !value.isEmpty else { return pass(.bypass("no-identity")) }
                 credential = value
                 // Only the identity cookie: the others are not in the key.
                 forwarded = ("Cookie", name + "=" + value)
             case nil:
-                return pass("fwd=bypass; detail=no-identity")
+                return pass(.bypass("no-identity"))
             }
             identity = (CacheKey.identityDigest(credential), forwarded)
         case .pass:
-            return pass("fwd=bypass; detail=pass")
+            return pass(.bypass("pass"))
         }
 
         // Only allow-listed parameters reach the key, and the key is exactly what is forwarded:
@@ -104,7 +103,7 @@ struct RequestPlanner {
         let parameters = RequestTarget.parameters(head.query)
         let allowed = parameters.filter { settings.query.contains($0.name) }
         if allowed.count != parameters.count && settings.unlistedQuery == .bypass {
-            return pass("fwd=bypass; detail=unlisted-query")
+            return pass(.bypass("unlisted-query"))
         }
         // Stable sort by name: the order of repeated parameters is kept, as the upstream may care.
         let keyed = allowed.enumerated()
@@ -135,7 +134,7 @@ struct RequestPlanner {
         // The client's own X-Forwarded-For is not keyed either: the gateway says who asked.
         headers.append(("X-Forwarded-For", peerHost))
         headers.append(("X-Forwarded-Proto", "http"))
-        let fill = UpstreamRequest(method: "GET", pathAndQuery: target, headers: headers, body: [])
+        let fill = OriginRequest(method: "GET", pathAndQuery: target, headers: headers, body: [])
         return .lookup(route: route, settings: settings, key: key.redisKey, fill: fill)
     }
 

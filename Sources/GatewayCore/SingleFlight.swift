@@ -35,6 +35,8 @@ public final class SingleFlight<Value: Sendable>: Sendable {
         case waiter(id: UInt64)
         /// A flight just finished and its result is still held: use it now.
         case finished(Value)
+        /// `maxWaiters` are already waiting for this key; the caller was not added.
+        case overflow
     }
 
     private let table = Mutex(Table())
@@ -45,18 +47,31 @@ public final class SingleFlight<Value: Sendable>: Sendable {
     public var count: Int { table.withLock { $0.flights.count } }
 
     /// Leads or joins the flight for `key`. `callback` is kept only in the `.waiter` case.
-    public func join(_ key: String, callback: @escaping Callback) -> Join {
+    public func join(_ key: String, maxWaiters: Int = .max, callback: @escaping Callback) -> Join {
         table.withLock { table in
             let id = table.nextID
             table.nextID &+= 1
             if var flight = table.flights[key] {
                 if let result = flight.result { return .finished(result) }
+                if flight.waiters.count >= maxWaiters { return .overflow }
                 flight.waiters.append((id, callback))
                 table.flights[key] = flight
                 return .waiter(id: id)
             }
             table.flights[key] = Flight(id: id)
             return .leader(Token(key: key, id: id))
+        }
+    }
+
+    /// Leads a new flight for `key` if there is none (fetching or held); never waits. For
+    /// background refreshes: whoever finds a flight already there has nothing to do.
+    public func tryLead(_ key: String) -> Token? {
+        table.withLock { table in
+            guard table.flights[key] == nil else { return nil }
+            let id = table.nextID
+            table.nextID &+= 1
+            table.flights[key] = Flight(id: id)
+            return Token(key: key, id: id)
         }
     }
 

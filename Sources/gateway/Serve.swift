@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import GatewayCore
+import GatewayRuntime
 import GatewayHTTP
 import Logging
 

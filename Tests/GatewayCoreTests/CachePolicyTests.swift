@@ -58,12 +58,32 @@ final class CachePolicyTests: XCTestCase {
     }
 
     func testIfNoneMatchUsesTheWeakComparison() {
-        XCTAssertTrue(Gateway.matches(ifNoneMatch: "\"a\"", etag: "\"a\""))
-        XCTAssertTrue(Gateway.matches(ifNoneMatch: "W/\"a\"", etag: "\"a\""))
-        XCTAssertTrue(Gateway.matches(ifNoneMatch: "\"x\", \"a\"", etag: "W/\"a\""))
-        XCTAssertTrue(Gateway.matches(ifNoneMatch: "*", etag: "\"a\""))
-        XCTAssertFalse(Gateway.matches(ifNoneMatch: "\"b\"", etag: "\"a\""))
-        XCTAssertFalse(Gateway.matches(ifNoneMatch: "\"a", etag: "\"a\""))
+        XCTAssertTrue(Conditional.matches(ifNoneMatch: "\"a\"", etag: "\"a\""))
+        XCTAssertTrue(Conditional.matches(ifNoneMatch: "W/\"a\"", etag: "\"a\""))
+        XCTAssertTrue(Conditional.matches(ifNoneMatch: "\"x\", \"a\"", etag: "W/\"a\""))
+        XCTAssertTrue(Conditional.matches(ifNoneMatch: "*", etag: "\"a\""))
+        XCTAssertFalse(Conditional.matches(ifNoneMatch: "\"b\"", etag: "\"a\""))
+        XCTAssertFalse(Conditional.matches(ifNoneMatch: "\"a", etag: "\"a\""))
+    }
+
+    func testIfModifiedSinceAndHTTPDates() {
+        XCTAssertEqual(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT"), 784_111_777)
+        XCTAssertEqual(HTTPDate.parse("Thu, 01 Jan 1970 00:00:00 GMT"), 0)
+        XCTAssertEqual(HTTPDate.parse("Tue, 29 Feb 2028 23:59:59 GMT"), 1_835_481_599)
+        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
+                    "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT", ""] {
+            XCTAssertNil(HTTPDate.parse(bad), bad)
+        }
+        let entry = CachedResponse(status: 200, headers: HTTPHeaders([("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"), ("ETag", "\"v1\"")]),
+                                   body: [], storedAt: 0)
+        func notModified(_ headers: [(String, String)]) -> Bool { Conditional.notModified(HTTPHeaders(headers), entry: entry) }
+        XCTAssertTrue(notModified([("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")]))
+        XCTAssertTrue(notModified([("If-Modified-Since", "Mon, 07 Nov 1994 00:00:00 GMT")]))
+        XCTAssertFalse(notModified([("If-Modified-Since", "Sat, 05 Nov 1994 00:00:00 GMT")]))
+        XCTAssertFalse(notModified([("If-Modified-Since", "yesterday")]), "an unreadable date is ignored")
+        // If-None-Match wins, even when the date would say not modified.
+        XCTAssertFalse(notModified([("If-None-Match", "\"v2\""), ("If-Modified-Since", "Mon, 07 Nov 1994 00:00:00 GMT")]))
+        XCTAssertTrue(notModified([("If-None-Match", "\"v1\"")]))
     }
 
     func testHopByHopStripping() {

@@ -34,7 +34,7 @@ final class CachedResponseTests: XCTestCase {
         XCTAssertNil(CachedResponse.decode(Array(bytes.dropLast())), "truncated")
         XCTAssertNil(CachedResponse.decode(bytes + [0]), "trailing byte")
         var otherVersion = bytes
-        otherVersion[2] = 2
+        otherVersion[2] = 1  // the format before stale windows
         XCTAssertNil(CachedResponse.decode(otherVersion))
         XCTAssertNil(CachedResponse.decode(Array("plain text value".utf8)))
         // Every truncation point fails, none crashes.

@@ -74,7 +74,7 @@ final class RequestPlanTests: XCTestCase {
         guard case .forward(_, _, let status) = plan("/catalog/a", [("Authorization", "Bearer a")]) else {
             return XCTFail("an authorized request on a public route goes upstream uncached")
         }
-        XCTAssertEqual(status, "fwd=bypass; detail=authorized")
+        XCTAssertEqual(status.description, "CacheGateway; fwd=bypass; detail=authorized")
     }
 
     func testPassRoutesForwardEverythingWithTheClientsHost() throws {

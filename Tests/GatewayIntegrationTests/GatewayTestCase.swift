@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import GatewayCore
+import GatewayRuntime
 import GatewayHTTP
 import GatewayTestSupport
 import Logging

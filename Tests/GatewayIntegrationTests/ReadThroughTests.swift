@@ -89,7 +89,8 @@ final class ReadThroughTests: GatewayTestCase {
         XCTAssertEqual(try get("/catalog/broken").status, 500)
         let second = try get("/catalog/broken")
         XCTAssertEqual(second.status, 500)
-        XCTAssertEqual(second.cacheStatus, "CacheGateway; fwd=miss; detail=not-stored-status")
+        // Hit-for-miss: the first answer was not storable, so the next goes straight upstream.
+        XCTAssertEqual(second.cacheStatus, "CacheGateway; fwd=miss; detail=uncacheable")
         XCTAssertEqual(backend.requestCount(forPath: "/catalog/broken"), 2)
     }
 
@@ -159,7 +160,7 @@ final class ReadThroughTests: GatewayTestCase {
         XCTAssertEqual(try get("/catalog/big").text, big)
         let second = try get("/catalog/big")
         XCTAssertEqual(second.text, big)
-        XCTAssertEqual(second.cacheStatus, "CacheGateway; fwd=miss; detail=not-stored-too-large")
+        XCTAssertEqual(second.cacheStatus, "CacheGateway; fwd=miss; detail=uncacheable")
         XCTAssertEqual(backend.requestCount(forPath: "/catalog/big"), 2)
     }
 

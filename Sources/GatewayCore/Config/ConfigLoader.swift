@@ -56,15 +56,18 @@ private enum Keys {
     ]
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
     static let redis = ["url", "timeout", "key_prefix", "connections"]
-    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers"]
+    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error",
     ]
     /// Route keys that only make sense on cached routes, in the order they are checked.
     static let cachedOnly = [
         "ttl", "ttl_by_status", "query", "unlisted_query", "allow_authorized", "identity",
         "max_body_size", "max_wait", "key_host", "forward_headers",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error",
     ]
     static let identity = ["header", "cookie"]
 }
@@ -378,6 +381,7 @@ final class ConfigReader {
         if let node = f["forward_headers"] {
             cache.forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? cache.forwardHeaders
         }
+        cache.freshness = readFreshness(f, defaults: cache.freshness)
         return cache
     }
 
@@ -558,12 +562,40 @@ final class ConfigReader {
         if let node = f["forward_headers"] {
             forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? { valid = false; return [] }()
         }
+        let freshness = readFreshness(f, defaults: defaults.freshness)
 
         guard valid, let ttl, routeClass == .public || identity != nil else { return nil }
         return RouteCacheSettings(
             ttl: ttl, ttlByStatus: ttlByStatus, query: query, unlistedQuery: unlistedQuery,
             allowAuthorized: allowAuthorized, identity: identity, maxBodySize: maxBodySize, maxWait: maxWait,
-            keyHost: keyHost, forwardHeaders: Set(forwardHeaders))
+            keyHost: keyHost, forwardHeaders: Set(forwardHeaders), freshness: freshness)
+    }
+
+    /// The freshness keys of `cache:` or of a route; what is absent comes from `defaults`.
+    func readFreshness(_ f: Fields, defaults: FreshnessSettings) -> FreshnessSettings {
+        var result = defaults
+        result.staleWhileRevalidate = duration(f, "stale_while_revalidate", default: defaults.staleWhileRevalidate, allowZero: true)
+        result.staleIfError = duration(f, "stale_if_error", default: defaults.staleIfError, allowZero: true)
+        result.keep = duration(f, "keep", default: defaults.keep, allowZero: true)
+        result.uncacheableTTL = duration(f, "uncacheable_ttl", default: defaults.uncacheableTTL, allowZero: true)
+        result.maxWaiters = int(f, "max_waiters", default: defaults.maxWaiters, 1...1_000_000)
+        if let node = f["stale_if_error_statuses"], let items = list(node, f.path("stale_if_error_statuses")) {
+            var statuses = Set<Int>()
+            var valid = true
+            for (index, item) in items.enumerated() {
+                let path = "\(f.path("stale_if_error_statuses"))[\(index)]"
+                if let status = int(item, path, 400...599) { statuses.insert(status) } else { valid = false }
+            }
+            if valid { result.staleIfErrorStatuses = statuses }
+        }
+        if let node = f["on_store_error"], let text = string(node, f.path("on_store_error")) {
+            if let policy = StoreErrorPolicy(rawValue: text) {
+                result.onStoreError = policy
+            } else {
+                report(node, f.path("on_store_error"), "invalid value \"\(text)\" (expected origin or fail)")
+            }
+        }
+        return result
     }
 
     /// Header names (tokens), lowercased. Names the gateway owns are refused with the reason.

@@ -175,12 +175,15 @@ extension GatewayConfig {
         /// identity of per_user routes, and `Authorization`/`Cookie` on `allow_authorized` routes,
         /// are always sent. `forward_headers`, default none.
         public var forwardHeaders: [String]
+        /// Stale windows, hit-for-miss, waiter cap, Redis-down policy (see ``FreshnessSettings``).
+        public var freshness: FreshnessSettings
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
             localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20, localMaxEntries: Int = 10_000,
-            forwardHeaders: [String] = []
+            forwardHeaders: [String] = [], freshness: FreshnessSettings = FreshnessSettings()
         ) {
+            self.freshness = freshness
             self.maxBodySize = maxBodySize
             self.maxWait = maxWait
             self.keyHost = keyHost

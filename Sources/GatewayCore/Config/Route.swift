@@ -85,13 +85,16 @@ public struct RouteCacheSettings: Sendable, Equatable {
     /// Lowercased names of the client headers a fill forwards (route `forward_headers` or
     /// `cache.forward_headers`); see ``GatewayConfig/Cache/forwardHeaders``.
     public var forwardHeaders: Set<String>
+    /// Stale windows, hit-for-miss, waiter cap, Redis-down policy (route keys or `cache:`'s).
+    public var freshness: FreshnessSettings
 
     public init(
         ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
         unlistedQuery: UnlistedQueryPolicy = .strip, allowAuthorized: Bool = false,
         identity: IdentitySource? = nil, maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5),
-        keyHost: Bool = false, forwardHeaders: Set<String> = []
+        keyHost: Bool = false, forwardHeaders: Set<String> = [], freshness: FreshnessSettings = FreshnessSettings()
     ) {
+        self.freshness = freshness
         self.ttl = ttl
         self.ttlByStatus = ttlByStatus
         self.query = query

@@ -1,3 +1,4 @@
+import GatewayCore
 import GatewayHTTP
 import GatewayRedis
 import GatewayUpstream

@@ -10,6 +10,9 @@ public final class GatewayStats: Sendable {
     private let upstreamErrors = Atomic<Int>(0)
     private let purges = Atomic<Int>(0)
     private let storeErrors = Atomic<Int>(0)
+    private let stale = Atomic<Int>(0)
+    private let refreshes = Atomic<Int>(0)
+    private let revalidations = Atomic<Int>(0)
 
     public init() {}
 
@@ -21,9 +24,16 @@ public final class GatewayStats: Sendable {
     func upstreamError() { upstreamErrors.add(1, ordering: .relaxed) }
     func purged(_ entries: Int) { purges.add(entries, ordering: .relaxed) }
     func storeError() { storeErrors.add(1, ordering: .relaxed) }
+    /// Answered with a stale entry (while revalidating, or instead of an upstream failure).
+    func staleServed() { stale.add(1, ordering: .relaxed) }
+    /// A background refresh started.
+    func refreshed() { refreshes.add(1, ordering: .relaxed) }
+    /// The upstream answered a conditional fetch with 304.
+    func revalidated() { revalidations.add(1, ordering: .relaxed) }
 
     public struct Snapshot: Sendable, Equatable {
         public var hits, misses, collapsed, bypassed, redisErrors, upstreamErrors, purged, storeErrors: Int
+        public var stale, refreshes, revalidated: Int
     }
 
     public var snapshot: Snapshot {
@@ -31,7 +41,9 @@ public final class GatewayStats: Sendable {
             hits: hits.load(ordering: .relaxed), misses: misses.load(ordering: .relaxed),
             collapsed: collapses.load(ordering: .relaxed), bypassed: bypasses.load(ordering: .relaxed),
             redisErrors: redisErrors.load(ordering: .relaxed), upstreamErrors: upstreamErrors.load(ordering: .relaxed),
-            purged: purges.load(ordering: .relaxed), storeErrors: storeErrors.load(ordering: .relaxed))
+            purged: purges.load(ordering: .relaxed), storeErrors: storeErrors.load(ordering: .relaxed),
+            stale: stale.load(ordering: .relaxed), refreshes: refreshes.load(ordering: .relaxed),
+            revalidated: revalidations.load(ordering: .relaxed))
     }
 
     /// One JSON object, for the `/__gateway/stats` endpoint.
@@ -39,6 +51,7 @@ public final class GatewayStats: Sendable {
         let s = snapshot
         return "{\"hits\": \(s.hits), \"misses\": \(s.misses), \"collapsed\": \(s.collapsed), \"bypassed\": \(s.bypassed), "
             + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors), \"purged\": \(s.purged), "
-            + "\"store_errors\": \(s.storeErrors)}"
+            + "\"store_errors\": \(s.storeErrors), \"stale\": \(s.stale), \"refreshes\": \(s.refreshes), "
+            + "\"revalidated\": \(s.revalidated)}"
     }
 }

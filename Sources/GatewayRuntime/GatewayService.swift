@@ -1,3 +1,4 @@
+import GatewayCore
 import Dispatch
 import GatewayHTTP
 import GatewayRedis

@@ -1,0 +1,429 @@
+import GatewayHTTP
+
+/// A response from the upstream, as plain values.
+public struct OriginResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+    /// The body's end was proven by its framing (`Content-Length` or chunked), not by a close.
+    public var isCompleteByFraming: Bool
+
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8], isCompleteByFraming: Bool) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.isCompleteByFraming = isCompleteByFraming
+    }
+}
+
+/// The upstream produced no usable response.
+public struct OriginFailure: Error, Sendable, Equatable {
+    /// What the client gets when nothing can stand in: 502, 503 or 504.
+    public var status: Int
+    /// A short constant reason for `Cache-Status` (`connect_failed`, `timeout`, …).
+    public var reason: String
+
+    public init(status: Int, reason: String) {
+        self.status = status
+        self.reason = reason
+    }
+}
+
+/// What a flight's leader hands its waiters.
+package enum FlightOutcome: Sendable {
+    /// A response the waiters may get (stored or not): all of them, or with `vary`, only those
+    /// whose request matches the leader's on the fields the response varies on.
+    case shared(CachedResponse, vary: VaryMatch?)
+    /// The upstream failed; every waiter gets this error, or its own stale entry.
+    case failed(status: Int, message: String)
+    /// The response was personal: each waiter fetches its own.
+    case refetch
+}
+
+/// One request on a cached route, from lookup to answer, as a state machine: the driver feeds it
+/// events (what Redis, the flight table, the upstream and the clock said) and performs the actions
+/// it returns. It never touches a socket, a queue or a client, so every path is tested in
+/// isolation (`ReadThroughTests`).
+///
+/// A request may be answered before it is finished: a stale entry served while it refreshes the
+/// key in the background (`stale_while_revalidate`) goes on to lead that refresh.
+package struct ReadThrough: Sendable {
+    package enum State: Sendable, Equatable {
+        case idle
+        /// Reading Redis.
+        case lookingUp
+        /// Asked the flight table to lead or wait.
+        case joining
+        /// Asked the flight table to lead a background refresh (already answered).
+        case joiningRefresh
+        /// Fetching for everyone (with `background`, the client was answered with a stale entry).
+        case leading(background: Bool)
+        /// Writing the fetched entry to Redis; the client is answered once Redis replied.
+        case storing(background: Bool, revalidated: Bool)
+        /// Waiting for another request's fetch.
+        case waiting
+        /// Fetching for this request alone; the answer is relayed as it is.
+        case forwarding
+        case done
+    }
+
+    package enum LookupResult: Sendable {
+        case entry(CachedResponse)
+        case missing
+        case failed(reason: String)
+    }
+
+    package enum JoinResult: Sendable {
+        case leader
+        case waiter
+        case finished(FlightOutcome)
+        /// `max_waiters` are already waiting.
+        case overflow
+    }
+
+    /// How to answer the client.
+    package enum Reply: Sendable {
+        /// From a stored (or just fetched) entry; `age` says whether `Age` counts from its store.
+        case entry(CachedResponse, CacheStatus, age: Bool)
+        /// A short text error.
+        case error(status: Int, message: String, CacheStatus)
+        /// The upstream's own answer, relayed (never stored or shared).
+        case origin(OriginResponse, CacheStatus)
+    }
+
+    package enum Action: Sendable {
+        /// Read the key from Redis; answer with ``lookedUp(_:uncacheable:now:)``.
+        case lookup
+        /// Answer the client. Comes at most once per request.
+        case reply(Reply)
+        /// Lead or wait for the key's flight (at most `max_waiters`); answer with ``joined(_:now:)``.
+        case join(maxWaiters: Int)
+        /// Lead a refresh if nobody fetches the key; answer with ``refreshJoined(leader:)``.
+        case joinRefresh
+        /// The leader's upstream call; answer with ``fetched(_:now:)``.
+        case fetch(OriginRequest)
+        /// An upstream call for this request alone, relayed as it is: ends the request.
+        case forward(OriginRequest, CacheStatus)
+        /// Hand the flight's result to its waiters; with `hold`, late arrivals get it too.
+        case complete(FlightOutcome, hold: Bool)
+        /// Write the entry to Redis for this long; answer with ``storeCompleted(ok:now:)``.
+        case store(CachedResponse, ttlMilliseconds: Int)
+        /// Remember that the key's answer is not storable, so that requests for it go upstream
+        /// in parallel for this long instead of queuing behind one (hit-for-miss).
+        case markUncacheable(milliseconds: Int)
+        /// Remove the flight after this long (the held result's grace).
+        case release(afterMilliseconds: Int)
+        /// Arm the waiter's deadline; when it passes and the waiter is still waiting, send
+        /// ``deadlinePassed(now:)``.
+        case armDeadline(milliseconds: Int)
+    }
+
+    package let settings: RouteCacheSettings
+    package let routeClass: RouteClass
+    /// What a fill sends (GET, the canonical target, the allowed headers).
+    package let fill: OriginRequest
+    /// The client's request headers: for `Vary` comparisons with the leader's.
+    package let requestHeaders: HTTPHeaders
+    package private(set) var state: State = .idle
+    /// An entry past its freshness: served if the upstream fails within its `stale_if_error`
+    /// window, and its validators make the fetch conditional.
+    private var stale: CachedResponse?
+    /// Why Redis could not be read, if it could not.
+    private var redisReason: String?
+    /// The entry being stored, answered once Redis replied.
+    private var pending: CachedResponse?
+
+    /// How long a stored flight's result is kept after Redis acknowledged the write.
+    package static let holdGraceMilliseconds = 1000
+
+    package init(settings: RouteCacheSettings, routeClass: RouteClass, fill: OriginRequest, requestHeaders: HTTPHeaders) {
+        self.settings = settings
+        self.routeClass = routeClass
+        self.fill = fill
+        self.requestHeaders = requestHeaders
+    }
+
+    // MARK: Events
+
+    /// The request arrives; `local` is the in-process tier's entry for the key, if any.
+    package mutating func start(local: CachedResponse?, now: UInt64) -> [Action] {
+        precondition(state == .idle)
+        if let local, local.freshness(at: now) == .fresh {
+            state = .done
+            return [.reply(.entry(local, .hit("local"), age: true))]
+        }
+        state = .lookingUp
+        return [.lookup]
+    }
+
+    /// Redis answered. `uncacheable`: the key is marked hit-for-miss.
+    package mutating func lookedUp(_ result: LookupResult, uncacheable: Bool, now: UInt64) -> [Action] {
+        precondition(state == .lookingUp)
+        switch result {
+        case .entry(let entry):
+            switch entry.freshness(at: now) {
+            case .fresh:
+                state = .done
+                return [.reply(.entry(entry, .hit, age: true))]
+            case .staleWhileRevalidate:
+                // Nobody waits for an expired hot key: the stale entry now, one refresh behind it.
+                stale = entry
+                state = .joiningRefresh
+                return [.reply(.entry(entry, CacheStatus(forward: .stale, detail: "stale-while-revalidate"), age: true)), .joinRefresh]
+            case .stale:
+                stale = entry
+            }
+        case .missing:
+            if uncacheable {
+                state = .forwarding
+                return [.forward(fill, .miss("uncacheable"))]
+            }
+        case .failed(let reason):
+            redisReason = reason
+            if settings.freshness.onStoreError == .fail {
+                state = .done
+                return [.reply(.error(status: 503, message: "the cache is unavailable", .miss("redis-\(reason)")))]
+            }
+        }
+        state = .joining
+        return [.join(maxWaiters: settings.freshness.maxWaiters)]
+    }
+
+    /// The flight table answered ``Action/join(maxWaiters:)``.
+    package mutating func joined(_ result: JoinResult, now: UInt64) -> [Action] {
+        precondition(state == .joining)
+        switch result {
+        case .leader:
+            state = .leading(background: false)
+            return [.fetch(conditionalFill())]
+        case .waiter:
+            state = .waiting
+            return [.armDeadline(milliseconds: Int(settings.maxWait.wholeMilliseconds))]
+        case .finished(let outcome):
+            return deliver(outcome, now: now)
+        case .overflow:
+            state = .done
+            if let stale, stale.usableOnError(at: now) {
+                return [.reply(.entry(stale, CacheStatus(forward: .stale, detail: "max-waiters"), age: true))]
+            }
+            return [.reply(.error(status: 503, message: "too many requests are waiting for this resource", .miss("max-waiters")))]
+        }
+    }
+
+    /// The flight table answered ``Action/joinRefresh``: whether this request leads the refresh.
+    package mutating func refreshJoined(leader: Bool) -> [Action] {
+        precondition(state == .joiningRefresh)
+        guard leader else {
+            state = .done
+            return []
+        }
+        state = .leading(background: true)
+        return [.fetch(conditionalFill())]
+    }
+
+    /// The leader's upstream call finished.
+    package mutating func fetched(_ result: Result<OriginResponse, OriginFailure>, now: UInt64) -> [Action] {
+        guard case .leading(let background) = state else { preconditionFailure("fetched in \(state)") }
+        let response: OriginResponse
+        switch result {
+        case .failure(let failure):
+            return failed(status: failure.status, reason: failure.reason, background: background, now: now)
+        case .success(let r):
+            response = r
+        }
+        if let stale, response.status == 304, stale.hasValidators {
+            // Revalidated: the stored body is still good; renew it with the 304's headers.
+            let renewed = renew(stale, with: response.headers, now: now)
+            pending = renewed.entry
+            state = .storing(background: background, revalidated: true)
+            return [.complete(.shared(renewed.entry, vary: nil), hold: true), .store(renewed.entry, ttlMilliseconds: renewed.redisTTL)]
+        }
+        if let stale, stale.usableOnError(at: now), settings.freshness.staleIfErrorStatuses.contains(response.status) {
+            return failed(status: response.status, reason: "status-\(response.status)", background: background, now: now)
+        }
+
+        let decision = CachePolicy.decide(
+            status: response.status, headers: response.headers, bodyCount: response.body.count,
+            completeByFraming: response.isCompleteByFraming, routeClass: routeClass, settings: settings)
+        // Framing is the gateway's: an upstream Content-Length next to Transfer-Encoding (or any
+        // stale one) must not be replayed by a later HEAD from the entry.
+        let kept = HeaderRules.endToEnd(response.headers, alsoDropping: ["set-cookie", "age", "cache-status", "content-length"])
+        var entry = CachedResponse(status: response.status, headers: kept, body: response.body[...], storedAt: now)
+        let uncacheable = Int(settings.freshness.uncacheableTTL.wholeMilliseconds)
+        switch decision {
+        case .store(let ttl):
+            let windows = Self.windows(ttl: ttl, freshness: settings.freshness, now: now)
+            entry.expiresAt = windows.expiresAt
+            entry.staleWhileRevalidateUntil = windows.staleWhileRevalidateUntil
+            entry.staleIfErrorUntil = windows.staleIfErrorUntil
+            pending = entry
+            state = .storing(background: background, revalidated: false)
+            // Waiters are woken now; the Redis write happens behind them.
+            return [.complete(.shared(entry, vary: nil), hold: true), .store(entry, ttlMilliseconds: windows.redisTTL)]
+        case .shareOnly(let reason):
+            // A response that varies is shared only with waiters whose request matches the
+            // leader's on every field it varies on; the others fetch their own.
+            let varied = HeaderRules.vary(response.headers)
+            let outcome: FlightOutcome = varied.isEmpty
+                ? .shared(entry, vary: nil)
+                : varied.contains("*") ? .refetch : .shared(entry, vary: VaryMatch(varied, in: requestHeaders))
+            state = .done
+            var actions: [Action] = [.complete(outcome, hold: false)]
+            if uncacheable > 0 { actions.append(.markUncacheable(milliseconds: uncacheable)) }
+            if !background { actions.append(.reply(.entry(entry, .miss("not-stored-\(reason)"), age: false))) }
+            return actions
+        case .doNotShare(let reason):
+            state = .done
+            var actions: [Action] = [.complete(.refetch, hold: false)]
+            if uncacheable > 0 { actions.append(.markUncacheable(milliseconds: uncacheable)) }
+            if !background {
+                // The leader's own answer, Set-Cookie and all.
+                var own = response
+                own.headers = HeaderRules.endToEnd(response.headers)
+                actions.append(.reply(.origin(own, .miss("not-stored-\(reason)"))))
+            }
+            return actions
+        }
+    }
+
+    /// Redis answered ``Action/store(_:ttlMilliseconds:)``.
+    package mutating func storeCompleted(ok: Bool, now: UInt64) -> [Action] {
+        guard case .storing(let background, let revalidated) = state, let entry = pending else {
+            preconditionFailure("storeCompleted in \(state)")
+        }
+        state = .done
+        pending = nil
+        // A request whose lookup was answered just before the write landed may join a moment
+        // later: keep the result for it a little longer, never past the entry's freshness. A
+        // failed write leaves nothing to bridge.
+        let fresh = entry.expiresAt > now ? Int(entry.expiresAt - now) : 0
+        var actions: [Action] = [.release(afterMilliseconds: ok ? min(Self.holdGraceMilliseconds, fresh) : 0)]
+        guard !background else { return actions }
+        var status = revalidated ? CacheStatus(forward: .stale, forwardStatus: 304) : CacheStatus(forward: .miss)
+        if ok {
+            status.stored = true
+        } else {
+            status.detail = "store-failed"
+        }
+        // With Redis already failing this request, say why rather than claim a store.
+        if let redisReason, !ok { status.detail = "redis-\(redisReason)" }
+        actions.append(.reply(.entry(entry, status, age: false)))
+        return actions
+    }
+
+    /// The flight this request waited for finished.
+    package mutating func flightCompleted(_ outcome: FlightOutcome, now: UInt64) -> [Action] {
+        guard state == .waiting else { return [] }  // answered already (the deadline won)
+        return deliver(outcome, now: now)
+    }
+
+    /// The waiter's deadline passed while it was still waiting (the driver took it off the flight).
+    package mutating func deadlinePassed(now: UInt64) -> [Action] {
+        guard state == .waiting else { return [] }
+        state = .done
+        if let stale, stale.usableOnError(at: now) {
+            return [.reply(.entry(stale, CacheStatus(forward: .stale, collapsed: true, detail: "max-wait"), age: true))]
+        }
+        return [.reply(.error(status: 504, message: "timed out waiting for the upstream response",
+                              CacheStatus(forward: .miss, collapsed: true, detail: "max-wait")))]
+    }
+
+    // MARK: Decisions
+
+    private mutating func deliver(_ outcome: FlightOutcome, now: UInt64) -> [Action] {
+        switch outcome {
+        case .shared(let entry, let vary):
+            if let vary, !vary.matches(requestHeaders) {
+                state = .forwarding
+                return [.forward(fill, .miss("not-shareable-vary"))]
+            }
+            state = .done
+            return [.reply(.entry(entry, CacheStatus(forward: .miss, collapsed: true), age: false))]
+        case .failed(let status, let message):
+            state = .done
+            if let stale, stale.usableOnError(at: now) {
+                return [.reply(.entry(stale, CacheStatus(forward: .stale, forwardStatus: status, collapsed: true, detail: "stale-if-error"), age: true))]
+            }
+            return [.reply(.error(status: status, message: message, CacheStatus(forward: .miss, collapsed: true)))]
+        case .refetch:
+            state = .forwarding
+            return [.forward(fill, .miss("not-shareable"))]
+        }
+    }
+
+    private mutating func failed(status: Int, reason: String, background: Bool, now: UInt64) -> [Action] {
+        state = .done
+        let message = Self.upstreamMessage(status)
+        // A failed refresh leaves the stale entry in place; a later request tries again.
+        var actions: [Action] = [.complete(.failed(status: status, message: message), hold: false)]
+        guard !background else { return actions }
+        if let stale, stale.usableOnError(at: now) {
+            actions.append(.reply(.entry(stale, CacheStatus(forward: .stale, forwardStatus: status, detail: "stale-if-error"), age: true)))
+        } else {
+            actions.append(.reply(.error(status: status, message: message, .miss(reason))))
+        }
+        return actions
+    }
+
+    /// The fill, made conditional on the stale entry's validators, so that an unchanged resource
+    /// comes back as a bodiless 304.
+    private func conditionalFill() -> OriginRequest {
+        guard let stale else { return fill }
+        var request = fill
+        if let etag = stale.headers["ETag"] { request.headers.append(("If-None-Match", etag)) }
+        if let modified = stale.headers["Last-Modified"] { request.headers.append(("If-Modified-Since", modified)) }
+        return request
+    }
+
+    /// The stale entry with the 304's headers (RFC 9111 §4.3.4: they replace the stored ones of
+    /// the same name) and a new lifetime from now.
+    private func renew(_ entry: CachedResponse, with headers: HTTPHeaders, now: UInt64) -> (entry: CachedResponse, redisTTL: Int) {
+        var renewed = entry
+        let update = HeaderRules.endToEnd(headers, alsoDropping: ["set-cookie", "age", "cache-status", "content-length", "content-encoding"])
+        for name in Set(update.map { $0.name.lowercased() }) {
+            renewed.headers.remove(name: name)
+            for value in update.values(name) { renewed.headers.add(name: name, value: value) }
+        }
+        var ttl = settings.ttl
+        if let maxAge = HeaderRules.cacheControl(headers)["s-maxage"].flatMap({ Int($0) })
+            ?? HeaderRules.cacheControl(headers)["max-age"].flatMap({ Int($0) }), maxAge > 0
+        {
+            ttl = min(ttl, .seconds(maxAge))
+        }
+        let windows = Self.windows(ttl: ttl, freshness: settings.freshness, now: now)
+        renewed.storedAt = now
+        renewed.expiresAt = windows.expiresAt
+        renewed.staleWhileRevalidateUntil = windows.staleWhileRevalidateUntil
+        renewed.staleIfErrorUntil = windows.staleIfErrorUntil
+        return (renewed, windows.redisTTL)
+    }
+
+    /// An entry's deadlines for a TTL, and how long Redis keeps it: fresh, then the longest of the
+    /// stale windows and `keep`.
+    package static func windows(ttl: Duration, freshness: FreshnessSettings, now: UInt64)
+        -> (expiresAt: UInt64, staleWhileRevalidateUntil: UInt64, staleIfErrorUntil: UInt64, redisTTL: Int)
+    {
+        let fresh = UInt64(max(1, ttl.wholeMilliseconds))
+        let swr = UInt64(max(0, freshness.staleWhileRevalidate.wholeMilliseconds))
+        let sie = UInt64(max(0, freshness.staleIfError.wholeMilliseconds))
+        let keep = UInt64(max(0, freshness.keep.wholeMilliseconds))
+        let expiresAt = now + fresh
+        return (expiresAt, expiresAt + swr, expiresAt + sie, Int(fresh + max(swr, sie, keep)))
+    }
+
+    /// What a client is told when the upstream failed: short, the same for everyone, with no
+    /// address or library message in it (the reason goes to `Cache-Status` and the log).
+    package static func upstreamMessage(_ status: Int) -> String {
+        switch status {
+        case 504: "the upstream did not answer in time"
+        case 503: "the upstream is busy, try again"
+        case 400: "the request cannot be forwarded"
+        default: "the upstream did not answer correctly"
+        }
+    }
+}
+
+extension CachedResponse {
+    /// Whether a refresh can be conditional (`ETag` or `Last-Modified` stored).
+    var hasValidators: Bool { headers.contains("ETag") || headers.contains("Last-Modified") }
+}

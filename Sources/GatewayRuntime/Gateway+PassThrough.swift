@@ -1,0 +1,49 @@
+import GatewayCore
+import GatewayHTTP
+import GatewayRedis
+import GatewayUpstream
+import Logging
+
+/// Requests that are never cached or shared: pass routes, bypasses, and a waiter's own fetch.
+extension Gateway {
+    /// Sends the request upstream and relays the answer; nothing is stored or shared.
+    func forward(_ exchange: Exchange, _ origin: OriginRequest, status: CacheStatus) {
+        stats.bypass()
+        let request = UpstreamRequest(origin)
+        exchange.resources.upstream.execute(request) { [self] result in
+            switch result {
+            case .success(let response):
+                var headers = HeaderRules.endToEnd(HTTPHeaders(response.headers.map { ($0.name, $0.value) }))
+                headers.add(name: "Cache-Status", value: status.description)
+                exchange.respond(HTTPResponse(status: response.status, headers: headers, body: response.body))
+            case .failure(let error):
+                upstreamFailed(error, request: request)
+                let code = error.suggestedStatus
+                exchange.respond(Self.error(code, ReadThrough.upstreamMessage(code), status: status.with(detail: error.shortDescription)))
+            }
+        }
+    }
+
+    /// Counts and logs (at most every few seconds) an upstream failure. Its detail names
+    /// addresses and libcurl's words: for the operator's log, never for the client.
+    func upstreamFailed(_ error: UpstreamError, request: UpstreamRequest) {
+        stats.upstreamError()
+        let (log, suppressed) = upstreamFailureLog.admit(now: Self.nowMilliseconds())
+        if log {
+            logger.warning("upstream request failed", metadata: [
+                "error": "\(error)", "method": "\(request.method)", "suppressed": "\(suppressed)",
+            ])
+        }
+    }
+
+    /// Counts and logs (at most every few seconds) a Redis write that failed.
+    func storeFailed(_ error: RedisError, route: String) {
+        stats.storeError()
+        let (log, suppressed) = storeFailureLog.admit(now: Self.nowMilliseconds())
+        if log {
+            logger.warning("cache store failed", metadata: [
+                "error": "\(error)", "route": "\(route)", "suppressed": "\(suppressed)",
+            ])
+        }
+    }
+}

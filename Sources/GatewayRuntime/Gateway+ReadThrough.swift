@@ -1,0 +1,204 @@
+import Dispatch
+import GatewayCore
+import GatewayHTTP
+import GatewayRedis
+import GatewayUpstream
+
+/// Runs one request's ``ReadThrough`` state machine: performs each action it returns with the
+/// loop's Redis connection and upstream client, the shared flight table and the hit-for-miss
+/// marks, and feeds what they answer back in. Every callback lands on the request's own event loop
+/// (Redis and curl call back on it; a flight's wake-up hops to it), so the machine is only ever
+/// touched there. The task lives as long as a callback holds it.
+final class ReadThroughTask: @unchecked Sendable {
+    private let gateway: Gateway
+    private let exchange: Exchange
+    private let key: String
+    private var machine: ReadThrough
+    /// This request's leadership of the key's flight, once it has one.
+    private var token: SingleFlight<FlightOutcome>.Token?
+    private var waiterID: UInt64?
+    private var deadline: DispatchWorkItem?
+
+    init(gateway: Gateway, exchange: Exchange, key: String, machine: ReadThrough) {
+        self.gateway = gateway
+        self.exchange = exchange
+        self.key = key
+        self.machine = machine
+    }
+
+    private var resources: LoopResources { exchange.resources }
+    private var now: UInt64 { WallClock.nowMilliseconds() }
+
+    func start() {
+        let local = resources.local.isEnabled ? resources.local.get(key, now: now) : nil
+        perform(machine.start(local: local, now: now))
+    }
+
+    private func perform(_ actions: [ReadThrough.Action]) {
+        for action in actions { perform(action) }
+    }
+
+    private func perform(_ action: ReadThrough.Action) {
+        switch action {
+        case .lookup:
+            resources.redisGet(Array(key.utf8)) { [self] result in
+                let found: ReadThrough.LookupResult
+                switch result {
+                case .success(let value?):
+                    if let entry = CachedResponse.decode(value) {
+                        found = .entry(entry)
+                    } else {
+                        gateway.logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
+                        found = .missing
+                    }
+                case .success(nil):
+                    found = .missing
+                case .failure(let error):
+                    gateway.stats.redisError()
+                    found = .failed(reason: error.shortDescription)
+                }
+                let at = now
+                if case .entry(let entry) = found, entry.freshness(at: at) == .fresh {
+                    resources.local.put(key, entry, now: at)
+                }
+                perform(machine.lookedUp(found, uncacheable: gateway.uncacheable.contains(key, now: at), now: at))
+            }
+
+        case .reply(let reply):
+            respond(reply)
+
+        case .join(let maxWaiters):
+            let loop = exchange.context.loop
+            let join = gateway.flights.join(key, maxWaiters: maxWaiters) { [self] outcome in
+                loop.execute { self.woken(outcome) }
+            }
+            switch join {
+            case .leader(let token):
+                self.token = token
+                gateway.stats.miss()
+                perform(machine.joined(.leader, now: now))
+            case .waiter(let id):
+                waiterID = id
+                gateway.stats.collapsed()
+                perform(machine.joined(.waiter, now: now))
+            case .finished(let outcome):
+                gateway.stats.collapsed()
+                perform(machine.joined(.finished(outcome), now: now))
+            case .overflow:
+                perform(machine.joined(.overflow, now: now))
+            }
+
+        case .joinRefresh:
+            token = gateway.flights.tryLead(key)
+            if token != nil { gateway.stats.refreshed() }
+            perform(machine.refreshJoined(leader: token != nil))
+
+        case .fetch(let origin):
+            let request = UpstreamRequest(origin)
+            resources.upstream.execute(request) { [self] result in
+                switch result {
+                case .success(let response):
+                    if response.status == 304 { gateway.stats.revalidated() }
+                    perform(machine.fetched(.success(OriginResponse(response)), now: now))
+                case .failure(let error):
+                    gateway.upstreamFailed(error, request: request)
+                    perform(machine.fetched(.failure(OriginFailure(error)), now: now))
+                }
+            }
+
+        case .forward(let origin, let status):
+            gateway.forward(exchange, origin, status: status)
+
+        case .complete(let outcome, let hold):
+            guard let token else { preconditionFailure("completing a flight this request does not lead") }
+            gateway.flights.complete(token, with: outcome, hold: hold)
+            if !hold { self.token = nil }
+
+        case .store(let entry, let ttl):
+            store(entry, ttlMilliseconds: ttl)
+
+        case .markUncacheable(let milliseconds):
+            gateway.uncacheable.mark(key, milliseconds: milliseconds, now: now)
+
+        case .release(let after):
+            guard let token else { return }
+            self.token = nil
+            let flights = gateway.flights
+            if after <= 0 {
+                flights.release(token)
+            } else {
+                resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(after)) { flights.release(token) }
+            }
+
+        case .armDeadline(let milliseconds):
+            let item = DispatchWorkItem { [self] in
+                // Still waiting? Then the leader is slower than the route allows.
+                guard let waiterID, gateway.flights.leave(key, waiter: waiterID) else { return }
+                perform(machine.deadlinePassed(now: now))
+            }
+            deadline = item
+            resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds), execute: item)
+        }
+    }
+
+    /// The flight this request waited for finished (on this loop).
+    private func woken(_ outcome: FlightOutcome) {
+        deadline?.cancel()
+        deadline = nil
+        perform(machine.flightCompleted(outcome, now: now))
+    }
+
+    private func store(_ entry: CachedResponse, ttlMilliseconds: Int) {
+        resources.local.put(key, entry, now: now)
+        gateway.uncacheable.remove(key)
+        resources.redisSet(Array(key.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
+            if case .failure(let error) = result {
+                gateway.storeFailed(error, route: exchange.route.name)
+            }
+            let ok: Bool = if case .success = result { true } else { false }
+            perform(machine.storeCompleted(ok: ok, now: now))
+        }
+        if gateway.config.invalidation != nil {
+            // Remember which keys hold this path, so that `purge <path>` finds every user's and
+            // every query variant's entry.
+            let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
+            resources.redisSend([Array("SADD".utf8), index, Array(key.utf8)]) { _ in }
+            resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
+        }
+    }
+
+    private func respond(_ reply: ReadThrough.Reply) {
+        let head = exchange.request.head
+        switch reply {
+        case .entry(let entry, let status, let age):
+            if status.isHit { gateway.stats.hit() } else if status.forward == .stale && status.forwardStatus != 304 { gateway.stats.staleServed() }
+            exchange.respond(Gateway.fromCache(entry, for: head, status: status, age: age))
+        case .error(let code, let message, let status):
+            exchange.respond(Gateway.error(code, message, status: status))
+        case .origin(let response, let status):
+            var headers = response.headers
+            headers.add(name: "Cache-Status", value: status.description)
+            exchange.respond(HTTPResponse(status: response.status, headers: headers, body: response.body))
+        }
+    }
+}
+
+extension UpstreamRequest {
+    init(_ origin: OriginRequest) {
+        self.init(method: origin.method, pathAndQuery: origin.pathAndQuery, headers: origin.headers, body: origin.body)
+    }
+}
+
+extension OriginResponse {
+    init(_ response: UpstreamResponse) {
+        self.init(
+            status: response.status, headers: HTTPHeaders(response.headers.map { ($0.name, $0.value) }),
+            body: response.body, isCompleteByFraming: response.isCompleteByFraming)
+    }
+}
+
+extension OriginFailure {
+    init(_ error: UpstreamError) {
+        self.init(status: error.suggestedStatus, reason: error.shortDescription)
+    }
+}

@@ -1,0 +1,120 @@
+import Dispatch
+import GatewayCore
+import GatewayHTTP
+import GatewayRedis
+import GatewayUpstream
+import Logging
+
+/// The read-through cache as an `HTTPHandler`: classifies each request (``RequestPlanner``), runs a
+/// cached route's ``ReadThrough`` state machine on the request's event loop (`Gateway+ReadThrough`),
+/// passes the rest through (`Gateway+PassThrough`), and applies purges (`Gateway+Invalidation`).
+///
+/// Each event loop has its own Redis connection and upstream client (created in `attach`), so a
+/// request is looked up, fetched and answered without leaving its loop. What loops share is the
+/// `SingleFlight` table and the hit-for-miss marks, each behind its own short lock.
+public final class Gateway: HTTPHandler, @unchecked Sendable {
+    public let config: GatewayConfig
+    let router: Router
+    let planner: RequestPlanner
+    let keySpace: KeySpace
+    let logger: Logger
+    let storeFailureLog = LogThrottle()
+    let upstreamFailureLog = LogThrottle()
+    let flights = SingleFlight<FlightOutcome>()
+    /// Keys whose answer was not storable a moment ago (hit-for-miss).
+    let uncacheable = UncacheableKeys()
+    public let stats = GatewayStats()
+    /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
+    private(set) var resources: [LoopResources] = []
+
+    /// The longest any route keeps an entry in Redis (TTL plus its stale windows and `keep`): how
+    /// long a purge index must live.
+    let longestTTLMilliseconds: Int64
+
+    public init(config: GatewayConfig, logger: Logger) {
+        self.config = config
+        self.router = Router(config: config)
+        self.planner = RequestPlanner(router: router, config: config)
+        self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
+        self.logger = logger
+        longestTTLMilliseconds = config.routes.compactMap(\.cache).map { settings in
+            let ttl = ([settings.ttl] + Array(settings.ttlByStatus.values)).map(\.wholeMilliseconds).max() ?? 0
+            let f = settings.freshness
+            return ttl + max(f.staleWhileRevalidate, f.staleIfError, f.keep).wholeMilliseconds
+        }.max() ?? 1000
+    }
+
+    /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
+    public func attach(to loops: [EventLoop]) {
+        let loopCount = max(1, loops.count)
+        // One pool for all loops: `upstream.max_connections` and `max_queue` are per gateway.
+        let permits = UpstreamPermits(limit: config.upstream.maxConnections, maxQueued: config.upstream.maxQueue)
+        resources = loops.map { loop in
+            LoopResources(loop: loop, config: config, loopCount: loopCount, upstreamPermits: permits, logger: logger)
+        }
+        for resource in resources { resource.loop.queue.sync { resource.start() } }
+    }
+
+    /// Closes Redis connections and upstream clients (after the server drained). Must not be
+    /// called on an event loop: it waits for each of them.
+    public func shutdown() {
+        for resource in resources { dispatchPrecondition(condition: .notOnQueue(resource.loop.queue)) }
+        for resource in resources { resource.loop.queue.sync { resource.stop() } }
+    }
+
+    /// Whether every event loop has a Redis connection up (each loop has its own).
+    public var redisConnected: Bool {
+        !resources.isEmpty && resources.allSatisfy { r in r.loop.queue.sync { r.redisConnected } }
+    }
+
+    /// Keys being fetched, or whose stored result is still held for late arrivals.
+    public var inFlightKeyCount: Int { flights.count }
+
+    // MARK: Routing
+
+    public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder: HTTPResponder) {
+        let head = request.head
+        if head.path == "/healthz" && (head.method == "GET" || head.method == "HEAD") {
+            responder.respond(.text(200, "ok"))
+            return
+        }
+        if head.path == "/__gateway/stats" && head.method == "GET" {
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Cache-Control", value: "no-store")
+            // This loop's own Redis state: reading the others' would mean waiting on their queues.
+            let connected = resources[context.loop.index].redisConnected
+            let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count), "
+                + "\"uncacheable_keys\": \(uncacheable.count)}\n"
+            responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
+            return
+        }
+        switch planner.plan(head, peerHost: context.peer.host) {
+        case .respond(let status, let message):
+            responder.respond(Self.error(status, message))
+        case .forward(let route, var origin, let cacheStatus):
+            origin.body = request.body
+            let exchange = Exchange(request: request, context: context, responder: responder, route: route,
+                                    resources: resources[context.loop.index])
+            forward(exchange, origin, status: cacheStatus)
+        case .lookup(let route, let settings, let key, let fill):
+            let exchange = Exchange(request: request, context: context, responder: responder, route: route,
+                                    resources: resources[context.loop.index])
+            let machine = ReadThrough(settings: settings, routeClass: route.routeClass, fill: fill,
+                                      requestHeaders: request.head.headers)
+            ReadThroughTask(gateway: self, exchange: exchange, key: key, machine: machine).start()
+        }
+    }
+}
+
+/// One request on its way through the gateway.
+struct Exchange: @unchecked Sendable {
+    let request: HTTPRequest
+    let context: HTTPRequestContext
+    let responder: HTTPResponder
+    let route: Route
+    let resources: LoopResources
+
+    func respond(_ response: HTTPResponse) { responder.respond(response) }
+}
+
