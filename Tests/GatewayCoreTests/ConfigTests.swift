@@ -61,7 +61,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(catalog.routeClass, .public)
         XCTAssertEqual(catalog.cache, RouteCacheSettings(
             ttl: .seconds(300), ttlByStatus: [404: .seconds(30)], query: ["page", "sort"], unlistedQuery: .strip,
-            allowAuthorized: false, identity: nil, maxBodySize: 1 << 20, maxWait: .seconds(5), keyHost: false))
+            allowAuthorized: false, identity: nil, maxBodySize: 1 << 20, maxWait: .seconds(5), keyHost: false,
+            freshness: FreshnessSettings(staleWhileRevalidate: .seconds(30), staleIfError: .seconds(600))))
         XCTAssertEqual(catalog.cache?.ttl(forStatus: 200), .seconds(300))
         XCTAssertEqual(catalog.cache?.ttl(forStatus: 404), .seconds(30))
         XCTAssertNil(catalog.cache?.ttl(forStatus: 500))
@@ -199,6 +200,7 @@ final class ConfigTests: XCTestCase {
             upstream  http://10.0.0.5:9000/api (timeout 10s, connect 1s, 64 connections, queue 1024, Host 10.0.0.5:9000 on fills)
             redis     redis://:***@127.0.0.1:6379/1 (timeout 50ms, key prefix "gw:", 1 per loop)
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
+            stale     not served while refreshing, not on upstream errors; uncacheable keys remembered 30s; 10000 waiters per key; Redis down: origin (defaults)
             local     no in-process tier (every hit is read from Redis)
 
             routes (first match wins):
@@ -615,6 +617,37 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.routes[0].cache?.forwardHeaders, ["accept-language", "user-agent"])
         XCTAssertEqual(config.routes[1].cache?.forwardHeaders, ["accept"], "a route's list replaces the default")
         XCTAssertEqual(GatewayConfig.UpstreamURL(host: "backend", port: 80).authority, "backend")
+    }
+
+    func testFreshnessKeys() throws {
+        XCTAssertEqual(diagnostics(base + """
+                stale_while_revalidate: -1s
+                stale_if_error_statuses: [500, 200, x]
+                on_store_error: crash
+                max_waiters: 0
+            """), """
+            gateway.yaml:11:29: error: routes[0].stale_while_revalidate: must not be negative, got "-1s"
+            gateway.yaml:12:36: error: routes[0].stale_if_error_statuses[1]: must be between 400 and 599, got 200
+            gateway.yaml:12:41: error: routes[0].stale_if_error_statuses[2]: expected an integer, found "x"
+            gateway.yaml:13:21: error: routes[0].on_store_error: invalid value "crash" (expected origin or fail)
+            gateway.yaml:14:18: error: routes[0].max_waiters: must be between 1 and 1000000, got 0
+            """)
+        let config = try GatewayConfig.parse(yaml: """
+            listen: 127.0.0.1:8080
+            upstream: { url: "http://127.0.0.1:9000" }
+            redis: { url: redis://127.0.0.1 }
+            cache: { stale_while_revalidate: 30s, stale_if_error: 10m, keep: 1h, uncacheable_ttl: 0s }
+            routes:
+              - { name: a, match: "/a", class: public, ttl: 1m }
+              - { name: b, match: "/b", class: public, ttl: 1m, stale_if_error: 0s, on_store_error: fail,
+                  stale_if_error_statuses: [502], max_waiters: 5 }
+            """, fileName: "gateway.yaml")
+        XCTAssertEqual(config.routes[0].cache?.freshness, FreshnessSettings(
+            staleWhileRevalidate: .seconds(30), staleIfError: .seconds(600), keep: .seconds(3600), uncacheableTTL: .zero))
+        XCTAssertEqual(config.routes[1].cache?.freshness, FreshnessSettings(
+            staleWhileRevalidate: .seconds(30), staleIfError: .zero, staleIfErrorStatuses: [502], keep: .seconds(3600),
+            uncacheableTTL: .zero, maxWaiters: 5, onStoreError: .fail))
+        XCTAssertEqual(GatewayConfig.Cache().freshness, FreshnessSettings(), "defaults: no stale windows, 30 s hit-for-miss")
     }
 
     func testLoadReportsAMissingFile() {

@@ -16,6 +16,11 @@ extension GatewayConfig {
         lines.append("cache     store bodies up to \(ByteSize.format(cache.maxBodySize)), waiters wait up to "
             + "\(cache.maxWait.configString), Host \(cache.keyHost ? "in" : "not in") keys, fills forward "
             + (cache.forwardHeaders.isEmpty ? "no client headers" : cache.forwardHeaders.joined(separator: ",")) + " (defaults)")
+        let f = cache.freshness
+        lines.append("stale     " + (f.staleWhileRevalidate > .zero ? "served \(f.staleWhileRevalidate.configString) while refreshing" : "not served while refreshing")
+            + ", " + (f.staleIfError > .zero ? "\(f.staleIfError.configString) on upstream errors" : "not on upstream errors")
+            + (f.keep > .zero ? ", kept \(f.keep.configString) to revalidate" : "")
+            + "; uncacheable keys remembered \(f.uncacheableTTL.configString); \(f.maxWaiters) waiters per key; Redis down: \(f.onStoreError.rawValue) (defaults)")
         lines.append("local     " + (cache.localTTL > .zero
             ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes)), \(cache.localMaxEntries) entries"
             : "no in-process tier (every hit is read from Redis)"))
