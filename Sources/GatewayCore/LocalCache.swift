@@ -61,6 +61,11 @@ package struct LocalCache {
         compactIfMostlyStale()
     }
 
+    /// Drops every entry whose key `matches` (a purge).
+    package mutating func remove(where matches: (String) -> Bool) {
+        for key in slots.keys where matches(key) { remove(key) }
+    }
+
     package mutating func removeAll() {
         slots.removeAll()
         order.removeAll()

@@ -28,23 +28,61 @@ extension Gateway {
         }
     }
 
-    func purgePath(_ path: String) {
-        let resources = self.resources[0]
+    /// Removes every entry stored for `path` (all users, all query variants), found through the
+    /// path's index set. Runs on `resources`' loop (the first loop's by default); `completion`
+    /// gets the number of entries removed, or nil when Redis did not answer.
+    func purgePath(_ path: String, on resources: LoopResources? = nil, completion: (@Sendable (Int?) -> Void)? = nil) {
+        let resources = resources ?? self.resources[0]
         let index = Array(keySpace.pathIndex(path: path).utf8)
         resources.redisSend([Array("SMEMBERS".utf8), index]) { [self] result in
             guard case .success(.array(let members)) = result else {
                 logger.warning("purge failed: Redis did not answer", metadata: ["path": "\(path)"])
+                completion?(nil)
                 return
             }
             let keys: [[UInt8]] = members.compactMap { if case .string(let key) = $0 { key } else { nil } }
-            resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { _ in }
             let purged = Set(keys.map { String(decoding: $0, as: UTF8.self) })
             flights.forgetHeld { purged.contains($0) }
             uncacheable.remove { purged.contains($0) }
-            clearLocalTiers()
+            removeFromLocalTiers(purged)
             stats.purged(keys.count)
-            logger.info("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
+            resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { _ in
+                completion?(keys.count)
+            }
+            logger.debug("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
         }
+    }
+
+    /// RFC 9111 §4.4: a successful unsafe request (POST, PUT, PATCH, DELETE) changes what the
+    /// cache holds for its path, and for the `Location`/`Content-Location` it names on this
+    /// origin. Their entries are purged before the client is answered, so that the client's next
+    /// GET reads its own write.
+    func invalidateAfterUnsafe(_ method: String, path: String, response: HTTPHeaders, status: Int,
+                               on resources: LoopResources, then answer: @escaping @Sendable () -> Void) {
+        guard Self.unsafeMethods.contains(method), (200..<400).contains(status) else { return answer() }
+        var paths = [path]
+        for name in ["Location", "Content-Location"] {
+            if let value = response[name], let other = sameOriginPath(value), !paths.contains(other) { paths.append(other) }
+        }
+        let remaining = Countdown(paths.count, then: answer)
+        for target in paths {
+            purgePath(target, on: resources) { _ in remaining.tick() }
+        }
+    }
+
+    static let unsafeMethods: Set<String> = ["POST", "PUT", "PATCH", "DELETE"]
+
+    /// The path of a `Location`-style reference if it points at this gateway's origin: a
+    /// path-absolute reference (`/users/42`), or one whose authority is `upstream.host`.
+    func sameOriginPath(_ reference: String) -> String? {
+        var rest = Substring(reference)
+        let absolute = "http://" + config.upstream.host
+        if rest.lowercased().hasPrefix(absolute.lowercased()) {
+            rest = rest.dropFirst(absolute.count)
+            guard rest.first == "/" else { return rest.isEmpty ? "/" : nil }
+        }
+        guard rest.hasPrefix("/") && !rest.hasPrefix("//") else { return nil }
+        return String(rest.prefix { $0 != "?" && $0 != "#" })
     }
 
     /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them.
@@ -66,7 +104,7 @@ extension Gateway {
                 let routePrefix = keySpace.entryPrefix(route: name)
                 flights.forgetHeld { $0.hasPrefix(routePrefix) }
                 uncacheable.remove { $0.hasPrefix(routePrefix) }
-                clearLocalTiers()
+                removeFromLocalTiers(where: { $0.hasPrefix(routePrefix) })
                 stats.purged(removed + keys.count)
                 logger.info("purged route", metadata: ["route": "\(name)", "entries": "\(removed + keys.count)"])
             } else {
@@ -75,11 +113,29 @@ extension Gateway {
         }
     }
 
-    /// The in-process tiers hold seconds' worth of entries: after a purge, drop them all.
-    func clearLocalTiers() {
-        for resources in resources {
-            resources.loop.execute { resources.local.removeAll() }
-        }
+    /// Drops purged keys from every loop's in-process tier (each on its own loop).
+    func removeFromLocalTiers(_ keys: Set<String>) {
+        guard !keys.isEmpty else { return }
+        removeFromLocalTiers(where: { keys.contains($0) })
     }
 
+    func removeFromLocalTiers(where matches: @escaping @Sendable (String) -> Bool) {
+        for resources in resources where resources.local.isEnabled {
+            resources.loop.execute { resources.local.remove(where: matches) }
+        }
+    }
+}
+
+/// Calls `then` once `tick` has been called `count` times (on any one loop).
+private final class Countdown: @unchecked Sendable {
+    private var left: Int
+    private let then: @Sendable () -> Void
+    init(_ count: Int, then: @escaping @Sendable () -> Void) {
+        left = count
+        self.then = then
+    }
+    func tick() {
+        left -= 1
+        if left == 0 { then() }
+    }
 }

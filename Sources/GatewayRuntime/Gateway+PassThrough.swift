@@ -15,7 +15,11 @@ extension Gateway {
             case .success(let response):
                 var headers = HeaderRules.endToEnd(HTTPHeaders(response.headers.map { ($0.name, $0.value) }))
                 headers.add(name: "Cache-Status", value: status.description)
-                exchange.respond(HTTPResponse(status: response.status, headers: headers, body: response.body))
+                let answer = HTTPResponse(status: response.status, headers: headers, body: response.body)
+                invalidateAfterUnsafe(origin.method, path: exchange.request.head.path, response: headers,
+                                      status: response.status, on: exchange.resources) {
+                    exchange.respond(answer)
+                }
             case .failure(let error):
                 upstreamFailed(error, request: request)
                 let code = error.suggestedStatus

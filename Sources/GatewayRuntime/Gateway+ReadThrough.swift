@@ -158,13 +158,11 @@ final class ReadThroughTask: @unchecked Sendable {
             let ok: Bool = if case .success = result { true } else { false }
             perform(machine.storeCompleted(ok: ok, now: now))
         }
-        if gateway.config.invalidation != nil {
-            // Remember which keys hold this path, so that `purge <path>` finds every user's and
-            // every query variant's entry.
-            let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
-            resources.redisSend([Array("SADD".utf8), index, Array(key.utf8)]) { _ in }
-            resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
-        }
+        // Remember which keys hold this path, so that a purge of the path (from the invalidation
+        // channel, or an unsafe request to it) finds every user's and every query variant's entry.
+        let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
+        resources.redisSend([Array("SADD".utf8), index, Array(key.utf8)]) { _ in }
+        resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
     }
 
     private func respond(_ reply: ReadThrough.Reply) {

@@ -174,3 +174,55 @@ private final class Flag: @unchecked Sendable {
     func set() { lock.withLock { on = true } }
     var isSet: Bool { lock.withLock { on } }
 }
+
+/// RFC 9111 §4.4: a successful unsafe request purges what the cache holds for its path.
+final class UnsafeMethodInvalidationTests: GatewayTestCase {
+    func testASuccessfulPostPurgesThePathAndItsLocationBeforeAnswering() throws {
+        let version = VersionBox()
+        backend.setBehaviour(.perRequest { request in
+            if request.method == "POST" {
+                version.bump()
+                return .respond(status: 201, headers: [("Location", "/users/2/resources")], body: [], framing: .contentLength)
+            }
+            return .ok("resources v\(version.value) for \(request.header("Authorization") ?? "-")")
+        }, forPath: "/users/1/resources")
+        backend.setBehaviour(.perRequest { _ in .ok("two v\(version.value)") }, forPath: "/users/2/resources")
+        try startGateway(routes: """
+            routes:
+              - { name: resources, match: "/users/{user}/resources", class: per_user, identity: { header: Authorization }, ttl: 5m }
+              - { name: rest, match: "/**", class: pass }
+            """)
+        let alice = ["Authorization": "Bearer alice"], bob = ["Authorization": "Bearer bob"]
+        XCTAssertEqual(try get("/users/1/resources", headers: alice).text, "resources v0 for Bearer alice")
+        XCTAssertEqual(try get("/users/1/resources", headers: bob).text, "resources v0 for Bearer bob")
+        XCTAssertEqual(try get("/users/2/resources", headers: alice).text, "two v0")
+        XCTAssertEqual(try get("/users/1/resources", headers: alice).cacheStatus, "CacheGateway; hit")
+
+        let post = try get("/users/1/resources", headers: alice, method: "POST", body: "{}")
+        XCTAssertEqual(post.status, 201)
+        // The very next GET reads the write: the purge happened before the 201 was sent.
+        let after = try get("/users/1/resources", headers: alice)
+        XCTAssertEqual(after.text, "resources v1 for Bearer alice")
+        XCTAssertEqual(after.cacheStatus, "CacheGateway; fwd=miss; stored")
+        XCTAssertEqual(try get("/users/1/resources", headers: bob).text, "resources v1 for Bearer bob", "every user's entry")
+        XCTAssertEqual(try get("/users/2/resources", headers: alice).text, "two v1", "the Location's entries too")
+    }
+
+    func testAFailedOrSafeRequestPurgesNothing() throws {
+        backend.setBehaviour(.perRequest { request in
+            request.method == "GET" ? .ok("page") : .respond(status: 409, headers: [], body: [], framing: .contentLength)
+        }, forPath: "/catalog/p")
+        try startGateway()
+        try get("/catalog/p")
+        XCTAssertEqual(try get("/catalog/p", method: "POST", body: "x").status, 409)
+        XCTAssertEqual(try get("/catalog/p", method: "OPTIONS").status, 409)
+        XCTAssertEqual(try get("/catalog/p").cacheStatus, "CacheGateway; hit")
+    }
+}
+
+private final class VersionBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}

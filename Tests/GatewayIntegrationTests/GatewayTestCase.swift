@@ -139,7 +139,13 @@ class GatewayTestCase: XCTestCase {
         return condition()
     }
 
+    /// This test's cached entries (`<prefix>e:…`), not the path indexes beside them.
     func cacheKeys() throws -> [String] {
+        try redis.cli("--scan", "--pattern", prefix + "e:*")
+    }
+
+    /// Every key under this test's prefix: entries and path indexes.
+    func allKeys() throws -> [String] {
         try redis.cli("--scan", "--pattern", prefix + "*")
     }
 }
