@@ -25,16 +25,10 @@ public enum CachePolicy {
         if directives["no-store"] != nil { return .doNotShare(reason: "no-store") }
         // `private` forbids shared caches; a per_user entry is only ever served to its own user.
         if directives["private"] != nil && !perUser { return .doNotShare(reason: "private") }
-        let varied = HeaderRules.vary(headers)
-        let identityHeader: String? = {
-            if case .header(let name) = settings.identity { return name.lowercased() }
-            return nil
-        }()
-        let identityCookie = settings.identity.map { if case .cookie = $0 { true } else { false } } ?? false
-        for name in varied {
-            // Varying on what the key already holds is fine; on anything else the key would be
-            // too coarse, and one variant could be served for another.
-            if name == identityHeader || (identityCookie && name == "cookie") { continue }
+        // A response that varies on headers the route allows is stored as a variant (the caller
+        // asks ``Variants/plan(varied:settings:routeClass:)`` for which); on anything else one
+        // variant could be served for another.
+        if Variants.plan(varied: HeaderRules.vary(headers), settings: settings, routeClass: routeClass) == .unstorable {
             return perUser ? .doNotShare(reason: "vary") : .shareOnly(reason: "vary")
         }
         func notStored(_ reason: String) -> StoreDecision {
@@ -58,15 +52,28 @@ public enum CachePolicy {
 /// same values, field for field (absent matches only absent); otherwise it would get an
 /// answer chosen for someone else's `Authorization`, `Cookie` or `Accept-Language`.
 package struct VaryMatch: Sendable, Equatable {
-    /// Lowercased field names and the leader's values joined with ", " (nil: absent).
+    /// Lowercased field names and the leader's values joined with ", " (nil: absent), compared
+    /// with the waiter's own request headers byte for byte.
     let fields: [(name: String, value: String?)]
+    /// For a stored variant: the leader's selector (``Variants/selector(_:in:)``), compared with
+    /// the waiter's, both computed from what each would forward upstream.
+    let variant: (names: [String], selector: String)?
 
     package init(_ names: [String], in headers: HTTPHeaders) {
         fields = names.map { ($0, Self.value($0, in: headers)) }
+        variant = nil
     }
 
-    package func matches(_ headers: HTTPHeaders) -> Bool {
-        fields.allSatisfy { Self.value($0.name, in: headers) == $0.value }
+    package init(variantOf names: [String], fill: [(name: String, value: String)]) {
+        fields = []
+        variant = (names, Variants.selector(names, in: fill))
+    }
+
+    /// Whether a waiter whose request has `headers` and whose fill would send `fill` may be
+    /// handed the leader's response.
+    package func matches(_ headers: HTTPHeaders, fill: [(name: String, value: String)] = []) -> Bool {
+        if let variant { return Variants.selector(variant.names, in: fill) == variant.selector }
+        return fields.allSatisfy { Self.value($0.name, in: headers) == $0.value }
     }
 
     private static func value(_ name: String, in headers: HTTPHeaders) -> String? {
@@ -76,5 +83,6 @@ package struct VaryMatch: Sendable, Equatable {
 
     package static func == (a: VaryMatch, b: VaryMatch) -> Bool {
         a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+            && a.variant?.names == b.variant?.names && a.variant?.selector == b.variant?.selector
     }
 }

@@ -69,6 +69,8 @@ package struct ReadThrough: Sendable {
 
     package enum LookupResult: Sendable {
         case entry(CachedResponse)
+        /// The answer varies: look up the variant this request selects.
+        case marker(VaryMarker)
         case missing
         case failed(reason: String)
     }
@@ -94,6 +96,9 @@ package struct ReadThrough: Sendable {
     package enum Action: Sendable {
         /// Read the key from Redis; answer with ``lookedUp(_:uncacheable:now:)``.
         case lookup
+        /// Read the variant with this selector (``Variants/variantKey(_:selector:)``) instead; from
+        /// now on it is the request's key. Answer with ``lookedUp(_:uncacheable:now:)``.
+        case lookupVariant(selector: String)
         /// Answer the client. Comes at most once per request.
         case reply(Reply)
         /// Lead or wait for the key's flight (at most `max_waiters`); answer with ``joined(_:now:)``.
@@ -106,8 +111,9 @@ package struct ReadThrough: Sendable {
         case forward(OriginRequest, CacheStatus)
         /// Hand the flight's result to its waiters; with `hold`, late arrivals get it too.
         case complete(FlightOutcome, hold: Bool)
-        /// Write the entry to Redis for this long; answer with ``storeCompleted(ok:now:)``.
-        case store(CachedResponse, ttlMilliseconds: Int)
+        /// Write the entry to Redis for this long (as the variant `variant` selects, with the
+        /// marker under the request's key); answer with ``storeCompleted(ok:now:)``.
+        case store(CachedResponse, ttlMilliseconds: Int, variant: VariantStore?)
         /// Remember that the key's answer is not storable, so that requests for it go upstream
         /// in parallel for this long instead of queuing behind one (hit-for-miss).
         case markUncacheable(milliseconds: Int)
@@ -132,6 +138,14 @@ package struct ReadThrough: Sendable {
     private var redisReason: String?
     /// The entry being stored, answered once Redis replied.
     private var pending: CachedResponse?
+    /// The variant this request looked up, once a marker sent it there.
+    private var selectedVariant: String?
+
+    /// Where a varying answer goes: the marker's names and the variant's selector.
+    package struct VariantStore: Sendable, Equatable {
+        package var names: [String]
+        package var selector: String
+    }
 
     /// How long a stored flight's result is kept after Redis acknowledged the write.
     package static let holdGraceMilliseconds = 1000
@@ -172,6 +186,13 @@ package struct ReadThrough: Sendable {
                 return [.reply(.entry(entry, CacheStatus(forward: .stale, detail: "stale-while-revalidate"), age: true)), .joinRefresh]
             case .stale:
                 stale = entry
+            }
+        case .marker(let marker):
+            // Resolve a marker once; a marker where a variant was expected reads as a miss.
+            if selectedVariant == nil {
+                let selector = Variants.selector(marker.names, in: fill.headers)
+                selectedVariant = selector
+                return [.lookupVariant(selector: selector)]
             }
         case .missing:
             if uncacheable {
@@ -236,7 +257,10 @@ package struct ReadThrough: Sendable {
             let renewed = renew(stale, with: response.headers, now: now)
             pending = renewed.entry
             state = .storing(background: background, revalidated: true)
-            return [.complete(.shared(renewed.entry, vary: nil), hold: true), .store(renewed.entry, ttlMilliseconds: renewed.redisTTL)]
+            let variant = variantStore(for: renewed.entry.headers)
+            let vary = variant.map { VaryMatch(variantOf: $0.names, fill: fill.headers) }
+            return [.complete(.shared(renewed.entry, vary: vary), hold: true),
+                    .store(renewed.entry, ttlMilliseconds: renewed.redisTTL, variant: variant)]
         }
         if let stale, stale.usableOnError(at: now), settings.freshness.staleIfErrorStatuses.contains(response.status) {
             return failed(status: response.status, reason: "status-\(response.status)", background: background, now: now)
@@ -258,8 +282,12 @@ package struct ReadThrough: Sendable {
             entry.staleIfErrorUntil = windows.staleIfErrorUntil
             pending = entry
             state = .storing(background: background, revalidated: false)
-            // Waiters are woken now; the Redis write happens behind them.
-            return [.complete(.shared(entry, vary: nil), hold: true), .store(entry, ttlMilliseconds: windows.redisTTL)]
+            // Waiters are woken now; the Redis write happens behind them. A variant is handed
+            // only to waiters that select the same one.
+            let variant = variantStore(for: response.headers)
+            let vary = variant.map { VaryMatch(variantOf: $0.names, fill: fill.headers) }
+            return [.complete(.shared(entry, vary: vary), hold: true),
+                    .store(entry, ttlMilliseconds: windows.redisTTL, variant: variant)]
         case .shareOnly(let reason):
             // A response that varies is shared only with waiters whose request matches the
             // leader's on every field it varies on; the others fetch their own.
@@ -333,7 +361,7 @@ package struct ReadThrough: Sendable {
     private mutating func deliver(_ outcome: FlightOutcome, now: UInt64) -> [Action] {
         switch outcome {
         case .shared(let entry, let vary):
-            if let vary, !vary.matches(requestHeaders) {
+            if let vary, !vary.matches(requestHeaders, fill: fill.headers) {
                 state = .forwarding
                 return [.forward(fill, .miss("not-shareable-vary"))]
             }
@@ -363,6 +391,13 @@ package struct ReadThrough: Sendable {
             actions.append(.reply(.error(status: status, message: message, .miss(reason))))
         }
         return actions
+    }
+
+    /// Where an answer with these headers is stored, when it varies on allowed headers.
+    private func variantStore(for headers: HTTPHeaders) -> VariantStore? {
+        guard case .variants(let names) = Variants.plan(varied: HeaderRules.vary(headers), settings: settings, routeClass: routeClass)
+        else { return nil }
+        return VariantStore(names: names, selector: Variants.selector(names, in: fill.headers))
     }
 
     /// The fill, made conditional on the stale entry's validators, so that an unchanged resource

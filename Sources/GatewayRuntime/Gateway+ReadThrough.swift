@@ -12,7 +12,10 @@ import GatewayUpstream
 final class ReadThroughTask: @unchecked Sendable {
     private let gateway: Gateway
     private let exchange: Exchange
-    private let key: String
+    /// The request's key; a varying answer's marker lives here.
+    private let primaryKey: String
+    /// The key being read, fetched and stored: the primary key, or the variant the marker chose.
+    private var key: String
     private var machine: ReadThrough
     /// This request's leadership of the key's flight, once it has one.
     private var token: SingleFlight<FlightOutcome>.Token?
@@ -22,6 +25,7 @@ final class ReadThroughTask: @unchecked Sendable {
     init(gateway: Gateway, exchange: Exchange, key: String, machine: ReadThrough) {
         self.gateway = gateway
         self.exchange = exchange
+        self.primaryKey = key
         self.key = key
         self.machine = machine
     }
@@ -41,28 +45,11 @@ final class ReadThroughTask: @unchecked Sendable {
     private func perform(_ action: ReadThrough.Action) {
         switch action {
         case .lookup:
-            resources.redisGet(Array(key.utf8)) { [self] result in
-                let found: ReadThrough.LookupResult
-                switch result {
-                case .success(let value?):
-                    if let entry = CachedResponse.decode(value) {
-                        found = .entry(entry)
-                    } else {
-                        gateway.logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
-                        found = .missing
-                    }
-                case .success(nil):
-                    found = .missing
-                case .failure(let error):
-                    gateway.stats.redisError()
-                    found = .failed(reason: error.shortDescription)
-                }
-                let at = now
-                if case .entry(let entry) = found, entry.freshness(at: at) == .fresh {
-                    resources.local.put(key, entry, now: at)
-                }
-                perform(machine.lookedUp(found, uncacheable: gateway.uncacheable.contains(key, now: at), now: at))
-            }
+            lookup()
+
+        case .lookupVariant(let selector):
+            key = Variants.variantKey(primaryKey, selector: selector)
+            lookup()
 
         case .reply(let reply):
             respond(reply)
@@ -114,8 +101,8 @@ final class ReadThroughTask: @unchecked Sendable {
             gateway.flights.complete(token, with: outcome, hold: hold)
             if !hold { self.token = nil }
 
-        case .store(let entry, let ttl):
-            store(entry, ttlMilliseconds: ttl)
+        case .store(let entry, let ttl, let variant):
+            store(entry, ttlMilliseconds: ttl, variant: variant)
 
         case .markUncacheable(let milliseconds):
             gateway.uncacheable.mark(key, milliseconds: milliseconds, now: now)
@@ -141,6 +128,34 @@ final class ReadThroughTask: @unchecked Sendable {
         }
     }
 
+    private func lookup() {
+        let key = self.key
+        resources.redisGet(Array(key.utf8)) { [self] result in
+            let found: ReadThrough.LookupResult
+            switch result {
+            case .success(let value?):
+                if let entry = CachedResponse.decode(value) {
+                    found = .entry(entry)
+                } else if let marker = VaryMarker.decode(value) {
+                    found = .marker(marker)
+                } else {
+                    gateway.logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
+                    found = .missing
+                }
+            case .success(nil):
+                found = .missing
+            case .failure(let error):
+                gateway.stats.redisError()
+                found = .failed(reason: error.shortDescription)
+            }
+            let at = now
+            if case .entry(let entry) = found, entry.freshness(at: at) == .fresh, key == primaryKey {
+                resources.local.put(key, entry, now: at)
+            }
+            perform(machine.lookedUp(found, uncacheable: gateway.uncacheable.contains(key, now: at), now: at))
+        }
+    }
+
     /// The flight this request waited for finished (on this loop).
     private func woken(_ outcome: FlightOutcome) {
         deadline?.cancel()
@@ -148,10 +163,33 @@ final class ReadThroughTask: @unchecked Sendable {
         perform(machine.flightCompleted(outcome, now: now))
     }
 
-    private func store(_ entry: CachedResponse, ttlMilliseconds: Int) {
-        resources.local.put(key, entry, now: now)
+    private func store(_ entry: CachedResponse, ttlMilliseconds: Int, variant: ReadThrough.VariantStore?) {
         gateway.uncacheable.remove(key)
-        resources.redisSet(Array(key.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
+        var storeKey = primaryKey
+        var indexed = [primaryKey]
+        if let variant {
+            // The marker under the request's key says which headers choose; the entry goes under
+            // the variant's own key. The set of variants caps how many a key may have.
+            storeKey = Variants.variantKey(primaryKey, selector: variant.selector)
+            let variants = Variants.variantSetKey(primaryKey)
+            let ttl = Array(String(ttlMilliseconds).utf8)
+            let member = Array(storeKey.utf8)
+            let cap = exchange.route.cache?.maxVariants ?? 8
+            resources.redisSet(Array(primaryKey.utf8), VaryMarker(names: variant.names).encode(), ttlMilliseconds: ttlMilliseconds) { _ in }
+            resources.redisSend([Array("SADD".utf8), Array(variants.utf8), member]) { _ in }
+            resources.redisSend([Array("PEXPIRE".utf8), Array(variants.utf8), ttl]) { _ in }
+            resources.redisSend([Array("SCARD".utf8), Array(variants.utf8)]) { [resources] result in
+                // Over the cap: this variant is served (it was) but not kept.
+                if case .success(.integer(let count)) = result, count > cap {
+                    resources.redisSend([Array("UNLINK".utf8), member]) { _ in }
+                    resources.redisSend([Array("SREM".utf8), Array(variants.utf8), member]) { _ in }
+                }
+            }
+            indexed += [storeKey, variants]
+        } else {
+            resources.local.put(primaryKey, entry, now: now)
+        }
+        resources.redisSet(Array(storeKey.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
             if case .failure(let error) = result {
                 gateway.storeFailed(error, route: exchange.route.name)
             }
@@ -161,7 +199,7 @@ final class ReadThroughTask: @unchecked Sendable {
         // Remember which keys hold this path, so that a purge of the path (from the invalidation
         // channel, or an unsafe request to it) finds every user's and every query variant's entry.
         let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
-        resources.redisSend([Array("SADD".utf8), index, Array(key.utf8)]) { _ in }
+        resources.redisSend([Array("SADD".utf8), index] + indexed.map { Array($0.utf8) }) { _ in }
         resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
     }
 

@@ -44,10 +44,15 @@ final class CachePolicyTests: XCTestCase {
         XCTAssertEqual(decide(200, [], body: 5000, .perUser), .doNotShare(reason: "too-large"))
     }
 
-    func testVaryOnlyOnWhatTheKeyHolds() {
-        XCTAssertEqual(decide(200, [("Vary", "Accept-Encoding")]), .shareOnly(reason: "vary"))
+    func testVaryOnWhatTheKeyHoldsOrTheRouteAllowsIsStored() {
+        // Allowed headers are stored as variants (the caller picks the variant).
+        XCTAssertEqual(decide(200, [("Vary", "Accept-Encoding")]), .store(ttl: .seconds(300)))
         XCTAssertEqual(decide(200, [("Vary", "authorization")], .perUser), .store(ttl: .seconds(300)))
-        XCTAssertEqual(decide(200, [("Vary", "Authorization, Accept")], .perUser), .doNotShare(reason: "vary"))
+        XCTAssertEqual(decide(200, [("Vary", "Authorization, Accept")], .perUser), .store(ttl: .seconds(300)))
+        XCTAssertEqual(decide(200, [("Vary", "X-Theme")]), .shareOnly(reason: "vary"))
+        XCTAssertEqual(decide(200, [("Vary", "Cookie")]), .shareOnly(reason: "vary"))
+        XCTAssertEqual(decide(200, [("Vary", "*")]), .shareOnly(reason: "vary"))
+        XCTAssertEqual(decide(200, [("Vary", "Authorization, X-Theme")], .perUser), .doNotShare(reason: "vary"))
     }
 
     func testSizeFramingAndNoCache() {

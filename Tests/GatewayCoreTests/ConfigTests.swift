@@ -648,6 +648,17 @@ final class ConfigTests: XCTestCase {
             staleWhileRevalidate: .seconds(30), staleIfError: .zero, staleIfErrorStatuses: [502], keep: .seconds(3600),
             uncacheableTTL: .zero, maxWaiters: 5, onStoreError: .fail))
         XCTAssertEqual(GatewayConfig.Cache().freshness, FreshnessSettings(), "defaults: no stale windows, 30 s hit-for-miss")
+        XCTAssertEqual(config.routes[0].cache?.varyHeaders, ["accept-encoding", "accept", "accept-language"])
+        XCTAssertEqual(config.routes[0].cache?.maxVariants, 8)
+        let varied = try GatewayConfig.parse(yaml: """
+            listen: 127.0.0.1:8080
+            upstream: { url: "http://127.0.0.1:9000" }
+            redis: { url: redis://127.0.0.1 }
+            cache: { vary_headers: [Accept-Encoding, X-Device], max_variants: 3 }
+            routes: [{ name: a, match: "/a", class: public, ttl: 1m, max_variants: 2 }]
+            """, fileName: "gateway.yaml")
+        XCTAssertEqual(varied.routes[0].cache?.varyHeaders, ["accept-encoding", "x-device"])
+        XCTAssertEqual(varied.routes[0].cache?.maxVariants, 2)
     }
 
     func testLoadReportsAMissingFile() {

@@ -37,6 +37,7 @@ final class ReadThroughStateMachineTests: XCTestCase {
         actions.map { action in
             switch action {
             case .lookup: "lookup"
+            case .lookupVariant(let selector): "lookup-variant \(selector)"
             case .reply(.entry(let e, let status, let age)): "reply \(String(decoding: e.body, as: UTF8.self)) [\(status)]\(age ? " age" : "")"
             case .reply(.error(let code, _, let status)): "reply \(code) [\(status)]"
             case .reply(.origin(let r, let status)): "reply origin \(r.status) [\(status)]"
@@ -48,7 +49,7 @@ final class ReadThroughStateMachineTests: XCTestCase {
             case .complete(.shared(let e, let vary), let hold): "complete shared \(String(decoding: e.body, as: UTF8.self))\(vary == nil ? "" : " vary")\(hold ? " hold" : "")"
             case .complete(.failed(let status, _), _): "complete failed \(status)"
             case .complete(.refetch, _): "complete refetch"
-            case .store(_, let ttl): "store ttl=\(ttl)"
+            case .store(_, let ttl, let variant): "store ttl=\(ttl)" + (variant.map { " variant \($0.names.joined(separator: ","))" } ?? "")
             case .markUncacheable(let ms): "uncacheable \(ms)"
             case .release(let after): "release after=\(after)"
             case .armDeadline(let ms): "deadline \(ms)"
@@ -226,10 +227,10 @@ final class ReadThroughStateMachineTests: XCTestCase {
         XCTAssertEqual(describe(personal.fetched(ok("mine", [("Set-Cookie", "a=1")]), now: t0)), [
             "complete refetch", "uncacheable 30000", "reply origin 200 [CacheGateway; fwd=miss; detail=not-stored-set-cookie]",
         ])
-        var varied = leading(headers: [("Accept-Language", "fr")])
-        XCTAssertEqual(describe(varied.fetched(ok("fr", [("Vary", "Accept-Language")]), now: t0)), [
-            "complete shared fr vary", "uncacheable 30000", "reply fr [CacheGateway; fwd=miss; detail=not-stored-vary]",
-        ])
+        var varied = leading(headers: [("X-Theme", "dark")])
+        XCTAssertEqual(describe(varied.fetched(ok("dark", [("Vary", "X-Theme")]), now: t0)), [
+            "complete shared dark vary", "uncacheable 30000", "reply dark [CacheGateway; fwd=miss; detail=not-stored-vary]",
+        ], "a header outside vary_headers: shared only with matching waiters, not stored")
         var star = leading()
         XCTAssertEqual(describe(star.fetched(ok("x", [("Vary", "*")]), now: t0)).first, "complete refetch")
     }
@@ -261,13 +262,37 @@ final class ReadThroughStateMachineTests: XCTestCase {
         var m = leading(settings(keep: .seconds(3600)), stale: stale, now: t0 + 60_000)
         let actions = m.fetched(ok("", status: 304, [("ETag", "\"v1\""), ("X-Version", "2"), ("Content-Length", "0")]), now: t0 + 60_000)
         XCTAssertEqual(describe(actions), ["complete shared v1 hold", "store ttl=3610000"])
-        guard case .store(let renewed, _) = actions[1] else { return XCTFail() }
+        guard case .store(let renewed, _, _) = actions[1] else { return XCTFail() }
         XCTAssertEqual(renewed.headers["X-Version"], "2", "the 304's headers replace the stored ones")
         XCTAssertNil(renewed.headers["Content-Length"])
         XCTAssertEqual(renewed.storedAt, t0 + 60_000)
         XCTAssertEqual(renewed.expiresAt, t0 + 70_000)
         XCTAssertEqual(describe(m.storeCompleted(ok: true, now: t0 + 60_010)),
                        ["release after=1000", "reply v1 [CacheGateway; fwd=stale; fwd-status=304; stored]"])
+    }
+
+    func testAnAnswerVaryingOnAnAllowedHeaderIsStoredAsAVariant() {
+        var m = leading()
+        XCTAssertEqual(describe(m.fetched(ok("gz", [("Vary", "Accept-Encoding, Accept-Language")]), now: t0)), [
+            "complete shared gz vary hold", "store ttl=10000 variant accept-encoding,accept-language",
+        ])
+        var cookie = leading()
+        XCTAssertEqual(describe(cookie.fetched(ok("c", [("Vary", "Cookie")]), now: t0)).last,
+                       "reply c [CacheGateway; fwd=miss; detail=not-stored-vary]", "credentials on a public route: never stored")
+        var perUser = leading(routeClass: .perUser)
+        XCTAssertEqual(describe(perUser.fetched(ok("mine", [("Vary", "Accept-Encoding")]), now: t0)).last,
+                       "store ttl=10000 variant accept-encoding", "per_user answers are stored per variant too")
+    }
+
+    func testAMarkerSendsTheLookupToTheVariantOnce() {
+        var m = machine()
+        _ = m.start(local: nil, now: t0)
+        let marker = VaryMarker(names: ["accept-encoding"])
+        let actions = describe(m.lookedUp(.marker(marker), uncacheable: false, now: t0))
+        XCTAssertEqual(actions, ["lookup-variant 15:accept-encoding7:\u{1}absent"], "the fill sends no Accept-Encoding")
+        XCTAssertEqual(m.state, .lookingUp)
+        XCTAssertEqual(describe(m.lookedUp(.marker(marker), uncacheable: false, now: t0)), ["join max=10000"],
+                       "a marker where the variant should be is a miss")
     }
 
     func testA304WithoutAStoredEntryIsAnOrdinaryAnswer() {

@@ -226,3 +226,85 @@ private final class VersionBox: @unchecked Sendable {
     func bump() { lock.withLock { n += 1 } }
     var value: Int { lock.withLock { n } }
 }
+
+/// Responses that vary, stored per variant of what the gateway forwards.
+final class VariantTests: GatewayTestCase {
+    private let routes = """
+        routes:
+          - name: catalog
+            match: "/catalog/**"
+            class: public
+            ttl: 5m
+            forward_headers: [Accept-Encoding, Accept-Language]
+            max_variants: 3
+          - name: rest
+            match: "/**"
+            class: pass
+        """
+
+    func testVariantsByAcceptEncodingAreStoredAndServedToEquivalentRequests() throws {
+        backend.setBehaviour(.perRequest { request in
+            .ok("encoded for [\(request.header("Accept-Encoding") ?? "none")]", headers: [("Vary", "Accept-Encoding")])
+        }, forPath: "/catalog/v")
+        try startGateway(routes: routes)
+        XCTAssertEqual(try get("/catalog/v", headers: ["Accept-Encoding": "gzip, deflate"]).text, "encoded for [gzip, deflate]")
+        XCTAssertEqual(try get("/catalog/v", headers: ["Accept-Encoding": "br"]).text, "encoded for [br]")
+        XCTAssertEqual(try get("/catalog/v").text, "encoded for [none]")
+        // Equivalent requests share a variant: the recognised codings are what count.
+        let gzip = try get("/catalog/v", headers: ["Accept-Encoding": "x-gzip"])
+        XCTAssertEqual(gzip.text, "encoded for [gzip, deflate]")
+        XCTAssertEqual(gzip.cacheStatus, "CacheGateway; hit")
+        XCTAssertEqual(try get("/catalog/v", headers: ["Accept-Encoding": "br;q=1"]).cacheStatus, "CacheGateway; hit")
+        XCTAssertEqual(try get("/catalog/v").cacheStatus, "CacheGateway; hit")
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/v"), 3)
+    }
+
+    func testConcurrentRequestsForDifferentVariantsNeverGetEachOthers() throws {
+        backend.setBehaviour(.delayed(0.2, .perRequest { request in
+            .ok("lang \(request.header("Accept-Language") ?? "none")", headers: [("Vary", "Accept-Language")])
+        }), forPath: "/catalog/l")
+        try startGateway(routes: routes)
+        let languages = ["fr", "de", "fr", "en", "de", "fr"]
+        let clients = try languages.map { _ in try TestClient(port: port, timeout: 10) }
+        for (client, language) in zip(clients, languages) {
+            try client.send("GET /catalog/l HTTP/1.1\r\nHost: t\r\nAccept-Language: \(language)\r\n\r\n")
+        }
+        for (client, language) in zip(clients, languages) {
+            XCTAssertEqual(try client.readResponse().text, "lang \(language)")
+        }
+        for language in ["fr", "de", "en"] {
+            XCTAssertEqual(try get("/catalog/l", headers: ["Accept-Language": language]).text, "lang \(language)")
+        }
+    }
+
+    func testVariantsBeyondMaxVariantsAreServedButNotKept() throws {
+        backend.setBehaviour(.perRequest { request in
+            .ok("lang \(request.header("Accept-Language") ?? "none")", headers: [("Vary", "Accept-Language")])
+        }, forPath: "/catalog/m")
+        try startGateway(routes: routes)
+        for language in ["a", "b", "c", "d", "e"] {
+            XCTAssertEqual(try get("/catalog/m", headers: ["Accept-Language": language]).text, "lang \(language)")
+        }
+        XCTAssertEqual(try get("/catalog/m", headers: ["Accept-Language": "a"]).cacheStatus, "CacheGateway; hit")
+        XCTAssertTrue(waitUntil {
+            (try? self.cacheKeys().filter { !$0.hasSuffix(":vs") }.count) == 4  // the marker and 3 variants
+        }, "\((try? cacheKeys()) ?? [])")
+        XCTAssertTrue(waitUntil { self.service!.gateway.inFlightKeyCount == 0 }, "held results released")
+        XCTAssertEqual(try get("/catalog/m", headers: ["Accept-Language": "e"]).cacheStatus, "CacheGateway; fwd=miss; stored",
+                       "the variant over the cap was not kept")
+    }
+
+    func testAVaryOnAHeaderThatIsNotForwardedSharesOneVariant() throws {
+        backend.setBehaviour(.ok("same for all", headers: [("Vary", "Accept")]), forPath: "/catalog/a")
+        try startGateway(routes: routes)  // Accept is allowed to vary on, but not forwarded
+        try get("/catalog/a", headers: ["Accept": "text/html"])
+        XCTAssertEqual(try get("/catalog/a", headers: ["Accept": "application/json"]).cacheStatus, "CacheGateway; hit",
+                       "the backend never saw Accept, so its answer is the same for every Accept")
+    }
+
+    func testVaryCookieOnAPublicRouteIsNeverStored() throws {
+        backend.setBehaviour(.ok("x", headers: [("Vary", "Cookie")]), forPath: "/catalog/c")
+        try startGateway(routes: routes)
+        XCTAssertEqual(try get("/catalog/c").cacheStatus, "CacheGateway; fwd=miss; detail=not-stored-vary")
+    }
+}

@@ -57,17 +57,17 @@ private enum Keys {
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
     static let redis = ["url", "timeout", "key_prefix", "connections"]
     static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers",
-        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error"]
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
-        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants",
     ]
     /// Route keys that only make sense on cached routes, in the order they are checked.
     static let cachedOnly = [
         "ttl", "ttl_by_status", "query", "unlisted_query", "allow_authorized", "identity",
         "max_body_size", "max_wait", "key_host", "forward_headers",
-        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants",
     ]
     static let identity = ["header", "cookie"]
 }
@@ -382,6 +382,10 @@ final class ConfigReader {
             cache.forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? cache.forwardHeaders
         }
         cache.freshness = readFreshness(f, defaults: cache.freshness)
+        if let node = f["vary_headers"], let names = readHeaderNames(node, f.path("vary_headers"), owned: [:]) {
+            cache.varyHeaders = names
+        }
+        cache.maxVariants = int(f, "max_variants", default: cache.maxVariants, 1...1000)
         return cache
     }
 
@@ -563,12 +567,18 @@ final class ConfigReader {
             forwardHeaders = readHeaderNames(node, f.path("forward_headers")) ?? { valid = false; return [] }()
         }
         let freshness = readFreshness(f, defaults: defaults.freshness)
+        var varyHeaders = defaults.varyHeaders
+        if let node = f["vary_headers"] {
+            varyHeaders = readHeaderNames(node, f.path("vary_headers"), owned: [:]) ?? { valid = false; return [] }()
+        }
+        let maxVariants = int(f, "max_variants", default: defaults.maxVariants, 1...1000)
 
         guard valid, let ttl, routeClass == .public || identity != nil else { return nil }
         return RouteCacheSettings(
             ttl: ttl, ttlByStatus: ttlByStatus, query: query, unlistedQuery: unlistedQuery,
             allowAuthorized: allowAuthorized, identity: identity, maxBodySize: maxBodySize, maxWait: maxWait,
-            keyHost: keyHost, forwardHeaders: Set(forwardHeaders), freshness: freshness)
+            keyHost: keyHost, forwardHeaders: Set(forwardHeaders), freshness: freshness,
+            varyHeaders: Set(varyHeaders), maxVariants: maxVariants)
     }
 
     /// The freshness keys of `cache:` or of a route; what is absent comes from `defaults`.
@@ -599,7 +609,7 @@ final class ConfigReader {
     }
 
     /// Header names (tokens), lowercased. Names the gateway owns are refused with the reason.
-    func readHeaderNames(_ node: Node, _ path: String) -> [String]? {
+    func readHeaderNames(_ node: Node, _ path: String, owned: [String: String] = ownedHeaders) -> [String]? {
         guard let items = list(node, path) else { return nil }
         var names: [String] = []
         var valid = true
@@ -613,7 +623,7 @@ final class ConfigReader {
             if name.isEmpty || !name.utf8.allSatisfy(isTokenByte) {
                 report(item, itemPath, "invalid header name \"\(name)\"")
                 valid = false
-            } else if let reason = ownedHeaders[lower] {
+            } else if let reason = owned[lower] {
                 report(item, itemPath, "\"\(name)\" cannot be forwarded from the client: \(reason)")
                 valid = false
             } else if !names.contains(lower) {

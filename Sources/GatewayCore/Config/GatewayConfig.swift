@@ -177,6 +177,11 @@ extension GatewayConfig {
         public var forwardHeaders: [String]
         /// Stale windows, hit-for-miss, waiter cap, Redis-down policy (see ``FreshnessSettings``).
         public var freshness: FreshnessSettings
+        /// Request headers a response may vary on and still be stored, lowercased.
+        /// `vary_headers`, default [Accept-Encoding, Accept, Accept-Language].
+        public var varyHeaders: [String] = ["accept-encoding", "accept", "accept-language"]
+        /// Variants stored per key. `max_variants`, 1–1000, default 8.
+        public var maxVariants: Int = 8
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,

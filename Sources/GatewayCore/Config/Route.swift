@@ -87,14 +87,23 @@ public struct RouteCacheSettings: Sendable, Equatable {
     public var forwardHeaders: Set<String>
     /// Stale windows, hit-for-miss, waiter cap, Redis-down policy (route keys or `cache:`'s).
     public var freshness: FreshnessSettings
+    /// Lowercased request headers a response may vary on and still be stored, one variant per
+    /// combination (`vary_headers`, default accept-encoding, accept, accept-language).
+    public var varyHeaders: Set<String>
+    /// Variants stored per key; beyond, a new variant is served but not stored
+    /// (`max_variants`, 1–1000, default 8).
+    public var maxVariants: Int
 
     public init(
         ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
         unlistedQuery: UnlistedQueryPolicy = .strip, allowAuthorized: Bool = false,
         identity: IdentitySource? = nil, maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5),
-        keyHost: Bool = false, forwardHeaders: Set<String> = [], freshness: FreshnessSettings = FreshnessSettings()
+        keyHost: Bool = false, forwardHeaders: Set<String> = [], freshness: FreshnessSettings = FreshnessSettings(),
+        varyHeaders: Set<String> = ["accept-encoding", "accept", "accept-language"], maxVariants: Int = 8
     ) {
         self.freshness = freshness
+        self.varyHeaders = varyHeaders
+        self.maxVariants = maxVariants
         self.ttl = ttl
         self.ttlByStatus = ttlByStatus
         self.query = query
