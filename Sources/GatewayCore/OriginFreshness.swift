@@ -126,6 +126,8 @@ public enum OriginFreshness {
         {
             heuristic = true
             lifetime = max(0, (date ?? nowSeconds) - modified) * 1000 / heuristicFraction
+        } else if d.noCache {
+            lifetime = 0  // revalidated before every reuse anyway
         } else {
             return .notStorable(reason: "no-freshness")
         }
