@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import GatewayCore
 
@@ -42,6 +43,18 @@ final class OriginModeConfigTests: XCTestCase {
         let summary = config.summary()
         XCTAssertTrue(summary.contains("origin (max 24h)"), summary)
         XCTAssertTrue(summary.contains("origin (max 1h, heuristic) (also 301, 404)"), summary)
+    }
+
+    /// The commented-out example route in gateway.yaml loads once uncommented.
+    func testTheExampleFilesOriginRouteLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("gateway.yaml"), encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("  # - name: articles") })
+        let block = lines[start...].prefix { !$0.isEmpty }.map { "  " + $0.dropFirst(4) }.joined(separator: "\n")
+        let config = try GatewayConfig.parse(yaml: base + block + "\n", fileName: "gateway.yaml")
+        XCTAssertEqual(config.routes.first?.cache?.mode, .origin(OriginModeSettings(statuses: [200, 404], heuristic: false)))
+        XCTAssertEqual(config.routes.first?.cache?.freshness.staleIfError, .seconds(600))
     }
 
     func testOriginModeErrors() {
