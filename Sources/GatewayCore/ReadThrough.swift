@@ -266,17 +266,21 @@ package struct ReadThrough: Sendable {
             return failed(status: response.status, reason: "status-\(response.status)", background: background, now: now)
         }
 
-        let decision = CachePolicy.decide(
+        // Forced TTL or the origin's freshness, CDN-Cache-Control first (CachePolicy.plan).
+        let plan = CachePolicy.plan(
             status: response.status, headers: response.headers, bodyCount: response.body.count,
-            completeByFraming: response.isCompleteByFraming, routeClass: routeClass, settings: settings)
+            completeByFraming: response.isCompleteByFraming, requestHasAuthorization: fillHasAuthorization,
+            routeClass: routeClass, settings: settings, now: now)
+        let decision = plan.decision
         // Framing is the gateway's: an upstream Content-Length next to Transfer-Encoding (or any
         // stale one) must not be replayed by a later HEAD from the entry.
         let kept = HeaderRules.endToEnd(response.headers, alsoDropping: ["set-cookie", "age", "cache-status", "content-length"])
         var entry = CachedResponse(status: response.status, headers: kept, body: response.body[...], storedAt: now)
         let uncacheable = Int(settings.freshness.uncacheableTTL.wholeMilliseconds)
         switch decision {
-        case .store(let ttl):
-            let windows = Self.windows(ttl: ttl, freshness: settings.freshness, now: now)
+        case .store:
+            let windows = plan.windows
+            entry.storedAt = windows.storedAt
             entry.expiresAt = windows.expiresAt
             entry.staleWhileRevalidateUntil = windows.staleWhileRevalidateUntil
             entry.staleIfErrorUntil = windows.staleIfErrorUntil
@@ -419,14 +423,10 @@ package struct ReadThrough: Sendable {
             renewed.headers.remove(name: name)
             for value in update.values(name) { renewed.headers.add(name: name, value: value) }
         }
-        var ttl = settings.ttl
-        if let maxAge = HeaderRules.cacheControl(headers)["s-maxage"].flatMap({ Int($0) })
-            ?? HeaderRules.cacheControl(headers)["max-age"].flatMap({ Int($0) }), maxAge > 0
-        {
-            ttl = min(ttl, .seconds(maxAge))
-        }
-        let windows = Self.windows(ttl: ttl, freshness: settings.freshness, now: now)
-        renewed.storedAt = now
+        let windows = CachePolicy.renewal(
+            status: entry.status, headers: renewed.headers, notModified: headers, requestHasAuthorization: fillHasAuthorization,
+            routeClass: routeClass, settings: settings, now: now)
+        renewed.storedAt = windows.storedAt
         renewed.expiresAt = windows.expiresAt
         renewed.staleWhileRevalidateUntil = windows.staleWhileRevalidateUntil
         renewed.staleIfErrorUntil = windows.staleIfErrorUntil
@@ -456,6 +456,11 @@ package struct ReadThrough: Sendable {
         default: "the upstream did not answer correctly"
         }
     }
+}
+
+extension ReadThrough {
+    /// Whether the fill carries `Authorization` to the origin (RFC 9111 §3.5, origin mode).
+    var fillHasAuthorization: Bool { fill.headers.contains { $0.name.lowercased() == "authorization" } }
 }
 
 extension CachedResponse {

@@ -7,7 +7,9 @@ extension Gateway {
     /// `Cache-Status`, and a 304 when the client already holds it.
     static func fromCache(_ entry: CachedResponse, for request: HTTPRequestHead, status: CacheStatus, age: Bool = true) -> HTTPResponse {
         var headers = entry.headers
-        headers.add(name: "Age", value: String(age ? entry.age(at: nowMilliseconds()) : 0))
+        // A just-fetched entry (`age: false`) has its storedAt set back by the origin's Age only,
+        // so it is served with that Age, not 0 (RFC 9111 §5.1); a stored one adds its time here.
+        headers.add(name: "Age", value: String(entry.age(at: nowMilliseconds())))
         headers.add(name: "Cache-Status", value: status.description)
         if Conditional.notModified(request.headers, entry: entry) {
             return HTTPResponse(status: 304, headers: headers)

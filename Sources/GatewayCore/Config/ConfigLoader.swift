@@ -59,13 +59,13 @@ private enum Keys {
     static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers",
         "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants"]
     static let route = [
-        "name", "match", "methods", "class", "ttl", "ttl_by_status", "query", "unlisted_query",
+        "name", "match", "methods", "class", "ttl", "ttl_by_status", "max_ttl", "heuristic", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
         "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants",
     ]
     /// Route keys that only make sense on cached routes, in the order they are checked.
     static let cachedOnly = [
-        "ttl", "ttl_by_status", "query", "unlisted_query", "allow_authorized", "identity",
+        "ttl", "ttl_by_status", "max_ttl", "heuristic", "query", "unlisted_query", "allow_authorized", "identity",
         "max_body_size", "max_wait", "key_host", "forward_headers",
         "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants",
     ]
@@ -510,16 +510,35 @@ final class ConfigReader {
         let className = routeClass?.rawValue ?? "cached"
 
         var ttl: Duration?
+        var originMode = false
         if let node = f["ttl"] {
-            ttl = duration(node, f.path("ttl"))
+            if node.scalar?.string == "origin" {
+                originMode = true
+            } else {
+                ttl = duration(node, f.path("ttl"))
+            }
         } else if routeClass != nil {
             report(f.mark, f.path, "missing required field \"ttl\" (how long a \(className) route's responses are cached, e.g. ttl: 30s)")
         }
 
         var ttlByStatus: [Int: Duration] = [:]
+        var originStatuses: Set<Int> = [200]
         if let node = f["ttl_by_status"] {
-            ttlByStatus = readTTLByStatus(node, f.path("ttl_by_status")) ?? { valid = false; return [:] }()
+            if originMode {
+                originStatuses = readOriginStatuses(node, f.path("ttl_by_status")) ?? { valid = false; return [] }()
+            } else {
+                ttlByStatus = readTTLByStatus(node, f.path("ttl_by_status")) ?? { valid = false; return [:] }()
+            }
         }
+        // Origin mode only: the longest freshness the origin may give, and heuristic freshness.
+        for key in ["max_ttl", "heuristic"] where !originMode && f[key] != nil {
+            report(f.keyNode(key), f.path(key), "\"\(key)\" is only allowed with \"ttl: origin\" (a forced ttl is the lifetime itself)")
+            valid = false
+        }
+        if originMode {
+            ttl = duration(f, "max_ttl", default: .seconds(86_400))
+        }
+        let heuristic = originMode ? bool(f, "heuristic", default: false) : false
 
         var query: [String] = []
         if let node = f["query"] {
@@ -575,6 +594,7 @@ final class ConfigReader {
 
         guard valid, let ttl, routeClass == .public || identity != nil else { return nil }
         return RouteCacheSettings(
+            mode: originMode ? .origin(OriginModeSettings(statuses: originStatuses, heuristic: heuristic)) : .forcedTTL,
             ttl: ttl, ttlByStatus: ttlByStatus, query: query, unlistedQuery: unlistedQuery,
             allowAuthorized: allowAuthorized, identity: identity, maxBodySize: maxBodySize, maxWait: maxWait,
             keyHost: keyHost, forwardHeaders: Set(forwardHeaders), freshness: freshness,
@@ -697,6 +717,38 @@ final class ConfigReader {
             } else {
                 valid = false
             }
+        }
+        return valid ? result : nil
+    }
+
+    /// `ttl_by_status` on a route with `ttl: origin`: the statuses that may be stored (besides
+    /// 200), each with the value `origin`; their freshness is the origin's.
+    func readOriginStatuses(_ node: Node, _ path: String) -> Set<Int>? {
+        if isNull(node) { return [200] }
+        guard case .mapping(let mapping) = node else {
+            report(node, path, "expected a mapping of status to origin, e.g. { 404: origin }, found \(describe(node))")
+            return nil
+        }
+        var result: Set<Int> = [200]
+        var valid = true
+        for (key, value) in mapping {
+            let text = key.scalar?.string ?? ""
+            guard let status = Int(text), (100...599).contains(status) else {
+                report(key, path, "invalid status \(describe(key)) (expected an HTTP status code between 100 and 599)")
+                valid = false
+                continue
+            }
+            if status == 200 {
+                report(key, path, "status 200 is always stored on a route with \"ttl: origin\"; do not list it here")
+                valid = false
+                continue
+            }
+            guard value.scalar?.string == "origin" else {
+                report(value, "\(path).\(status)", "expected origin (the route has \"ttl: origin\": the origin's Cache-Control gives each status its freshness), found \(describe(value))")
+                valid = false
+                continue
+            }
+            result.insert(status)
         }
         return valid ? result : nil
     }

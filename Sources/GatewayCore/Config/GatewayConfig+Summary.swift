@@ -34,6 +34,11 @@ extension GatewayConfig {
         let rows = routes.map { route -> [String] in
             let cache = route.cache
             var ttl = cache.map { $0.ttl.configString } ?? "-"
+            if case .origin(let origin)? = cache?.mode {
+                ttl = "origin (max \(cache!.ttl.configString)\(origin.heuristic ? ", heuristic" : ""))"
+                let extra = origin.statuses.subtracting([200]).sorted()
+                if !extra.isEmpty { ttl += " (also " + extra.map(String.init).joined(separator: ", ") + ")" }
+            }
             if let extra = cache?.ttlByStatus, !extra.isEmpty {
                 let statuses = extra.keys.sorted().map { "\($0): \(extra[$0]!.configString)" }
                 ttl += " (" + statuses.joined(separator: ", ") + ")"

@@ -63,9 +63,15 @@ public enum UnlistedQueryPolicy: String, Sendable, Hashable, CaseIterable {
 
 /// The caching part of a public or per_user route, with the `cache:` defaults already applied.
 public struct RouteCacheSettings: Sendable, Equatable {
-    /// TTL of a stored 200 response (`ttl`, > 0).
+    /// Whose clock a stored entry follows: the route's `ttl` (default) or the origin's
+    /// (`ttl: origin`).
+    public var mode: CacheMode
+    /// With ``CacheMode/forcedTTL``: the TTL of a stored 200 response (`ttl`, > 0).
+    /// With ``CacheMode/origin(_:)``: the longest freshness the origin may give (`max_ttl`,
+    /// > 0, default 24h), so that Redis never holds a route's entries longer than its settings say.
     public var ttl: Duration
     /// Other statuses that are stored, each with its own TTL (`ttl_by_status`; never contains 200).
+    /// Empty in origin mode, where ``OriginModeSettings/statuses`` lists what may be stored.
     public var ttlByStatus: [Int: Duration]
     /// Allow-listed query parameter names that are part of the key, sorted, without duplicates.
     public var query: [String]
@@ -95,7 +101,7 @@ public struct RouteCacheSettings: Sendable, Equatable {
     public var maxVariants: Int
 
     public init(
-        ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
+        mode: CacheMode = .forcedTTL, ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
         unlistedQuery: UnlistedQueryPolicy = .strip, allowAuthorized: Bool = false,
         identity: IdentitySource? = nil, maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5),
         keyHost: Bool = false, forwardHeaders: Set<String> = [], freshness: FreshnessSettings = FreshnessSettings(),
@@ -104,6 +110,7 @@ public struct RouteCacheSettings: Sendable, Equatable {
         self.freshness = freshness
         self.varyHeaders = varyHeaders
         self.maxVariants = maxVariants
+        self.mode = mode
         self.ttl = ttl
         self.ttlByStatus = ttlByStatus
         self.query = query
@@ -118,7 +125,34 @@ public struct RouteCacheSettings: Sendable, Equatable {
 
     /// The TTL for a response with this status, or nil when such responses are not stored:
     /// 200 uses ``ttl``, statuses in ``ttlByStatus`` their own, everything else is not cached.
+    /// In origin mode: ``ttl`` (the ceiling) for a status that may be stored.
     public func ttl(forStatus status: Int) -> Duration? {
-        status == 200 ? ttl : ttlByStatus[status]
+        if case .origin(let origin) = mode { return origin.statuses.contains(status) ? ttl : nil }
+        return status == 200 ? ttl : ttlByStatus[status]
+    }
+}
+
+/// Whose clock a route's entries follow.
+public enum CacheMode: Sendable, Equatable {
+    /// `ttl: <duration>` (default): the route's TTL is the lifetime; the origin may only shorten
+    /// it (`max-age`, `s-maxage`) or forbid storing (`no-store`, `private`, `no-cache`), and a
+    /// response without any freshness information is stored for the full TTL.
+    case forcedTTL
+    /// `ttl: origin`: the origin's freshness (RFC 9111 §4.2) decides, see ``OriginFreshness``.
+    case origin(OriginModeSettings)
+}
+
+/// The settings of a route with `ttl: origin`.
+public struct OriginModeSettings: Sendable, Equatable {
+    /// Statuses that may be stored when the origin gives them freshness: 200 and the keys of the
+    /// route's `ttl_by_status` (whose values must be `origin`).
+    public var statuses: Set<Int>
+    /// Whether a response without explicit freshness gets a heuristic one (RFC 9111 §4.2.2: 10%
+    /// of the time since `Last-Modified`, at most the route's `max_ttl`). `heuristic`, default false.
+    public var heuristic: Bool
+
+    public init(statuses: Set<Int> = [200], heuristic: Bool = false) {
+        self.statuses = statuses.union([200])
+        self.heuristic = heuristic
     }
 }
