@@ -1,4 +1,5 @@
 import GatewayCore
+import LoadGenerator
 import XCTest
 @testable import cachegateway_bench
 
@@ -13,12 +14,30 @@ final class BenchTests: XCTestCase {
         XCTAssertEqual(CacheOutcome("CacheGateway; fwd=miss; detail=redis-timeout"), .miss)
         XCTAssertEqual(CacheOutcome("CacheGateway; fwd=bypass; detail=pass"), .bypass)
         XCTAssertEqual(CacheOutcome("CacheGateway; fwd=method"), .bypass)
+        XCTAssertEqual(CacheOutcome("CacheGateway; hit; detail=local"), .hit)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=stale; detail=stale-while-revalidate"), .stale)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=stale; fwd-status=502; detail=stale-if-error"), .stale)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=stale; fwd-status=304; stored"), .stale)
         XCTAssertEqual(CacheOutcome("nginx; HIT"), .hit)
-        XCTAssertEqual(CacheOutcome("nginx; UPDATING"), .hit)
+        XCTAssertEqual(CacheOutcome("nginx; UPDATING"), .stale)
+        XCTAssertEqual(CacheOutcome("nginx; STALE"), .stale)
+        XCTAssertEqual(CacheOutcome("nginx; REVALIDATED"), .stale)
         XCTAssertEqual(CacheOutcome("nginx; MISS"), .miss)
         XCTAssertEqual(CacheOutcome("nginx; EXPIRED"), .miss)
         XCTAssertEqual(CacheOutcome("nginx; BYPASS"), .bypass)
         XCTAssertEqual(CacheOutcome("nginx; "), .bypass)
+    }
+
+    func testStaleAnswersCountAsServedFromTheCache() {
+        var outcome = LoadOutcome(LoadResult(requests: 10, statuses: [200: 10], cacheStatus: [
+            "CacheGateway; hit": 5, "CacheGateway; fwd=stale; detail=stale-while-revalidate": 3,
+            "CacheGateway; fwd=miss; stored": 1, "CacheGateway; fwd=miss; collapsed": 1]))
+        XCTAssertEqual(outcome.hitRatio, 0.8)
+        XCTAssertEqual(outcome.cachedRatio, 0.9)
+        XCTAssertEqual(outcome.waitedForBackend, 2)
+        outcome.cacheStatus = ["nginx; HIT": 6, "nginx; UPDATING": 3, "nginx; EXPIRED": 1]
+        XCTAssertEqual(outcome.hitRatio, 0.9)
+        XCTAssertEqual(outcome.waitedForBackend, 1)
     }
 
     func testTheGeneratedGatewayConfigIsValid() throws {

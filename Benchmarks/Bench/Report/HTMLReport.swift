@@ -277,6 +277,7 @@ enum HTMLReport {
             }
             return SVGCharts.Stack(label: r.target.label, segments: [
                 .init(name: "hit", value: Double(res.count(.hit)), color: green),
+                .init(name: "stale", value: Double(res.count(.stale)), color: "#0d9488"),
                 .init(name: "coalesced", value: Double(res.count(.collapsed)), color: "#65a30d"),
                 .init(name: "fetched", value: Double(res.count(.stored) + res.count(.miss)), color: "#94a3b8"),
                 .init(name: "passed", value: Double(res.count(.bypass)), color: amber),

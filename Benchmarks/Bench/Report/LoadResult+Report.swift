@@ -79,17 +79,22 @@ struct LoadOutcome: Codable, Sendable {
         cacheStatus.filter { CacheOutcome($0.key) == outcome }.values.reduce(0, +)
     }
 
-    /// Answers served from the cache (hits), as a fraction of the answers; nil without Cache-Status.
+    /// Answers served from the cache (hits, and stale entries served past their TTL), as a
+    /// fraction of the answers; nil without Cache-Status.
     var hitRatio: Double? {
         let total = cacheStatus.values.reduce(0, +)
-        return total == 0 ? nil : Double(count(.hit)) / Double(total)
+        return total == 0 ? nil : Double(count(.hit) + count(.stale)) / Double(total)
     }
 
-    /// Answers that cost no backend call of their own: hits and coalesced waiters.
+    /// Answers that cost no backend call of their own: hits, stale answers and coalesced waiters.
     var cachedRatio: Double? {
         let total = cacheStatus.values.reduce(0, +)
-        return total == 0 ? nil : Double(count(.hit) + count(.collapsed)) / Double(total)
+        return total == 0 ? nil : Double(count(.hit) + count(.stale) + count(.collapsed)) / Double(total)
     }
+
+    /// Answers that waited for a backend fetch (their own or another request's): fetched, stored
+    /// or coalesced. Stale answers and hits did not.
+    var waitedForBackend: Int { count(.stored) + count(.miss) + count(.collapsed) }
 
     var p50: Double { latency.p50 }
     var p90: Double { latency.p90 }
@@ -121,6 +126,11 @@ extension LoadOutcome {
 enum CacheOutcome: String, Codable {
     /// Served from the cache.
     case hit
+    /// Served from the cache past its TTL: while one background request refreshes it
+    /// (stale-while-revalidate), in place of an upstream failure (stale-if-error), or renewed by
+    /// a 304 (gateway: `fwd=stale`; nginx: STALE, UPDATING, REVALIDATED). Counted as served from
+    /// the cache in hit ratios.
+    case stale
     /// Waited for another request's fetch of the same key (gateway: `collapsed`).
     case collapsed
     /// Fetched from the backend and stored.
@@ -135,14 +145,20 @@ enum CacheOutcome: String, Codable {
         if v.hasPrefix("nginx;") {
             let status = v.dropFirst(6).trimmingCharacters(in: .whitespaces)
             switch status {
-            case "hit", "stale", "updating", "revalidated": self = .hit
+            case "hit": self = .hit
+            case "stale", "updating", "revalidated": self = .stale
             case "bypass", "": self = .bypass
             default: self = .miss  // MISS, EXPIRED: nginx stores them, but does not say so
             }
         } else {
             // RFC 9211 parameters, e.g. "CacheGateway; fwd=miss; detail=not-stored-status".
             let parts = Set(v.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) })
-            if parts.contains("fwd=miss") {
+            if parts.contains("fwd=stale") {
+                // The stored body answered, whatever the forward did: a background refresh
+                // (detail=stale-while-revalidate), a failure it stood in for (fwd-status=502;
+                // detail=stale-if-error), or a 304 that renewed it (fwd-status=304; stored).
+                self = .stale
+            } else if parts.contains("fwd=miss") {
                 self = parts.contains("collapsed") ? .collapsed : parts.contains("stored") ? .stored : .miss
             } else if parts.contains("hit") {
                 self = .hit
