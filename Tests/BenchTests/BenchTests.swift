@@ -66,6 +66,50 @@ final class BenchTests: XCTestCase {
         XCTAssertFalse(text.contains("tcp_nopush on"))
     }
 
+    func testTheFreshRouteHasTheSameStaleWindowsInBothConfigs() throws {
+        let fresh = FreshRoute(ttlSeconds: 2, staleWhileRevalidateSeconds: 30, staleIfErrorSeconds: 600)
+        let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:expiry-1-gateway:",
+                                              workers: 2, tag: "expiry-1-gateway", fresh: fresh)
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.routes.map(\.name), ["catalog", "user-resources", "fresh", "everything-else"])
+        let route = try XCTUnwrap(config.routes.first { $0.name == "fresh" })
+        XCTAssertEqual(route.cache?.freshness.staleWhileRevalidate, .seconds(30))
+        XCTAssertEqual(route.cache?.freshness.staleIfError, .seconds(600))
+        XCTAssertEqual(route.cache?.freshness.keep, .seconds(60))
+        XCTAssertEqual(config.upstream.timeout, .seconds(10), "the default when the scenario does not set one")
+
+        let nginx = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64, fresh: fresh).text
+        for line in ["location /fresh/ {", "proxy_cache_valid 200 2s;", "proxy_cache_lock on;",
+                     "proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;",
+                     "proxy_cache_background_update on;", "proxy_cache_revalidate on;"] {
+            XCTAssertTrue(nginx.contains(line), "missing: \(line)")
+        }
+        XCTAssertFalse(nginx.contains("proxy_read_timeout"))
+    }
+
+    func testTheOutageRouteServesStaleOnErrorsOnlyAndTimesOutAlike() throws {
+        let fresh = FreshRoute(ttlSeconds: 1, staleWhileRevalidateSeconds: 0, staleIfErrorSeconds: 600, upstreamTimeoutSeconds: 1)
+        let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:outage-1-gateway:",
+                                              workers: 2, tag: "outage-1-gateway", fresh: fresh)
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.upstream.timeout, .seconds(1))
+        XCTAssertEqual(config.routes.first { $0.name == "fresh" }?.cache?.freshness.staleWhileRevalidate, .zero)
+        let nginx = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64, fresh: fresh).text
+        for line in ["proxy_cache_valid 200 1s;", "proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;",
+                     "proxy_cache_background_update off;", "proxy_read_timeout 1s;", "proxy_connect_timeout 1s;"] {
+            XCTAssertTrue(nginx.contains(line), "missing: \(line)")
+        }
+    }
+
+    func testOtherScenariosConfigsHaveNoStaleWindows() {
+        let nginx = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64).text
+        XCTAssertFalse(nginx.contains("proxy_cache_use_stale"))
+        XCTAssertFalse(BenchContext.gatewayConfig(port: 1, backendPort: 2, redisPort: 3, keyPrefix: "p:", workers: 2, tag: "t").contains("stale"))
+    }
+
     func testZipfFavoursTheFirstRanks() {
         let zipf = Zipf(n: 1000, s: 1.0)
         var counts = [Int](repeating: 0, count: 1001)
