@@ -67,6 +67,20 @@ struct LoadOutcome: Codable, Sendable {
         return m
     }
 
+    /// Consecutive loads of different kinds (before, during and after an outage) as one: counts
+    /// exactly; each percentile the highest of the parts' (an upper bound: the union's
+    /// percentile is never above it), min and max exactly. No percentile curve.
+    static func concatenated(_ parts: [LoadOutcome]) -> LoadOutcome {
+        var m = merged(parts)
+        let answered = parts.filter { $0.requests > 0 }
+        m.latency.p50 = answered.map(\.latency.p50).max() ?? 0
+        m.latency.p90 = answered.map(\.latency.p90).max() ?? 0
+        m.latency.p99 = answered.map(\.latency.p99).max() ?? 0
+        m.latency.p999 = answered.map(\.latency.p999).max() ?? 0
+        m.latency.curve = []
+        return m
+    }
+
     /// Requests that were due: answered, failed or timed out.
     var offered: Int { requests + errors + timeouts }
     var ok: Int { statuses[200] ?? 0 }
