@@ -40,6 +40,24 @@ final class BenchTests: XCTestCase {
         XCTAssertEqual(outcome.waitedForBackend, 1)
     }
 
+    func testWindowsOfDifferentKindsConcatenateAsAnUpperBound() {
+        func load(_ n: Int, p99: Int, ok: Int) -> LoadOutcome {
+            LoadOutcome(LoadResult(requests: n, statuses: [200: ok, 504: n - ok], elapsedSeconds: 1,
+                                   latency: LatencySummary(count: n, min: 100, p50: p99 / 2, p90: p99, p99: p99, p999: p99, max: p99 + 1)))
+        }
+        let whole = LoadOutcome.concatenated([load(100, p99: 1_000, ok: 100), load(300, p99: 1_000_000, ok: 297), load(100, p99: 2_000, ok: 100)])
+        XCTAssertEqual(whole.requests, 500)
+        XCTAssertEqual(whole.ok, 497)
+        XCTAssertEqual(whole.p99, 1_000_000, "the highest window's, never a mean that hides the outage")
+        XCTAssertEqual(whole.maxLatency, 1_000_001)
+    }
+
+    func testCallsPerExpiryLeavesTheFillOut() {
+        let run = ExpiryRun(target: .gateway, ttlSeconds: 2, loadSeconds: 20, spanSeconds: 26, expiriesUnderLoad: 10, backendCalls: 11,
+                            allowedCalls: 14, staleAnswers: 900, waitedAnswers: 0, hitP99Micros: 400, hitMaxMicros: 3000)
+        XCTAssertEqual(run.callsPerExpiry, 1.0)
+    }
+
     func testTheGeneratedGatewayConfigIsValid() throws {
         let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:hit-1-gateway:",
                                               workers: 2, tag: "hit-1-gateway")
@@ -48,7 +66,7 @@ final class BenchTests: XCTestCase {
     }
 
     func testTheLocalSoakRunsInAllWithTheInProcessTierOn() throws {
-        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield"])
+        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield", "expiry", "outage"])
         let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:soak:",
                                               workers: 2, tag: "local-soak-1-gateway", localTTL: LocalSoakScenario.defaultLocalTTL)
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
