@@ -40,9 +40,11 @@ enum ExpiryScenario: Scenario {
                                                    fresh: fresh) { stacks -> ([TargetRun], [TargetRun]) in
             var filledAt: [Target: Date] = [:]
             for stack in stacks {
+                // From before the fill is sent: whichever moment a cache counts the TTL from, no entry
+                // of the key is older than this.
+                filledAt[stack.target] = Date()
                 let fill = try stack.load(.closedLoop(connections: 1), duration: 10, maxRequests: 1) { _ in LoadRequest.get(hot) }
                 checks.expectAllOK(fill.result, stack.target, what: "the hot key's fill answered 200")
-                filledAt[stack.target] = Date()
                 _ = try stack.load(.closedLoop(connections: 1), duration: 10, maxRequests: 1) { _ in LoadRequest.get(baseline) }
             }
             var hotParts: [Target: [LoadOutcome]] = [:], hitParts: [Target: [LoadOutcome]] = [:]
