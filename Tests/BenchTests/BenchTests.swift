@@ -207,6 +207,41 @@ final class BenchTests: XCTestCase {
         XCTAssertTrue(HTMLReport.render(report).contains("1 of 2 invariants broken"))
     }
 
+    func testExpiryAndOutageGoalsFromTheirRuns() {
+        let hot = measurement(requests: 40_000, elapsed: 20, p50: 180, statuses: [200: 40_000],
+                              cache: ["CacheGateway; hit": 39_000, "CacheGateway; fwd=stale; detail=stale-while-revalidate": 1_000])
+        let hit = measurement(requests: 10_000, elapsed: 5, p50: 170, statuses: [200: 10_000], cache: ["CacheGateway; hit": 10_000])
+        let expiry = ScenarioReport(
+            name: "expiry", title: "Expiry under load", summary: "",
+            cases: [CaseReport(name: "hot key, TTL 2 s", description: "", runs: [TargetRun(target: .gateway, result: hot, backendCalls: 11, offeredRate: 2000, foreignCores: 0.25)]),
+                    CaseReport(name: "pure hit (baseline)", description: "", runs: [TargetRun(target: .gateway, result: hit, backendCalls: 0, offeredRate: 2000)])],
+            checks: [],
+            expiry: [ExpiryRun(target: .gateway, ttlSeconds: 2, loadSeconds: 20, spanSeconds: 50, expiriesUnderLoad: 10, backendCalls: 11,
+                               allowedCalls: 26, staleAnswers: 1_000, waitedAnswers: 0, hitP99Micros: 170, hitMaxMicros: 340)])
+        var during = measurement(requests: 1_990, elapsed: 10, p50: 500_000, statuses: [200: 1_990], cache: [:])
+        during.timeouts = 10
+        let outage = ScenarioReport(
+            name: "outage", title: "Backend outage", summary: "",
+            cases: [CaseReport(name: "during the outage", description: "", runs: [TargetRun(target: .gateway, result: during, backendCalls: 300, offeredRate: 200)]),
+                    CaseReport(name: "whole run", description: "", runs: [TargetRun(target: .gateway, result: during, backendCalls: 300, offeredRate: 200)])],
+            checks: [])
+        let options = BenchOptions(smoke: false, duration: 10, backendDelayMs: 50, herdSize: 200, herdRounds: 5, targets: [.gateway], workers: 2,
+                                   connections: 64, usersRate: 1000, shieldConcurrency: 8)
+        let goals = Goals.evaluate([expiry, outage], options: options)
+        XCTAssertEqual(goals.map(\.name), ["expiry: p99 vs a pure hit", "expiry: backend calls per expiry", "outage: answered 200 during the outage"])
+        XCTAssertEqual(goals.map(\.met), [true, true, false])
+        XCTAssertEqual(goals[2].measured, "99.5 % (1,990 of 2,000, p99 500 ms)")
+        XCTAssertEqual(Goals.headlines(expiry, delayMs: 50).first,
+                       "gateway: p99 0.18 ms (pure hit 0.17 ms), max 0.36 ms (hit 0.34 ms); 0 answers waited for a fetch; 11 backend calls, 1.00 per expiry; foreign CPU 0.25 cores")
+        let html = HTMLReport.render(RunReport(
+            startedAt: "2026-01-01T00:00:00Z", finishedAt: "2026-01-01T00:01:00Z", command: "cachegateway-bench run expiry outage",
+            machine: MachineInfo(cores: 2, memoryGiB: 24, cpu: "cpu", kernel: "Linux"),
+            settings: Settings(smoke: false, durationSeconds: 10, backendDelayMs: 50, herdSize: 200, herdRounds: 5, workers: 2, targets: [.gateway], nginx: "nginx: off"),
+            scenarios: [expiry, outage], goals: goals))
+        XCTAssertTrue(html.contains("Backend calls per expiry"))
+        XCTAssertTrue(html.contains("What the users got during the outage"))
+    }
+
     private func measurement(requests: Int, elapsed: Double, p50: Double, statuses: [Int: Int], cache: [String: Int]) -> LoadOutcome {
         LoadOutcome(requests: requests, errors: 0, timeouts: 0, statuses: statuses, cacheStatus: cache, bytes: 0, elapsedSeconds: elapsed,
                     requestsPerSecond: Double(requests) / elapsed,

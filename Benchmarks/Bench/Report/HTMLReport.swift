@@ -175,7 +175,7 @@ enum HTMLReport {
                 h += figure("What the cache did with the expiring key", "share of answers, by Cache-Status", outcomes(hot.runs))
             }
         case "outage":
-            if let during = s.cases.first, let rounds = s.outage {
+            if let during = s.cases.first {
                 h += figure("What the users got during the outage", "every request due while the backend was hung, by outcome", SVGCharts.stacked(during.runs.map { r in
                     SVGCharts.Stack(label: r.target.label, segments: [
                         .init(name: "200, stale", value: Double(min(r.result.ok, r.result.count(.stale))), color: "#0d9488"),
@@ -188,7 +188,9 @@ enum HTMLReport {
                 let timeout = Double(OutageScenario.upstreamTimeoutSeconds) * 1_000_000
                 h += figure("Latency during the outage", "by percentile; dashed: the upstream timeout, after which a stale entry stands in",
                             percentileChart(during.runs, marker: SVGCharts.Marker(value: timeout, label: "upstream timeout", color: amber)))
-                h += "<figure><figcaption>Every round<span>share answered 200 before, during and after the outage</span></figcaption><div class=\"scroll\">" + outageTable(rounds) + "</div></figure>"
+                if let rounds = s.outage, !rounds.isEmpty {
+                    h += "<figure><figcaption>Every round<span>share answered 200 before, during and after the outage</span></figcaption><div class=\"scroll\">" + outageTable(rounds) + "</div></figure>"
+                }
             }
         default:
             break
