@@ -42,9 +42,13 @@ enum Goals {
            let hot = expiry.cases.first?.run(.gateway) {
             // "No one waits": the tail of a key that keeps expiring is the tail of a pure hit. 1 ms of
             // slack, the noise between two loads of the same kind on this machine.
-            let p99 = hot.result.p99
+            // The answers due within ±100 ms of an expiry when the run saw them, else the whole run.
+            let near = g.nearExpiry.flatMap { $0.requests > 0 ? $0 : nil }
+            let p99 = near?.p99 ?? hot.result.p99
+            let which = near.map { "p99 within ±100 ms of the \(g.expiriesSeen ?? 0) expiries \(Format.ms($0.p99)), max \(Format.ms($0.maxLatency)); whole run \(hot.result.ms(\.p99))" }
+                ?? "p99 \(hot.result.ms(\.p99)), max \(hot.result.ms(\.maxLatency))"
             goals.append(GoalReport(name: "expiry: p99 vs a pure hit", goal: "equal to the hit p99 (within 1 ms): no one waits",
-                                    measured: "\(Format.deltaMs(p99 - g.hitP99Micros)) (p99 \(Format.ms(p99)) vs \(Format.ms(g.hitP99Micros)), max \(Format.ms(hot.result.maxLatency)), \(g.waitedAnswers) answers waited)",
+                                    measured: "\(Format.deltaMs(p99 - g.hitP99Micros)) (\(which); pure hit \(Format.ms(g.hitP99Micros)); \(g.waitedAnswers) answers waited)",
                                     met: p99 <= g.hitP99Micros + 1000 && g.waitedAnswers == 0))
             goals.append(GoalReport(name: "expiry: backend calls per expiry", goal: "1",
                                     measured: "\(String(format: "%.2f", g.callsPerExpiry)) (\(g.backendCalls) calls, \(String(format: "%.0f", g.expiriesUnderLoad)) TTL periods under load)",
@@ -110,7 +114,8 @@ enum Goals {
             guard let runs = s.expiry, let c = s.cases.first else { return [] }
             return runs.compactMap { e in
                 guard let r = c.run(e.target) else { return nil }
-                return "\(name(e.target)): p99 \(r.result.ms(\.p99)) (pure hit \(Format.ms(e.hitP99Micros))), max \(r.result.ms(\.maxLatency)) (hit \(Format.ms(e.hitMaxMicros))); "
+                let near = e.nearExpiry.map { n in "within ±100 ms of \(e.expiriesSeen ?? 0) expiries p99 \(n.ms(\.p99)), max \(n.ms(\.maxLatency)); " } ?? ""
+                return "\(name(e.target)): \(near)whole run p99 \(r.result.ms(\.p99)) (pure hit \(Format.ms(e.hitP99Micros))), max \(r.result.ms(\.maxLatency)) (hit \(Format.ms(e.hitMaxMicros))); "
                     + "\(e.waitedAnswers) answers waited for a fetch; \(e.backendCalls) backend calls, \(String(format: "%.2f", e.callsPerExpiry)) per expiry"
                     + (r.foreignCores.map { "; foreign CPU \(String(format: "%.2f", $0)) cores" } ?? "")
             }

@@ -119,6 +119,35 @@ struct LoadOutcome: Codable, Sendable {
 }
 
 extension LoadOutcome {
+    /// Some answers of a load, picked from its samples (e.g. those due near an expiry): counts,
+    /// and exact percentiles of their latencies. `seconds` is the time they stand for.
+    init(samples: [LoadSample], seconds: Double) {
+        let sorted = samples.map(\.latencyMicros).sorted()
+        // Nearest rank: the smallest latency with at least p % of the answers at or below it.
+        func at(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            return Double(sorted[max(0, min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))])
+        }
+        requests = samples.count
+        errors = 0
+        timeouts = 0
+        statuses = samples.reduce(into: [:]) { $0[$1.status, default: 0] += 1 }
+        cacheStatus = samples.reduce(into: [:]) { acc, s in if let v = s.cacheStatus { acc[v, default: 0] += 1 } }
+        bytes = 0
+        elapsedSeconds = seconds
+        requestsPerSecond = seconds > 0 ? Double(samples.count) / seconds : 0
+        // The percentile levels of the load generator's curves: each step halves the distance to 100.
+        var curve: [Point] = []
+        var level = 0.0
+        while level < 100 && (100 - level) / 100 * Double(sorted.count) >= 1 {
+            curve.append(Point(percentile: level, micros: at(level)))
+            level += (100 - level) / 2
+        }
+        curve.append(Point(percentile: 100, micros: Double(sorted.last ?? 0)))
+        latency = Latency(min: Double(sorted.first ?? 0), p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: Double(sorted.last ?? 0),
+                          mean: sorted.isEmpty ? 0 : Double(sorted.reduce(0, +)) / Double(sorted.count), curve: curve)
+    }
+
     init(_ r: LoadResult) {
         requests = r.requests
         errors = r.errors

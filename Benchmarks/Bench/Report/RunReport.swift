@@ -172,6 +172,11 @@ struct ExpiryRun: Codable {
     /// The pure-hit baseline of the same target, measured between the slices.
     var hitP99Micros: Double
     var hitMaxMicros: Double
+    /// Expiries the answers show: the first answer of each burst of non-hits (stale, fetched,
+    /// coalesced) marks one.
+    var expiriesSeen: Int? = nil
+    /// The answers due within ±100 ms of those moments.
+    var nearExpiry: LoadOutcome? = nil
 
     /// Refreshes (calls after the fill) per TTL period under load: 1 when every expiry costs one call.
     var callsPerExpiry: Double { expiriesUnderLoad > 0 ? Double(max(0, backendCalls - 1)) / expiriesUnderLoad : 0 }

@@ -238,12 +238,14 @@ final class Stack {
 
     /// Runs a load against this stack without touching the backend's counter (which a stopped
     /// backend could not answer), with the CPU the rest of the machine used meanwhile.
-    func load(_ mode: LoadMode, duration: Double, maxRequests: Int? = nil, timeout: Double = 10,
-              request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, foreignCores: Double) {
-        let spec = LoadSpec(port: port, mode: mode, duration: .milliseconds(Int(duration * 1000)), maxRequests: maxRequests,
+    /// - Parameter samples: Also return every answer (when it was due, latency, Cache-Status).
+    func load(_ mode: LoadMode, duration: Double, maxRequests: Int? = nil, timeout: Double = 10, samples: Bool = false,
+              request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, foreignCores: Double, samples: [LoadSample]) {
+        var spec = LoadSpec(port: port, mode: mode, duration: .milliseconds(Int(duration * 1000)), maxRequests: maxRequests,
                             timeout: .milliseconds(Int(timeout * 1000)), request: request)
+        spec.recordSamples = samples
         let before = CPUSnapshot.take()
-        let result = LoadOutcome(try LoadGenerator.run(spec, progress: nil))
-        return (result, CPUSnapshot.take().foreignCores(since: before))
+        let raw = try LoadGenerator.run(spec, progress: nil)
+        return (LoadOutcome(raw), CPUSnapshot.take().foreignCores(since: before), raw.samples ?? [])
     }
 }

@@ -15,6 +15,8 @@ enum ExpiryScenario: Scenario {
     static let rate = 2_000.0
     static let connections = 64
     static let staleWhileRevalidateSeconds = 30
+    /// Answers due this close to an expiry are the ones a refresh could hold up.
+    static let nearExpiryMicros = 100_000
 
     static func run(_ context: BenchContext) throws -> ScenarioReport {
         let o = context.options
@@ -36,8 +38,8 @@ enum ExpiryScenario: Scenario {
             return ScenarioReport(name: name, title: "Expiry under load", summary: "Needs the gateway or nginx (--targets).", cases: [], checks: [])
         }
         let mode = LoadMode.openLoop(connections: connections, ratePerSecond: rate)
-        let (hotRuns, hitRuns) = try Stack.withAll(context, targets, backend: BackendShape(delayMs: o.backendDelayMs), scenario: name,
-                                                   fresh: fresh) { stacks -> ([TargetRun], [TargetRun]) in
+        let (hotRuns, hitRuns, nearRuns) = try Stack.withAll(context, targets, backend: BackendShape(delayMs: o.backendDelayMs), scenario: name,
+                                                             fresh: fresh) { stacks -> ([TargetRun], [TargetRun], [TargetRun]) in
             var filledAt: [Target: Date] = [:]
             for stack in stacks {
                 // From before the fill is sent: whichever moment a cache counts the TTL from, no entry
@@ -49,10 +51,14 @@ enum ExpiryScenario: Scenario {
             }
             var hotParts: [Target: [LoadOutcome]] = [:], hitParts: [Target: [LoadOutcome]] = [:]
             var foreign: [Target: [Double]] = [:]
+            var near: [Target: [LoadSample]] = [:], seen: [Target: Int] = [:]
             for slice in 0..<slices {
                 for stack in slice % 2 == 0 ? stacks : stacks.reversed() {
                     let hit = try stack.load(mode, duration: baselineSeconds, timeout: 5) { _ in LoadRequest.get(baseline) }
-                    let m = try stack.load(mode, duration: sliceSeconds, timeout: 5) { _ in LoadRequest.get(hot) }
+                    let m = try stack.load(mode, duration: sliceSeconds, timeout: 5, samples: true) { _ in LoadRequest.get(hot) }
+                    let moments = expiries(m.samples, ttlSeconds: ttl)
+                    seen[stack.target, default: 0] += moments.count
+                    near[stack.target, default: []] += around(moments, m.samples)
                     hitParts[stack.target, default: []].append(hit.result)
                     hotParts[stack.target, default: []].append(m.result)
                     foreign[stack.target, default: []] += [hit.foreignCores, m.foreignCores]
@@ -60,7 +66,7 @@ enum ExpiryScenario: Scenario {
             }
             // A refresh the last requests started is counted too: wait out one backend call.
             usleep(UInt32(min(1_000_000, 2 * o.backendDelayMs * 1000 + 100_000)))
-            var hotRuns: [TargetRun] = [], hitRuns: [TargetRun] = []
+            var hotRuns: [TargetRun] = [], hitRuns: [TargetRun] = [], nearRuns: [TargetRun] = []
             for stack in stacks {
                 let target = stack.target
                 let calls = try stack.backend.stats().paths[hot] ?? 0
@@ -69,13 +75,16 @@ enum ExpiryScenario: Scenario {
                 let result = LoadOutcome.merged(hotParts[target]!)
                 let hit = LoadOutcome.merged(hitParts[target]!)
                 let cores = foreign[target]!.reduce(0, +) / Double(foreign[target]!.count)
+                let nearExpiry = LoadOutcome(samples: near[target] ?? [], seconds: Double(seen[target] ?? 0) * 2 * Double(nearExpiryMicros) / 1e6)
                 let run = ExpiryRun(target: target, ttlSeconds: ttl, loadSeconds: loadSeconds, spanSeconds: span,
                                     expiriesUnderLoad: loadSeconds / Double(ttl), backendCalls: calls, allowedCalls: allowed,
                                     staleAnswers: result.count(.stale), waitedAnswers: result.waitedForBackend,
-                                    hitP99Micros: hit.p99, hitMaxMicros: hit.maxLatency)
+                                    hitP99Micros: hit.p99, hitMaxMicros: hit.maxLatency, expiriesSeen: seen[target] ?? 0, nearExpiry: nearExpiry)
                 expiry.append(run)
                 context.sayRun("hot key", target, result, backendCalls: calls)
                 context.sayRun("hit baseline", target, hit, backendCalls: 0)
+                context.say("   \(target.rawValue): \(seen[target] ?? 0) expiries seen; within ±\(nearExpiryMicros / 1000) ms of them \(Format.count(nearExpiry.requests)) answers, "
+                    + "p50 \(nearExpiry.ms(\.p50)), p99 \(nearExpiry.ms(\.p99)), max \(nearExpiry.ms(\.maxLatency))")
                 context.say("   \(target.rawValue): p99 \(result.ms(\.p99)) vs hit p99 \(hit.ms(\.p99)), max \(result.ms(\.maxLatency)) vs \(hit.ms(\.maxLatency)); "
                     + "\(Format.count(run.staleAnswers)) stale answers, \(run.waitedAnswers) waited for a fetch; \(calls) backend calls "
                     + "(at most \(allowed) in \(Format.seconds(span.rounded()))), \(String(format: "%.2f", run.callsPerExpiry)) per expiry; foreign CPU \(String(format: "%.2f", cores)) cores")
@@ -86,9 +95,10 @@ enum ExpiryScenario: Scenario {
                                   "\(calls) backend calls for the hot key in \(Format.seconds(span.rounded())) at TTL \(ttl) s (at most \(allowed - 1) expiries + the fill)")
                 }
                 hotRuns.append(TargetRun(target: target, result: result, backendCalls: calls, offeredRate: rate, foreignCores: cores))
+                nearRuns.append(TargetRun(target: target, result: nearExpiry, backendCalls: calls, offeredRate: nil, foreignCores: cores))
                 hitRuns.append(TargetRun(target: target, result: hit, backendCalls: 0, offeredRate: rate, foreignCores: cores))
             }
-            return (hotRuns, hitRuns)
+            return (hotRuns, hitRuns, nearRuns)
         }
         var notes: [String] = []
         if targets.contains(.nginx) {
@@ -108,7 +118,27 @@ enum ExpiryScenario: Scenario {
                 + "When the TTL runs out, nobody should wait for the refresh: the tail should be that of a pure hit (another key, measured in the same run), "
                 + "and each expiry should cost one backend call.",
             cases: [CaseReport(name: "hot key, TTL \(ttl) s", description: "\(Format.rate(rate)) req/s on one key that expires every \(ttl) s", runs: hotRuns),
-                    CaseReport(name: "pure hit (baseline)", description: "the same load on a key that does not expire", runs: hitRuns)],
+                    CaseReport(name: "pure hit (baseline)", description: "the same load on a key that does not expire", runs: hitRuns),
+                    CaseReport(name: "±\(nearExpiryMicros / 1000) ms of an expiry", description: "the hot key's answers due within ±\(nearExpiryMicros / 1000) ms of an expiry", runs: nearRuns)],
             checks: checks.list, notes: notes, expiry: expiry)
+    }
+
+    /// The moments the hot key expired, from the answers (ordered by when they were due): the
+    /// first answer that is not a plain hit (stale, fetched or coalesced) after a stretch of hits
+    /// at least half a TTL long. In µs since the load's start.
+    static func expiries(_ samples: [LoadSample], ttlSeconds: Int) -> [Int] {
+        var moments: [Int] = []
+        var lastNonHit = Int.min / 2
+        for s in samples {
+            guard let value = s.cacheStatus, CacheOutcome(value) != .hit else { continue }
+            if s.startMicros - lastNonHit > ttlSeconds * 500_000 { moments.append(s.startMicros) }
+            lastNonHit = s.startMicros
+        }
+        return moments
+    }
+
+    /// The answers due within ±`nearExpiryMicros` of one of `moments`.
+    static func around(_ moments: [Int], _ samples: [LoadSample]) -> [LoadSample] {
+        samples.filter { s in moments.contains { abs(s.startMicros - $0) <= nearExpiryMicros } }
     }
 }
