@@ -9,6 +9,8 @@
 #   bash Benchmarks/run.sh herd --herd-size 500    # one scenario, with its options
 #   bash Benchmarks/run.sh users --duration 5m     # the memory soak
 #   bash Benchmarks/run.sh local-soak --duration 2m  # the in-process tier's memory soak
+#   bash Benchmarks/run.sh expiry --with-nginx     # stale-while-revalidate at expiry, against nginx
+#   bash Benchmarks/run.sh outage --with-nginx     # stale-if-error while the backend hangs
 #
 # Reports go to Benchmarks/results/ (latest.html, latest.json). SCRATCH_PATH picks the build folder
 # (default .build). Exits non-zero when an invariant of a scenario is broken.
@@ -22,7 +24,7 @@ scenario_named=0
 for arg in "$@"; do
     case "$arg" in
         --with-nginx) with_nginx=1 ;;
-        all|hit|miss|herd|users|local-soak|shield) scenario_named=1; args+=("$arg") ;;
+        all|hit|miss|herd|users|local-soak|shield|expiry|outage) scenario_named=1; args+=("$arg") ;;
         *) args+=("$arg") ;;
     esac
 done

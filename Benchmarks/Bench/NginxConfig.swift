@@ -18,6 +18,8 @@ struct NginxConfig {
     var lockTimeoutSeconds: Int
     /// Upstream keep-alive connections per worker (the gateway's `upstream.max_connections`).
     var upstreamConnections: Int
+    /// The gateway's `fresh` route with stale windows (`expiry`, `outage`), when the scenario has one.
+    var fresh: FreshRoute? = nil
 
     var text: String {
         """
@@ -74,6 +76,7 @@ struct NginxConfig {
                     proxy_cache_valid 200 \(userTTLSeconds)s;
                     proxy_pass http://backend;
                 }
+                \(freshLocation)
                 location / {
                     proxy_cache off;
                     proxy_pass http://backend;
@@ -82,6 +85,29 @@ struct NginxConfig {
         }
 
         """
+    }
+
+    /// The `fresh` route: the gateway's stale windows in nginx's words. nginx's windows have no
+    /// length (a stale entry serves until `inactive`); within the gateway's windows both behave
+    /// alike. `updating` and the background update stand for stale-while-revalidate, `error
+    /// timeout http_5xx` for stale-if-error (the statuses of the gateway's default
+    /// `stale_if_error_statuses`), `proxy_cache_revalidate` for the conditional refresh.
+    var freshLocation: String {
+        guard let f = fresh else { return "" }
+        var lines = [
+            "location \(FreshRoute.prefix) {",
+            "    proxy_cache_key \"fresh $uri\";",
+            "    proxy_cache_valid 200 \(f.ttlSeconds)s;",
+            "    proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;",
+            "    proxy_cache_background_update \(f.staleWhileRevalidateSeconds > 0 ? "on" : "off");",
+            "    proxy_cache_revalidate on;",
+        ]
+        if let t = f.upstreamTimeoutSeconds {
+            lines += ["    proxy_connect_timeout \(t)s;", "    proxy_send_timeout \(t)s;", "    proxy_read_timeout \(t)s;"]
+        }
+        lines += ["    proxy_pass http://backend;", "}"]
+        // The first line takes the indentation of the interpolation in `text`.
+        return lines.joined(separator: "\n        ")
     }
 
     /// Creates the folders the config names; world-writable, since nginx's workers drop root.

@@ -99,6 +99,8 @@ final class ManagedProcess: @unchecked Sendable {
         defer { ProcessRegistry.shared.remove(self) }
         guard isRunning else { return }
         kill(pid, SIGTERM)
+        // A paused process (`outage`) would hold SIGTERM until continued.
+        kill(pid, SIGCONT)
         let deadline = Date().addingTimeInterval(grace)
         while isRunning && Date() < deadline { usleep(10_000) }
         if isRunning {
@@ -106,6 +108,13 @@ final class ManagedProcess: @unchecked Sendable {
             while isRunning { usleep(10_000) }
         }
     }
+
+    /// Freezes it (SIGSTOP): its sockets stay open and the kernel still accepts connections on its
+    /// listening socket, but nothing is answered: a hung backend.
+    func pause() { kill(pid, SIGSTOP) }
+
+    /// Lets it run again after ``pause()`` (SIGCONT).
+    func resume() { kill(pid, SIGCONT) }
 
     /// The last lines of its log, for error messages.
     func logTail(_ lines: Int = 15) -> String {

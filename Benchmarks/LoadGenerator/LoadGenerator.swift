@@ -55,7 +55,8 @@ public enum LoadGenerator {
                 maxConnections: 4 * share,
                 shared: shared,
                 stopGeneration: stopGeneration,
-                progress: k == 0 ? progress : nil))
+                progress: k == 0 ? progress : nil,
+                recordSamples: spec.recordSamples))
         }
         for worker in workers { worker.preconnect() }
         let start = Sys.now()
@@ -147,6 +148,16 @@ public enum LoadGenerator {
         result.elapsedSeconds = Double(elapsedNs) / 1e9
         result.requestsPerSecond = result.elapsedSeconds > 0 ? Double(result.requests) / result.elapsedSeconds : 0
         result.latency = LatencySummary(histogram)
+        if workers.contains(where: { !$0.samples.isEmpty }) {
+            var all: [LoadSample] = []
+            for w in workers {
+                let names = w.cacheStatusValues.map { String(decoding: $0, as: UTF8.self) }
+                all += w.samples.map { LoadSample(startMicros: $0.startMicros, latencyMicros: $0.micros, status: $0.status,
+                                                  cacheStatus: $0.cacheStatus >= 0 ? names[$0.cacheStatus] : nil) }
+            }
+            all.sort { $0.startMicros < $1.startMicros }
+            result.samples = all
+        }
         return result
     }
 }

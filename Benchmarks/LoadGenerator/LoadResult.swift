@@ -34,6 +34,9 @@ public struct LoadResult: Sendable, Codable, Equatable {
     public var requestsPerSecond: Double
     /// Latency of the complete responses, in microseconds.
     public var latency: LatencySummary
+    /// Every answer, ordered by when it was due, when the spec asked for them
+    /// (``LoadSpec/recordSamples``); nil otherwise.
+    public var samples: [LoadSample]? = nil
 
     public init(
         requests: Int = 0, errors: Int = 0, timeouts: Int = 0, statuses: [Int: Int] = [:],
@@ -54,6 +57,25 @@ public struct LoadResult: Sendable, Codable, Equatable {
         self.elapsedSeconds = elapsedSeconds
         self.requestsPerSecond = requestsPerSecond
         self.latency = latency
+    }
+}
+
+/// One answered request (``LoadSpec/recordSamples``).
+public struct LoadSample: Sendable, Codable, Equatable {
+    /// When the request was due (open loop: its scheduled time) or written (closed loop), in µs
+    /// since the run's start.
+    public var startMicros: Int
+    /// From `startMicros` to the complete response.
+    public var latencyMicros: Int
+    public var status: Int
+    /// Its `Cache-Status` value, as in ``LoadResult/cacheStatus``; nil without one.
+    public var cacheStatus: String?
+
+    public init(startMicros: Int, latencyMicros: Int, status: Int, cacheStatus: String?) {
+        self.startMicros = startMicros
+        self.latencyMicros = latencyMicros
+        self.status = status
+        self.cacheStatus = cacheStatus
     }
 }
 

@@ -57,6 +57,10 @@ public struct LoadSpec: Sendable {
     /// The i-th request (i from 0): the scenario decides paths and headers, e.g. Zipf keys.
     /// Called on the generator's threads, once per request.
     public var request: @Sendable (Int) -> LoadRequest
+    /// Also return every answer as a ``LoadSample`` (when it was due, its latency, status and
+    /// Cache-Status), for scenarios that look at what happened when; default false. About 40
+    /// bytes per answer.
+    public var recordSamples = false
 
     public init(
         host: String = "127.0.0.1",

@@ -33,6 +33,8 @@ final class Worker {
         var shared: SharedCounters
         var stopGeneration: Int
         var progress: (@Sendable (LoadProgress) -> Void)?
+        /// Keep one ``LoadSample`` per answer (``LoadSpec/recordSamples``).
+        var recordSamples = false
     }
 
     enum ErrorKind: Int, CaseIterable {
@@ -86,6 +88,9 @@ final class Worker {
     private(set) var cacheStatusValues: [[UInt8]] = []
     private(set) var cacheStatusCounts: [Int] = []
     private(set) var elapsedNs: UInt64 = 0
+    /// One per answer when `recordSamples`; the Cache-Status as an index into `cacheStatusValues`
+    /// (-1: none), turned into strings once, in the merge.
+    private(set) var samples: [(startMicros: Int, micros: Int, status: Int, cacheStatus: Int)] = []
     /// What went wrong first, for people: `connect: Connection refused`.
     private(set) var firstError: String?
 
@@ -451,7 +456,10 @@ final class Worker {
         let status = c.parser.status
         statusCounts[status < statusCounts.count ? status : 0] += 1
         bodyBytes += c.parser.bodyBytes
-        if let range = c.parser.cacheStatus { countCacheStatus(c.parser.head[range]) }
+        let cacheStatus = c.parser.cacheStatus.map { countCacheStatus(c.parser.head[$0]) } ?? -1
+        if s.recordSamples {
+            samples.append((c.startNs > t0 ? Int((c.startNs - t0) / 1000) : 0, Int(micros), status, cacheStatus))
+        }
         c.busy = false
         busyCount -= 1
         c.reused = true
@@ -509,15 +517,19 @@ final class Worker {
         s.shared.timeouts.add(1, ordering: .relaxed)
     }
 
-    private func countCacheStatus(_ value: ArraySlice<UInt8>) {
+    /// Counts the value; returns its index in `cacheStatusValues` (-1 past the first 256 values).
+    @discardableResult
+    private func countCacheStatus(_ value: ArraySlice<UInt8>) -> Int {
         for i in cacheStatusValues.indices where cacheStatusValues[i].elementsEqual(value) {
             cacheStatusCounts[i] += 1
-            return
+            return i
         }
         if cacheStatusValues.count < 256 {
             cacheStatusValues.append(Array(value))
             cacheStatusCounts.append(1)
+            return cacheStatusValues.count - 1
         }
+        return -1
     }
 
     // MARK: Connections

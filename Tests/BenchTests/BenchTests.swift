@@ -1,4 +1,5 @@
 import GatewayCore
+import LoadGenerator
 import XCTest
 @testable import cachegateway_bench
 
@@ -13,12 +14,69 @@ final class BenchTests: XCTestCase {
         XCTAssertEqual(CacheOutcome("CacheGateway; fwd=miss; detail=redis-timeout"), .miss)
         XCTAssertEqual(CacheOutcome("CacheGateway; fwd=bypass; detail=pass"), .bypass)
         XCTAssertEqual(CacheOutcome("CacheGateway; fwd=method"), .bypass)
+        XCTAssertEqual(CacheOutcome("CacheGateway; hit; detail=local"), .hit)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=stale; detail=stale-while-revalidate"), .stale)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=stale; fwd-status=502; detail=stale-if-error"), .stale)
+        XCTAssertEqual(CacheOutcome("CacheGateway; fwd=stale; fwd-status=304; stored"), .stale)
         XCTAssertEqual(CacheOutcome("nginx; HIT"), .hit)
-        XCTAssertEqual(CacheOutcome("nginx; UPDATING"), .hit)
+        XCTAssertEqual(CacheOutcome("nginx; UPDATING"), .stale)
+        XCTAssertEqual(CacheOutcome("nginx; STALE"), .stale)
+        XCTAssertEqual(CacheOutcome("nginx; REVALIDATED"), .stale)
         XCTAssertEqual(CacheOutcome("nginx; MISS"), .miss)
         XCTAssertEqual(CacheOutcome("nginx; EXPIRED"), .miss)
         XCTAssertEqual(CacheOutcome("nginx; BYPASS"), .bypass)
         XCTAssertEqual(CacheOutcome("nginx; "), .bypass)
+    }
+
+    func testStaleAnswersCountAsServedFromTheCache() {
+        var outcome = LoadOutcome(LoadResult(requests: 10, statuses: [200: 10], cacheStatus: [
+            "CacheGateway; hit": 5, "CacheGateway; fwd=stale; detail=stale-while-revalidate": 3,
+            "CacheGateway; fwd=miss; stored": 1, "CacheGateway; fwd=miss; collapsed": 1]))
+        XCTAssertEqual(outcome.hitRatio, 0.8)
+        XCTAssertEqual(outcome.cachedRatio, 0.9)
+        XCTAssertEqual(outcome.waitedForBackend, 2)
+        outcome.cacheStatus = ["nginx; HIT": 6, "nginx; UPDATING": 3, "nginx; EXPIRED": 1]
+        XCTAssertEqual(outcome.hitRatio, 0.9)
+        XCTAssertEqual(outcome.waitedForBackend, 1)
+    }
+
+    func testWindowsOfDifferentKindsConcatenateAsAnUpperBound() {
+        func load(_ n: Int, p99: Int, ok: Int) -> LoadOutcome {
+            LoadOutcome(LoadResult(requests: n, statuses: [200: ok, 504: n - ok], elapsedSeconds: 1,
+                                   latency: LatencySummary(count: n, min: 100, p50: p99 / 2, p90: p99, p99: p99, p999: p99, max: p99 + 1)))
+        }
+        let whole = LoadOutcome.concatenated([load(100, p99: 1_000, ok: 100), load(300, p99: 1_000_000, ok: 297), load(100, p99: 2_000, ok: 100)])
+        XCTAssertEqual(whole.requests, 500)
+        XCTAssertEqual(whole.ok, 497)
+        XCTAssertEqual(whole.p99, 1_000_000, "the highest window's, never a mean that hides the outage")
+        XCTAssertEqual(whole.maxLatency, 1_000_001)
+    }
+
+    func testExpiriesAreTheFirstNonHitAfterAStretchOfHits() {
+        func sample(_ ms: Int, _ status: String?, latency: Int = 200) -> LoadSample {
+            LoadSample(startMicros: ms * 1000, latencyMicros: latency, status: 200, cacheStatus: status)
+        }
+        let hit = "CacheGateway; hit", stale = "CacheGateway; fwd=stale; detail=stale-while-revalidate"
+        let samples = [sample(0, hit), sample(1000, stale), sample(1020, stale), sample(1040, stale), sample(1060, hit),
+                       sample(1500, hit), sample(2090, "nginx; UPDATING"), sample(2100, hit, latency: 50_000), sample(2300, hit), sample(2400, nil)]
+        let moments = ExpiryScenario.expiries(samples, ttlSeconds: 1)
+        XCTAssertEqual(moments, [1_000_000, 2_090_000])
+        let near = ExpiryScenario.around(moments, samples)
+        XCTAssertEqual(near.map(\.startMicros), [1_000_000, 1_020_000, 1_040_000, 1_060_000, 2_090_000, 2_100_000])
+        let outcome = LoadOutcome(samples: near, seconds: 0.4)
+        XCTAssertEqual(outcome.requests, 6)
+        XCTAssertEqual(outcome.p50, 200)
+        XCTAssertEqual(outcome.p99, 50_000, "nearest rank: the one slow answer of six is above p83")
+        XCTAssertEqual(outcome.maxLatency, 50_000)
+        XCTAssertEqual(outcome.count(.stale), 4)
+        XCTAssertEqual(outcome.requestsPerSecond, 15)
+        XCTAssertEqual(outcome.latency.curve.last?.percentile, 100)
+    }
+
+    func testCallsPerExpiryLeavesTheFillOut() {
+        let run = ExpiryRun(target: .gateway, ttlSeconds: 2, loadSeconds: 20, spanSeconds: 26, expiriesUnderLoad: 10, backendCalls: 11,
+                            allowedCalls: 14, staleAnswers: 900, waitedAnswers: 0, hitP99Micros: 400, hitMaxMicros: 3000)
+        XCTAssertEqual(run.callsPerExpiry, 1.0)
     }
 
     func testTheGeneratedGatewayConfigIsValid() throws {
@@ -29,7 +87,7 @@ final class BenchTests: XCTestCase {
     }
 
     func testTheLocalSoakRunsInAllWithTheInProcessTierOn() throws {
-        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield"])
+        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield", "expiry", "outage"])
         let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:soak:",
                                               workers: 2, tag: "local-soak-1-gateway", localTTL: LocalSoakScenario.defaultLocalTTL)
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
@@ -45,6 +103,50 @@ final class BenchTests: XCTestCase {
             XCTAssertTrue(text.contains(line), "missing: \(line)")
         }
         XCTAssertFalse(text.contains("tcp_nopush on"))
+    }
+
+    func testTheFreshRouteHasTheSameStaleWindowsInBothConfigs() throws {
+        let fresh = FreshRoute(ttlSeconds: 2, staleWhileRevalidateSeconds: 30, staleIfErrorSeconds: 600)
+        let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:expiry-1-gateway:",
+                                              workers: 2, tag: "expiry-1-gateway", fresh: fresh)
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.routes.map(\.name), ["catalog", "user-resources", "fresh", "everything-else"])
+        let route = try XCTUnwrap(config.routes.first { $0.name == "fresh" })
+        XCTAssertEqual(route.cache?.freshness.staleWhileRevalidate, .seconds(30))
+        XCTAssertEqual(route.cache?.freshness.staleIfError, .seconds(600))
+        XCTAssertEqual(route.cache?.freshness.keep, .seconds(60))
+        XCTAssertEqual(config.upstream.timeout, .seconds(10), "the default when the scenario does not set one")
+
+        let nginx = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64, fresh: fresh).text
+        for line in ["location /fresh/ {", "proxy_cache_valid 200 2s;", "proxy_cache_lock on;",
+                     "proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;",
+                     "proxy_cache_background_update on;", "proxy_cache_revalidate on;"] {
+            XCTAssertTrue(nginx.contains(line), "missing: \(line)")
+        }
+        XCTAssertFalse(nginx.contains("proxy_read_timeout"))
+    }
+
+    func testTheOutageRouteServesStaleOnErrorsOnlyAndTimesOutAlike() throws {
+        let fresh = FreshRoute(ttlSeconds: 1, staleWhileRevalidateSeconds: 0, staleIfErrorSeconds: 600, upstreamTimeoutSeconds: 1)
+        let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:outage-1-gateway:",
+                                              workers: 2, tag: "outage-1-gateway", fresh: fresh)
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.upstream.timeout, .seconds(1))
+        XCTAssertEqual(config.routes.first { $0.name == "fresh" }?.cache?.freshness.staleWhileRevalidate, .zero)
+        let nginx = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64, fresh: fresh).text
+        for line in ["proxy_cache_valid 200 1s;", "proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;",
+                     "proxy_cache_background_update off;", "proxy_read_timeout 1s;", "proxy_connect_timeout 1s;"] {
+            XCTAssertTrue(nginx.contains(line), "missing: \(line)")
+        }
+    }
+
+    func testOtherScenariosConfigsHaveNoStaleWindows() {
+        let nginx = NginxConfig(prefix: "/tmp/x", port: 20001, backendPort: 20002, workers: 2, catalogTTLSeconds: 300,
+                                userTTLSeconds: 30, lockTimeoutSeconds: 5, upstreamConnections: 64).text
+        XCTAssertFalse(nginx.contains("proxy_cache_use_stale"))
+        XCTAssertFalse(BenchContext.gatewayConfig(port: 1, backendPort: 2, redisPort: 3, keyPrefix: "p:", workers: 2, tag: "t").contains("stale"))
     }
 
     func testZipfFavoursTheFirstRanks() {
@@ -124,6 +226,41 @@ final class BenchTests: XCTestCase {
         XCTAssertEqual(lines.last, "Invariants: 1 passed, 1 failed")
         XCTAssertTrue(lines.contains("  ✗ herd/gateway: exactly one backend call per key: round 2: 2 backend calls"))
         XCTAssertTrue(HTMLReport.render(report).contains("1 of 2 invariants broken"))
+    }
+
+    func testExpiryAndOutageGoalsFromTheirRuns() {
+        let hot = measurement(requests: 40_000, elapsed: 20, p50: 180, statuses: [200: 40_000],
+                              cache: ["CacheGateway; hit": 39_000, "CacheGateway; fwd=stale; detail=stale-while-revalidate": 1_000])
+        let hit = measurement(requests: 10_000, elapsed: 5, p50: 170, statuses: [200: 10_000], cache: ["CacheGateway; hit": 10_000])
+        let expiry = ScenarioReport(
+            name: "expiry", title: "Expiry under load", summary: "",
+            cases: [CaseReport(name: "hot key, TTL 2 s", description: "", runs: [TargetRun(target: .gateway, result: hot, backendCalls: 11, offeredRate: 2000, foreignCores: 0.25)]),
+                    CaseReport(name: "pure hit (baseline)", description: "", runs: [TargetRun(target: .gateway, result: hit, backendCalls: 0, offeredRate: 2000)])],
+            checks: [],
+            expiry: [ExpiryRun(target: .gateway, ttlSeconds: 2, loadSeconds: 20, spanSeconds: 50, expiriesUnderLoad: 10, backendCalls: 11,
+                               allowedCalls: 26, staleAnswers: 1_000, waitedAnswers: 0, hitP99Micros: 170, hitMaxMicros: 340)])
+        var during = measurement(requests: 1_990, elapsed: 10, p50: 500_000, statuses: [200: 1_990], cache: [:])
+        during.timeouts = 10
+        let outage = ScenarioReport(
+            name: "outage", title: "Backend outage", summary: "",
+            cases: [CaseReport(name: "during the outage", description: "", runs: [TargetRun(target: .gateway, result: during, backendCalls: 300, offeredRate: 200)]),
+                    CaseReport(name: "whole run", description: "", runs: [TargetRun(target: .gateway, result: during, backendCalls: 300, offeredRate: 200)])],
+            checks: [])
+        let options = BenchOptions(smoke: false, duration: 10, backendDelayMs: 50, herdSize: 200, herdRounds: 5, targets: [.gateway], workers: 2,
+                                   connections: 64, usersRate: 1000, shieldConcurrency: 8)
+        let goals = Goals.evaluate([expiry, outage], options: options)
+        XCTAssertEqual(goals.map(\.name), ["expiry: p99 vs a pure hit", "expiry: backend calls per expiry", "outage: answered 200 during the outage"])
+        XCTAssertEqual(goals.map(\.met), [true, true, false])
+        XCTAssertEqual(goals[2].measured, "99.5 % (1,990 of 2,000, p99 500 ms)")
+        XCTAssertEqual(Goals.headlines(expiry, delayMs: 50).first,
+                       "gateway: whole run p99 0.18 ms (pure hit 0.17 ms), max 0.36 ms (hit 0.34 ms); 0 answers waited for a fetch; 11 backend calls, 1.00 per expiry; foreign CPU 0.25 cores")
+        let html = HTMLReport.render(RunReport(
+            startedAt: "2026-01-01T00:00:00Z", finishedAt: "2026-01-01T00:01:00Z", command: "cachegateway-bench run expiry outage",
+            machine: MachineInfo(cores: 2, memoryGiB: 24, cpu: "cpu", kernel: "Linux"),
+            settings: Settings(smoke: false, durationSeconds: 10, backendDelayMs: 50, herdSize: 200, herdRounds: 5, workers: 2, targets: [.gateway], nginx: "nginx: off"),
+            scenarios: [expiry, outage], goals: goals))
+        XCTAssertTrue(html.contains("Backend calls per expiry"))
+        XCTAssertTrue(html.contains("What the users got during the outage"))
     }
 
     private func measurement(requests: Int, elapsed: Double, p50: Double, statuses: [Int: Int], cache: [String: Int]) -> LoadOutcome {

@@ -149,6 +149,53 @@ enum HTMLReport {
                             percentileChart(c.runs, marker: SVGCharts.Marker(value: patience * 1_000_000, label: "users give up", color: red)))
                 h += figure("Backend calls", "while measuring; the backend can do about \(Int((Double(settings.durationSeconds) * (c.runs.first?.offeredRate ?? 0) / ShieldScenario.overload).rounded())) in this time", backendCalls(s.cases))
             }
+        case "expiry":
+            if let runs = s.expiry, let hot = s.cases.first, let hit = s.cases.dropFirst().first {
+                var series: [SVGCharts.Series] = []
+                let near = s.cases.dropFirst(2).first
+                for r in hot.runs {
+                    series.append(SVGCharts.Series(name: "\(r.target.label), expiring key", color: color(r.target), points: r.result.percentileCurve, samples: r.result.requests))
+                    if let n = near?.run(r.target), n.result.requests > 0 {
+                        series.append(SVGCharts.Series(name: "\(r.target.label), ±100 ms of an expiry", color: darker(r.target), points: n.result.percentileCurve, samples: n.result.requests))
+                    }
+                    if let b = hit.run(r.target) {
+                        series.append(SVGCharts.Series(name: "\(r.target.label), pure hit", color: lighter(r.target), points: b.result.percentileCurve, samples: b.result.requests))
+                    }
+                }
+                h += figure("Latency, expiring key vs pure hit", "by percentile; dashed: the backend delay, what a request waiting for the refresh would take",
+                            SVGCharts.percentiles(series, marker: SVGCharts.Marker(value: delay, label: "backend delay", color: amber)))
+                h += figure("The tail at expiry", "p99 and max of the expiring key, and of the pure hit; log scale",
+                            SVGCharts.bars(hot.runs.flatMap { r -> [SVGCharts.Bar] in
+                                let b = hit.run(r.target)?.result
+                                return [SVGCharts.Bar(group: r.target.label, label: "p99", value: r.result.p99, color: color(r.target), text: r.result.ms(\.p99)),
+                                        SVGCharts.Bar(group: nil, label: "p99, pure hit", value: b?.p99 ?? 0, color: lighter(r.target), text: b?.ms(\.p99) ?? "–"),
+                                        SVGCharts.Bar(group: nil, label: "max", value: r.result.maxLatency, color: color(r.target), text: r.result.ms(\.maxLatency)),
+                                        SVGCharts.Bar(group: nil, label: "max, pure hit", value: b?.maxLatency ?? 0, color: lighter(r.target), text: b?.ms(\.maxLatency) ?? "–")]
+                            }, log: true, markers: [SVGCharts.Marker(value: delay, label: "backend \(settings.backendDelayMs) ms", color: amber)], minLog: 10))
+                h += figure("Backend calls per expiry", "refreshes per TTL period under load; 1 is the ideal", SVGCharts.bars(runs.map { e in
+                    SVGCharts.Bar(label: e.target.label, value: e.callsPerExpiry, color: color(e.target),
+                                  text: "\(String(format: "%.2f", e.callsPerExpiry)) (\(e.backendCalls) calls)")
+                }, markers: [SVGCharts.Marker(value: 1, label: "1 per expiry", color: amber)]))
+                h += figure("What the cache did with the expiring key", "share of answers, by Cache-Status", outcomes(hot.runs))
+            }
+        case "outage":
+            if let during = s.cases.first {
+                h += figure("What the users got during the outage", "every request due while the backend was hung, by outcome", SVGCharts.stacked(during.runs.map { r in
+                    SVGCharts.Stack(label: r.target.label, segments: [
+                        .init(name: "200, stale", value: Double(min(r.result.ok, r.result.count(.stale))), color: "#0d9488"),
+                        .init(name: "200, other", value: Double(max(0, r.result.ok - r.result.count(.stale))), color: green),
+                        .init(name: "error status", value: Double(r.result.nonOK), color: amber),
+                        .init(name: "gave up (timeout)", value: Double(r.result.timeouts), color: "#9ca3af"),
+                        .init(name: "connection error", value: Double(r.result.errors), color: red),
+                    ])
+                }))
+                let timeout = Double(OutageScenario.upstreamTimeoutSeconds) * 1_000_000
+                h += figure("Latency during the outage", "by percentile; dashed: the upstream timeout, after which a stale entry stands in",
+                            percentileChart(during.runs, marker: SVGCharts.Marker(value: timeout, label: "upstream timeout", color: amber)))
+                if let rounds = s.outage, !rounds.isEmpty {
+                    h += "<figure><figcaption>Every round<span>share answered 200 before, during and after the outage</span></figcaption><div class=\"scroll\">" + outageTable(rounds) + "</div></figure>"
+                }
+            }
         default:
             break
         }
@@ -240,6 +287,30 @@ enum HTMLReport {
                                       tone: inTime >= 0.99 ? "good" : inTime < 0.5 ? "bad" : ""))
                 }
             }
+        case "expiry":
+            if let runs = s.expiry, let hot = s.cases.first {
+                for e in runs {
+                    guard let r = hot.run(e.target) else { continue }
+                    let near = e.nearExpiry.flatMap { $0.requests > 0 ? $0 : nil }
+                    let added = (near?.p99 ?? r.result.p99) - e.hitP99Micros
+                    tiles.append(Tile(value: Format.deltaMs(added), caption: "\(e.target.label): p99 \(near == nil ? "" : "near an expiry ")over a pure hit",
+                                      detail: (near.map { "±100 ms of \(e.expiriesSeen ?? 0) expiries: p99 \($0.ms(\.p99)), max \($0.ms(\.maxLatency)); " } ?? "")
+                                          + "whole run p99 \(r.result.ms(\.p99)) vs \(Format.ms(e.hitP99Micros)); \(e.waitedAnswers) answers waited",
+                                      tone: e.target == .gateway ? (added <= 1000 && e.waitedAnswers == 0 ? "good" : "bad") : ""))
+                    tiles.append(Tile(value: String(format: "%.2f", e.callsPerExpiry), caption: "\(e.target.label): backend calls per expiry",
+                                      detail: "\(e.backendCalls) calls (fill included) in \(Format.seconds(e.loadSeconds)) of load, TTL \(e.ttlSeconds) s",
+                                      tone: e.target == .gateway ? (e.backendCalls <= e.allowedCalls ? "good" : "bad") : ""))
+                }
+            }
+        case "outage":
+            if let during = s.cases.first {
+                for r in during.runs {
+                    let share = Double(r.result.ok) / Double(max(1, r.result.offered))
+                    tiles.append(Tile(value: Format.percent(share), caption: "\(r.target.label): 200 during the outage",
+                                      detail: "\(Format.count(r.result.ok)) of \(Format.count(r.result.offered)); p50 \(r.result.ms(\.p50)), p99 \(r.result.ms(\.p99))",
+                                      tone: r.target == .gateway ? (share >= 1 ? "good" : "bad") : ""))
+                }
+            }
         default:
             break
         }
@@ -277,6 +348,7 @@ enum HTMLReport {
             }
             return SVGCharts.Stack(label: r.target.label, segments: [
                 .init(name: "hit", value: Double(res.count(.hit)), color: green),
+                .init(name: "stale", value: Double(res.count(.stale)), color: "#0d9488"),
                 .init(name: "coalesced", value: Double(res.count(.collapsed)), color: "#65a30d"),
                 .init(name: "fetched", value: Double(res.count(.stored) + res.count(.miss)), color: "#94a3b8"),
                 .init(name: "passed", value: Double(res.count(.bypass)), color: amber),
@@ -294,16 +366,45 @@ enum HTMLReport {
         return t + "</tbody></table>"
     }
 
+    static func outageTable(_ rounds: [OutageRun]) -> String {
+        func share(_ r: LoadOutcome) -> String { Format.percent(Double(r.ok) / Double(max(1, r.offered))) }
+        var t = "<table class=\"nums tight\"><thead><tr><th>target</th><th>round</th><th>before</th><th>during</th><th>after</th><th>p99 during</th><th>backend calls</th><th>foreign CPU</th></tr></thead><tbody>"
+        for r in rounds {
+            t += "<tr><td><i class=\"dot\" style=\"background:\(color(r.target))\"></i>\(r.target.rawValue)</td><td>\(r.round)</td><td>\(share(r.before))</td>"
+                + "<td>\(share(r.during))</td><td>\(share(r.after))</td><td>\(r.during.ms(\.p99))</td><td>\(r.backendCalls)</td><td>\(String(format: "%.2f", r.foreignCores))</td></tr>"
+        }
+        return t + "</tbody></table>"
+    }
+
+    /// The dark variant of a target's colour, for a part of its load picked out.
+    static func darker(_ t: Target) -> String {
+        switch t {
+        case .direct: "#475569"
+        case .gateway: "#1e3a8a"
+        case .nginx: "#14532d"
+        }
+    }
+
+    /// The pale variant of a target's colour, for its baseline next to it.
+    static func lighter(_ t: Target) -> String {
+        switch t {
+        case .direct: "#cbd5e1"
+        case .gateway: "#93c5fd"
+        case .nginx: "#86efac"
+        }
+    }
+
     static func numbers(_ s: ScenarioReport) -> String {
         guard !s.cases.isEmpty else { return "" }
-        var t = "<details><summary>The numbers</summary><table class=\"nums\"><thead><tr><th>case</th><th>target</th><th>answered</th><th>req/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>timeouts</th><th>non-200</th><th>hit ratio</th><th>backend calls</th></tr></thead><tbody>"
+        var t = "<details><summary>The numbers</summary><table class=\"nums\"><thead><tr><th>case</th><th>target</th><th>answered</th><th>req/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>timeouts</th><th>non-200</th><th>hit ratio</th><th>backend calls</th><th>foreign CPU</th></tr></thead><tbody>"
         for c in s.cases {
             for r in c.runs {
                 let x = r.result
                 t += "<tr><td>\(esc(c.name))</td><td><i class=\"dot\" style=\"background:\(color(r.target))\"></i>\(r.target.rawValue)</td>"
                     + "<td>\(Format.count(x.requests))</td><td>\(Format.rate(x.requestsPerSecond))</td><td>\(x.ms(\.p50))</td><td>\(x.ms(\.p90))</td>"
                     + "<td>\(x.ms(\.p99))</td><td>\(x.ms(\.p999))</td><td>\(x.ms(\.maxLatency))</td><td>\(x.errors)</td><td>\(x.timeouts)</td>"
-                    + "<td>\(x.nonOK)</td><td>\(x.hitRatio.map(Format.percent) ?? "–")</td><td>\(Format.count(r.backendCalls))</td></tr>"
+                    + "<td>\(x.nonOK)</td><td>\(x.hitRatio.map(Format.percent) ?? "–")</td><td>\(Format.count(r.backendCalls))</td>"
+                    + "<td>\(r.foreignCores.map { String(format: "%.2f", $0) } ?? "–")</td></tr>"
             }
         }
         return t + "</tbody></table></details>"
@@ -329,6 +430,9 @@ enum HTMLReport {
         <dt>Closed and open loop</dt><dd><i>hit</i> and <i>miss</i> keep a fixed number of connections busy (closed loop): throughput is what the target
         can do. <i>users</i> and <i>shield</i> send requests at a fixed rate whatever the answers do (open loop), as real users do: latency is counted
         from the moment a request was due, so a queue shows.</dd>
+        <dt>Stale answers and foreign CPU</dt><dd><i>expiry</i> and <i>outage</i> use a route with stale windows: an answer served past its TTL
+        (<code>fwd=stale</code>, nginx STALE/UPDATING) counts as served from the cache. Foreign CPU is what other work on this shared machine used
+        during the load, in cores: a busy machine flatters the gateway against nginx, so read a comparison next to it.</dd>
         <dt>Backend calls</dt><dd>Requests that reached the demo monolith while measuring, from its own counter (<code>/__stats</code>):
         what the cache did not save.</dd>
         <dt>Invariants and goals</dt><dd>Invariants are what must hold for the gateway to be correct (and the benchmark to be valid), e.g. one

@@ -67,6 +67,20 @@ struct LoadOutcome: Codable, Sendable {
         return m
     }
 
+    /// Consecutive loads of different kinds (before, during and after an outage) as one: counts
+    /// exactly; each percentile the highest of the parts' (an upper bound: the union's
+    /// percentile is never above it), min and max exactly. No percentile curve.
+    static func concatenated(_ parts: [LoadOutcome]) -> LoadOutcome {
+        var m = merged(parts)
+        let answered = parts.filter { $0.requests > 0 }
+        m.latency.p50 = answered.map(\.latency.p50).max() ?? 0
+        m.latency.p90 = answered.map(\.latency.p90).max() ?? 0
+        m.latency.p99 = answered.map(\.latency.p99).max() ?? 0
+        m.latency.p999 = answered.map(\.latency.p999).max() ?? 0
+        m.latency.curve = []
+        return m
+    }
+
     /// Requests that were due: answered, failed or timed out.
     var offered: Int { requests + errors + timeouts }
     var ok: Int { statuses[200] ?? 0 }
@@ -79,17 +93,22 @@ struct LoadOutcome: Codable, Sendable {
         cacheStatus.filter { CacheOutcome($0.key) == outcome }.values.reduce(0, +)
     }
 
-    /// Answers served from the cache (hits), as a fraction of the answers; nil without Cache-Status.
+    /// Answers served from the cache (hits, and stale entries served past their TTL), as a
+    /// fraction of the answers; nil without Cache-Status.
     var hitRatio: Double? {
         let total = cacheStatus.values.reduce(0, +)
-        return total == 0 ? nil : Double(count(.hit)) / Double(total)
+        return total == 0 ? nil : Double(count(.hit) + count(.stale)) / Double(total)
     }
 
-    /// Answers that cost no backend call of their own: hits and coalesced waiters.
+    /// Answers that cost no backend call of their own: hits, stale answers and coalesced waiters.
     var cachedRatio: Double? {
         let total = cacheStatus.values.reduce(0, +)
-        return total == 0 ? nil : Double(count(.hit) + count(.collapsed)) / Double(total)
+        return total == 0 ? nil : Double(count(.hit) + count(.stale) + count(.collapsed)) / Double(total)
     }
+
+    /// Answers that waited for a backend fetch (their own or another request's): fetched, stored
+    /// or coalesced. Stale answers and hits did not.
+    var waitedForBackend: Int { count(.stored) + count(.miss) + count(.collapsed) }
 
     var p50: Double { latency.p50 }
     var p90: Double { latency.p90 }
@@ -100,6 +119,35 @@ struct LoadOutcome: Codable, Sendable {
 }
 
 extension LoadOutcome {
+    /// Some answers of a load, picked from its samples (e.g. those due near an expiry): counts,
+    /// and exact percentiles of their latencies. `seconds` is the time they stand for.
+    init(samples: [LoadSample], seconds: Double) {
+        let sorted = samples.map(\.latencyMicros).sorted()
+        // Nearest rank: the smallest latency with at least p % of the answers at or below it.
+        func at(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            return Double(sorted[max(0, min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))])
+        }
+        requests = samples.count
+        errors = 0
+        timeouts = 0
+        statuses = samples.reduce(into: [:]) { $0[$1.status, default: 0] += 1 }
+        cacheStatus = samples.reduce(into: [:]) { acc, s in if let v = s.cacheStatus { acc[v, default: 0] += 1 } }
+        bytes = 0
+        elapsedSeconds = seconds
+        requestsPerSecond = seconds > 0 ? Double(samples.count) / seconds : 0
+        // The percentile levels of the load generator's curves: each step halves the distance to 100.
+        var curve: [Point] = []
+        var level = 0.0
+        while level < 100 && (100 - level) / 100 * Double(sorted.count) >= 1 {
+            curve.append(Point(percentile: level, micros: at(level)))
+            level += (100 - level) / 2
+        }
+        curve.append(Point(percentile: 100, micros: Double(sorted.last ?? 0)))
+        latency = Latency(min: Double(sorted.first ?? 0), p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: Double(sorted.last ?? 0),
+                          mean: sorted.isEmpty ? 0 : Double(sorted.reduce(0, +)) / Double(sorted.count), curve: curve)
+    }
+
     init(_ r: LoadResult) {
         requests = r.requests
         errors = r.errors
@@ -121,6 +169,11 @@ extension LoadOutcome {
 enum CacheOutcome: String, Codable {
     /// Served from the cache.
     case hit
+    /// Served from the cache past its TTL: while one background request refreshes it
+    /// (stale-while-revalidate), in place of an upstream failure (stale-if-error), or renewed by
+    /// a 304 (gateway: `fwd=stale`; nginx: STALE, UPDATING, REVALIDATED). Counted as served from
+    /// the cache in hit ratios.
+    case stale
     /// Waited for another request's fetch of the same key (gateway: `collapsed`).
     case collapsed
     /// Fetched from the backend and stored.
@@ -135,14 +188,20 @@ enum CacheOutcome: String, Codable {
         if v.hasPrefix("nginx;") {
             let status = v.dropFirst(6).trimmingCharacters(in: .whitespaces)
             switch status {
-            case "hit", "stale", "updating", "revalidated": self = .hit
+            case "hit": self = .hit
+            case "stale", "updating", "revalidated": self = .stale
             case "bypass", "": self = .bypass
             default: self = .miss  // MISS, EXPIRED: nginx stores them, but does not say so
             }
         } else {
             // RFC 9211 parameters, e.g. "CacheGateway; fwd=miss; detail=not-stored-status".
             let parts = Set(v.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) })
-            if parts.contains("fwd=miss") {
+            if parts.contains("fwd=stale") {
+                // The stored body answered, whatever the forward did: a background refresh
+                // (detail=stale-while-revalidate), a failure it stood in for (fwd-status=502;
+                // detail=stale-if-error), or a 304 that renewed it (fwd-status=304; stored).
+                self = .stale
+            } else if parts.contains("fwd=miss") {
                 self = parts.contains("collapsed") ? .collapsed : parts.contains("stored") ? .stored : .miss
             } else if parts.contains("hit") {
                 self = .hit

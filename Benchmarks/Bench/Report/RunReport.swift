@@ -65,6 +65,10 @@ struct ScenarioReport: Codable {
     var herdRounds: [HerdRound]? = nil
     /// users only: the gateway's resident size over the run.
     var memory: MemoryReport? = nil
+    /// expiry only: each target's hot key over the run.
+    var expiry: [ExpiryRun]? = nil
+    /// outage only: every round of every target.
+    var outage: [OutageRun]? = nil
 }
 
 /// One workload of a scenario (e.g. hit's "1 key"), measured against each target.
@@ -88,6 +92,8 @@ struct TargetRun: Codable {
     var patienceSeconds: Double? = nil
     /// Distinct cache keys the workload asked for (when the scenario computes it).
     var distinctKeys: Int? = nil
+    /// Cores' worth of CPU used by other work on the machine during the load (expiry, outage).
+    var foreignCores: Double? = nil
 
     /// Closed loop: answers per second. Open loop: answers with a 200 per second of the schedule
     /// (what the users got; the rest failed, timed out or came after the schedule ended).
@@ -143,4 +149,52 @@ struct MemoryReport: Codable {
     var maxKiB: Int
     /// Whether the flatness check ran (runs of 60 s and more).
     var checked: Bool
+}
+
+/// `expiry`: one target's hot key, whose TTL ran out again and again under load.
+struct ExpiryRun: Codable {
+    var target: Target
+    var ttlSeconds: Int
+    /// Seconds of load on the hot key (all slices).
+    var loadSeconds: Double
+    /// From the fill to the last count: no entry can expire more often than once per TTL in it.
+    var spanSeconds: Double
+    /// TTL periods under load: the expiries a steady load sees.
+    var expiriesUnderLoad: Double
+    /// Backend calls for the hot key, the initial fill included.
+    var backendCalls: Int
+    /// The most the invariant allows: one per TTL period of the span, plus the fill.
+    var allowedCalls: Int
+    /// Answers served past their TTL (stale-while-revalidate, nginx UPDATING/STALE).
+    var staleAnswers: Int
+    /// Answers that waited for a fetch (stored, coalesced, or nginx MISS/EXPIRED).
+    var waitedAnswers: Int
+    /// The pure-hit baseline of the same target, measured between the slices.
+    var hitP99Micros: Double
+    var hitMaxMicros: Double
+    /// Expiries the answers show: the first answer of each burst of non-hits (stale, fetched,
+    /// coalesced) marks one.
+    var expiriesSeen: Int? = nil
+    /// The answers due within ±100 ms of those moments.
+    var nearExpiry: LoadOutcome? = nil
+
+    /// Refreshes (calls after the fill) per TTL period under load: 1 when every expiry costs one call.
+    var callsPerExpiry: Double { expiriesUnderLoad > 0 ? Double(max(0, backendCalls - 1)) / expiriesUnderLoad : 0 }
+}
+
+/// `outage`: one round of one target: load before, during and after the backend stopped answering.
+struct OutageRun: Codable {
+    var target: Target
+    var round: Int
+    var outageSeconds: Double
+    var before: LoadOutcome
+    var during: LoadOutcome
+    var after: LoadOutcome
+    /// Calls that reached the backend in the round (the ones sent during the outage are counted
+    /// when it wakes up and takes them).
+    var backendCalls: Int
+    var foreignCores: Double
+
+    /// Share of the requests due during the outage answered 200.
+    var okDuring: Double { Double(during.ok) / Double(max(1, during.offered)) }
 }

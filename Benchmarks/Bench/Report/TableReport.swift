@@ -9,7 +9,7 @@ enum TableReport {
         out.append("CacheGateway benchmark  \(HTMLReport.dateLine(report.startedAt))\(s.smoke ? "  (smoke)" : "")  backend delay \(s.backendDelayMs) ms  "
             + "\(Format.seconds(s.durationSeconds)) per target  \(report.machine.cores) cores  \(s.nginx)")
         out.append("")
-        let header = ["scenario", "case", "target", "req/s", "p50", "p99", "p99.9", "failed", "cached", "backend calls", "×direct", "×nginx"]
+        let header = ["scenario", "case", "target", "req/s", "p50", "p99", "p99.9", "failed", "cached", "backend calls", "×direct", "×nginx", "foreign CPU"]
         var rows: [[String]] = []
         for scenario in report.scenarios {
             var firstOfScenario = true
@@ -33,6 +33,7 @@ enum TableReport {
                         Format.count(r.backendCalls),
                         closedLoop && r.target != .direct ? direct.map { Format.ratio(rps / max($0, 0.001)) } ?? "" : "",
                         closedLoop && r.target == .gateway ? nginx.map { Format.ratio(rps / max($0, 0.001)) } ?? "" : "",
+                        r.foreignCores.map { String(format: "%.2f", $0) } ?? "",
                     ])
                     firstOfScenario = false
                     firstOfCase = false
@@ -41,8 +42,9 @@ enum TableReport {
         }
         out.append(contentsOf: table(header, rows, rightAligned: Set(3..<header.count)))
         out.append("")
-        out.append("req/s: hit, miss: answers per second, as fast as they come; users, shield: 200s per second of the schedule (offered rate × share answered). failed: errors + timeouts.")
-        out.append("cached: answers that cost no backend call of their own (hit, or coalesced with another request's fetch).")
+        out.append("req/s: hit, miss: answers per second, as fast as they come; users, shield, expiry, outage: 200s per second of the schedule (offered rate × share answered). failed: errors + timeouts.")
+        out.append("cached: answers that cost no backend call of their own (hit, stale, or coalesced with another request's fetch).")
+        out.append("foreign CPU: cores' worth of CPU that other work on the machine used during the load (expiry, outage); a busy machine flatters the gateway against nginx.")
         out.append("backend calls: requests that reached the demo monolith while measuring. herd: latency of the slowest round, calls of all rounds.")
         out.append("")
         for scenario in report.scenarios {

@@ -42,6 +42,26 @@ enum CacheRules {
     static let upstreamConnections = 64
 }
 
+/// A route with stale windows (`expiry`, `outage`): `/fresh/**`, public, the same TTL and windows
+/// in the gateway's config (`stale_while_revalidate`, `stale_if_error`, `keep`) and in nginx's
+/// (`proxy_cache_valid`, `proxy_cache_use_stale`, `proxy_cache_background_update`,
+/// `proxy_cache_revalidate`). Other scenarios have no such route: their configs stay as they were.
+struct FreshRoute: Sendable {
+    static let prefix = "/fresh/"
+    /// Whole seconds: nginx's cache clock has a resolution of one second.
+    var ttlSeconds: Int
+    /// 0 = off. nginx has no bound: `updating` serves stale for as long as the entry is kept, and
+    /// `proxy_cache_background_update` is on exactly when this is above 0.
+    var staleWhileRevalidateSeconds: Int
+    /// 0 = off. nginx has no bound here either (`error timeout http_5xx`, until `inactive`).
+    var staleIfErrorSeconds: Int
+    /// How long the gateway keeps an entry for revalidation after its windows (nginx keeps it until `inactive`).
+    var keepSeconds = 60
+    /// The gateway's `upstream.timeout` and nginx's proxy connect/send/read timeouts; nil = their
+    /// defaults (10 s and 60 s). A hung backend shows as this timeout, so both must use the same.
+    var upstreamTimeoutSeconds: Int? = nil
+}
+
 /// Shared by the scenarios of one run: options, the run's folder and redis-server, progress output.
 final class BenchContext: @unchecked Sendable {
     let options: BenchOptions
@@ -70,7 +90,9 @@ final class BenchContext: @unchecked Sendable {
     /// A fresh demo monolith, and in front of it a fresh gateway or nginx (none for `.direct`):
     /// each phase starts from empty caches and zero counters.
     /// - Parameter localTTL: The gateway's `cache.local_ttl`, when not the one of the options.
-    func startStack(_ target: Target, backend shape: BackendShape, scenario: String, localTTL: String? = nil) throws -> Stack {
+    /// - Parameter fresh: A `/fresh/**` route with stale windows in both caches' configs.
+    func startStack(_ target: Target, backend shape: BackendShape, scenario: String, localTTL: String? = nil,
+                    fresh: FreshRoute? = nil) throws -> Stack {
         phases += 1
         let tag = "\(scenario)-\(phases)-\(target.rawValue)"
         let backend = try Backend.start(delayMs: shape.delayMs, bodySize: shape.bodySize, concurrency: shape.concurrency,
@@ -82,7 +104,7 @@ final class BenchContext: @unchecked Sendable {
             let port = try Ports.free()
             let gateway: GatewayService
             do {
-                gateway = try GatewayService.start(config: gatewayConfig(port: port, backendPort: backend.port, tag: tag, localTTL: localTTL),
+                gateway = try GatewayService.start(config: gatewayConfig(port: port, backendPort: backend.port, tag: tag, localTTL: localTTL, fresh: fresh),
                                                    port: port, logDir: workDir, name: "gateway-\(tag)")
             } catch {
                 backend.process.stop()
@@ -93,7 +115,7 @@ final class BenchContext: @unchecked Sendable {
             let config = NginxConfig(
                 prefix: "\(workDir)/nginx-\(tag)", port: try Ports.free(), backendPort: backend.port, workers: options.workers,
                 catalogTTLSeconds: CacheRules.catalogTTLSeconds, userTTLSeconds: CacheRules.userTTLSeconds,
-                lockTimeoutSeconds: CacheRules.maxWaitSeconds, upstreamConnections: CacheRules.upstreamConnections)
+                lockTimeoutSeconds: CacheRules.maxWaitSeconds, upstreamConnections: CacheRules.upstreamConnections, fresh: fresh)
             let nginx: NginxService
             do {
                 nginx = try NginxService.start(config: config, logDir: workDir, name: "nginx-\(tag)")
@@ -107,14 +129,27 @@ final class BenchContext: @unchecked Sendable {
 
     /// The gateway's config for one phase: the routes of the reference gateway.yaml (a public
     /// catalog, per-user resources, everything else passed), its own key prefix in the shared Redis.
-    func gatewayConfig(port: Int, backendPort: Int, tag: String, localTTL: String? = nil) -> String {
+    func gatewayConfig(port: Int, backendPort: Int, tag: String, localTTL: String? = nil, fresh: FreshRoute? = nil) -> String {
         Self.gatewayConfig(port: port, backendPort: backendPort, redisPort: redis.port, keyPrefix: "bench:\(runID):\(tag):",
-                           workers: options.workers, tag: tag, localTTL: localTTL ?? options.localTTL)
+                           workers: options.workers, tag: tag, localTTL: localTTL ?? options.localTTL, fresh: fresh)
     }
 
     static func gatewayConfig(port: Int, backendPort: Int, redisPort: Int, keyPrefix: String, workers: Int, tag: String,
-                              localTTL: String = "0s") -> String {
-        """
+                              localTTL: String = "0s", fresh: FreshRoute? = nil) -> String {
+        let timeout = fresh?.upstreamTimeoutSeconds.map { "\n  connect_timeout: \($0)s\n  timeout: \($0)s" } ?? ""
+        let freshRoute = fresh.map { f in
+            """
+
+              - name: fresh
+                match: "\(FreshRoute.prefix)**"
+                class: public
+                ttl: \(f.ttlSeconds)s
+                stale_while_revalidate: \(f.staleWhileRevalidateSeconds)s
+                stale_if_error: \(f.staleIfErrorSeconds)s
+                keep: \(f.keepSeconds)s
+            """
+        } ?? ""
+        return """
         # Generated by cachegateway-bench for phase \(tag).
         listen: 127.0.0.1:\(port)
         server:
@@ -123,7 +158,7 @@ final class BenchContext: @unchecked Sendable {
           max_requests_per_connection: 1000000
         upstream:
           url: http://127.0.0.1:\(backendPort)
-          max_connections: \(CacheRules.upstreamConnections)
+          max_connections: \(CacheRules.upstreamConnections)\(timeout)
         redis:
           url: redis://127.0.0.1:\(redisPort)/0
           key_prefix: "\(keyPrefix)"
@@ -140,7 +175,7 @@ final class BenchContext: @unchecked Sendable {
             match: "/users/{user}/resources"
             class: per_user
             identity: { header: Authorization }
-            ttl: \(CacheRules.userTTLSeconds)s
+            ttl: \(CacheRules.userTTLSeconds)s\(freshRoute)
           - name: everything-else
             match: "/**"
             class: pass
@@ -174,8 +209,8 @@ final class Stack {
 
     /// Runs `body` with a fresh stack, and stops it whatever happens.
     static func with<T>(_ context: BenchContext, _ target: Target, backend: BackendShape, scenario: String,
-                        localTTL: String? = nil, _ body: (Stack) throws -> T) throws -> T {
-        let stack = try context.startStack(target, backend: backend, scenario: scenario, localTTL: localTTL)
+                        localTTL: String? = nil, fresh: FreshRoute? = nil, _ body: (Stack) throws -> T) throws -> T {
+        let stack = try context.startStack(target, backend: backend, scenario: scenario, localTTL: localTTL, fresh: fresh)
         defer { stack.stop() }
         return try body(stack)
     }
@@ -183,10 +218,10 @@ final class Stack {
     /// Runs `body` with a fresh stack for each target, all up at once (so that the targets' loads
     /// can take turns), and stops them all whatever happens.
     static func withAll<T>(_ context: BenchContext, _ targets: [Target], backend: BackendShape, scenario: String,
-                           _ body: ([Stack]) throws -> T) throws -> T {
+                           fresh: FreshRoute? = nil, _ body: ([Stack]) throws -> T) throws -> T {
         var stacks: [Stack] = []
         defer { for s in stacks.reversed() { s.stop() } }
-        for target in targets { stacks.append(try context.startStack(target, backend: backend, scenario: scenario)) }
+        for target in targets { stacks.append(try context.startStack(target, backend: backend, scenario: scenario, fresh: fresh)) }
         return try body(stacks)
     }
 
@@ -194,12 +229,23 @@ final class Stack {
     func measure(_ mode: LoadMode, duration: Double, maxRequests: Int? = nil, timeout: Double = 10,
                  request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, backendCalls: Int) {
         try backend.reset()
-        let spec = LoadSpec(port: port, mode: mode, duration: .milliseconds(Int(duration * 1000)), maxRequests: maxRequests,
-                            timeout: .milliseconds(Int(timeout * 1000)), request: request)
-        let result = LoadOutcome(try LoadGenerator.run(spec, progress: nil))
+        let result = try load(mode, duration: duration, maxRequests: maxRequests, timeout: timeout, request: request).result
         // Requests the client gave up on may still be queued in the backend; their calls are
         // counted when it takes them, which is what "reached the backend" means here.
         let calls = try backend.stats().total
         return (result, calls)
+    }
+
+    /// Runs a load against this stack without touching the backend's counter (which a stopped
+    /// backend could not answer), with the CPU the rest of the machine used meanwhile.
+    /// - Parameter samples: Also return every answer (when it was due, latency, Cache-Status).
+    func load(_ mode: LoadMode, duration: Double, maxRequests: Int? = nil, timeout: Double = 10, samples: Bool = false,
+              request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, foreignCores: Double, samples: [LoadSample]) {
+        var spec = LoadSpec(port: port, mode: mode, duration: .milliseconds(Int(duration * 1000)), maxRequests: maxRequests,
+                            timeout: .milliseconds(Int(timeout * 1000)), request: request)
+        spec.recordSamples = samples
+        let before = CPUSnapshot.take()
+        let raw = try LoadGenerator.run(spec, progress: nil)
+        return (LoadOutcome(raw), CPUSnapshot.take().foreignCores(since: before), raw.samples ?? [])
     }
 }
