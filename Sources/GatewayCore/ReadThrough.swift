@@ -122,6 +122,8 @@ package struct ReadThrough: Sendable {
         /// Arm the waiter's deadline; when it passes and the waiter is still waiting, send
         /// ``deadlinePassed(now:)``.
         case armDeadline(milliseconds: Int)
+        /// Stop waiting for the flight (answered without it).
+        case leaveFlight
     }
 
     package let settings: RouteCacheSettings
@@ -218,6 +220,13 @@ package struct ReadThrough: Sendable {
             state = .leading(background: false)
             return [.fetch(conditionalFill())]
         case .waiter:
+            // Someone is already fetching, and this request holds an entry that may stand in for
+            // a failure: answer with it now rather than wait on an upstream that may be hung
+            // (nginx's `proxy_cache_use_stale updating`). Only the leader waits.
+            if let stale, stale.usableOnError(at: now) {
+                state = .done
+                return [.leaveFlight, .reply(.entry(stale, CacheStatus(forward: .stale, collapsed: true, detail: "updating"), age: true))]
+            }
             state = .waiting
             return [.armDeadline(milliseconds: Int(settings.maxWait.wholeMilliseconds))]
         case .finished(let outcome):

@@ -117,6 +117,10 @@ final class ReadThroughTask: @unchecked Sendable {
                 resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(after)) { flights.release(token) }
             }
 
+        case .leaveFlight:
+            if let waiterID { _ = gateway.flights.leave(key, waiter: waiterID) }
+            waiterID = nil
+
         case .armDeadline(let milliseconds):
             let item = DispatchWorkItem { [self] in
                 // Still waiting? Then the leader is slower than the route allows.

@@ -53,6 +53,7 @@ final class ReadThroughStateMachineTests: XCTestCase {
             case .markUncacheable(let ms): "uncacheable \(ms)"
             case .release(let after): "release after=\(after)"
             case .armDeadline(let ms): "deadline \(ms)"
+            case .leaveFlight: "leave"
             }
         }
     }
@@ -330,22 +331,29 @@ final class ReadThroughStateMachineTests: XCTestCase {
         XCTAssertEqual(describe(anonymous.flightCompleted(answer, now: t0)).first, "forward [CacheGateway; fwd=miss; detail=not-shareable-vary]")
     }
 
-    func testAFailedFlightGivesTheWaiterItsStaleEntryOrTheError() {
+    func testAFailedFlightGivesTheWaiterTheError() {
         var none = waiting()
         XCTAssertEqual(describe(none.flightCompleted(.failed(status: 502, message: "x"), now: t0)),
                        ["reply 502 [CacheGateway; fwd=miss; collapsed]"])
-        var stale = waiting(settings(sie: .seconds(600)), stale: entry(storedAt: t0, sie: 600_000), now: t0 + 20_000)
-        XCTAssertEqual(describe(stale.flightCompleted(.failed(status: 502, message: "x"), now: t0 + 20_000)),
-                       ["reply v1 [CacheGateway; fwd=stale; fwd-status=502; collapsed; detail=stale-if-error] age"])
+        // Past its stale_if_error window an entry does not stand in: the waiter waits and fails.
+        var old = waiting(settings(sie: .seconds(600)), stale: entry(storedAt: t0, sie: 600_000), now: t0 + 700_000)
+        XCTAssertEqual(describe(old.flightCompleted(.failed(status: 502, message: "x"), now: t0 + 700_000)),
+                       ["reply 502 [CacheGateway; fwd=miss; collapsed]"])
     }
 
-    func testTheDeadlineGivesTheStaleEntryOrA504AndIsFinal() {
+    func testAWaiterWithAnEntryThatMayStandInDoesNotWait() {
+        var m = machine(settings(sie: .seconds(600)))
+        _ = m.start(local: nil, now: t0 + 20_000)
+        _ = m.lookedUp(.entry(entry(storedAt: t0, sie: 600_000)), uncacheable: false, now: t0 + 20_000)
+        XCTAssertEqual(describe(m.joined(.waiter, now: t0 + 20_000)),
+                       ["leave", "reply v1 [CacheGateway; fwd=stale; collapsed; detail=updating] age"])
+        XCTAssertEqual(m.state, .done)
+    }
+
+    func testTheDeadlineGivesA504AndIsFinal() {
         var none = waiting()
         XCTAssertEqual(describe(none.deadlinePassed(now: t0 + 2_000)), ["reply 504 [CacheGateway; fwd=miss; collapsed; detail=max-wait]"])
         XCTAssertEqual(describe(none.flightCompleted(.refetch, now: t0 + 2_001)), [], "answered once")
-        var stale = waiting(settings(sie: .seconds(600)), stale: entry(storedAt: t0, sie: 600_000), now: t0 + 20_000)
-        XCTAssertEqual(describe(stale.deadlinePassed(now: t0 + 22_000)),
-                       ["reply v1 [CacheGateway; fwd=stale; collapsed; detail=max-wait] age"])
     }
 
     func testAWakeUpAfterTheAnswerIsIgnored() {

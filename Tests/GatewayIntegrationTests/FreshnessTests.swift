@@ -71,6 +71,26 @@ final class FreshnessTests: GatewayTestCase {
         XCTAssertEqual(after.cacheStatus, "CacheGateway; fwd=miss; detail=connect_failed")
     }
 
+    func testWhileTheBackendHangsOnlyTheLeaderWaitsTheOthersGetTheStaleEntryAtOnce() throws {
+        let hung = Flag()
+        backend.setBehaviour(.perRequest { _ in hung.isSet ? .neverAnswer : .ok("good") }, forPath: "/catalog/h")
+        try startGateway(routes: route("stale_if_error: 1m"), upstreamTimeout: "1500ms")
+        XCTAssertEqual(try get("/catalog/h").text, "good")
+        hung.set()
+        Thread.sleep(forTimeInterval: 1.1)
+        let leader = try TestClient(port: port, timeout: 10)
+        try leader.send("GET /catalog/h HTTP/1.1\r\nHost: t\r\n\r\n")
+        XCTAssertTrue(waitUntil { self.backend.requestCount(forPath: "/catalog/h") == 2 }, "the leader's fetch is at the backend")
+        // While it hangs, others are answered from the stale entry without joining the wait.
+        let others = try burst(5, { _ in "/catalog/h" })
+        XCTAssertEqual(Set(others.map(\.text)), ["good"])
+        XCTAssertEqual(Set(others.map(\.cacheStatus)), ["CacheGateway; fwd=stale; collapsed; detail=updating"])
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/h"), 2, "no second fetch")
+        let led = try leader.readResponse()
+        XCTAssertEqual(led.text, "good")
+        XCTAssertEqual(led.cacheStatus, "CacheGateway; fwd=stale; fwd-status=504; detail=stale-if-error")
+    }
+
     func testAnErrorStatusFromTheBackendIsAlsoCoveredByTheStaleEntry() throws {
         let failing = Flag()
         backend.setBehaviour(.perRequest { _ in
