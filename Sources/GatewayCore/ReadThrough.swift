@@ -327,8 +327,9 @@ package struct ReadThrough: Sendable {
         }
     }
 
-    /// Redis answered ``Action/store(_:ttlMilliseconds:)``.
-    package mutating func storeCompleted(ok: Bool, now: UInt64) -> [Action] {
+    /// Redis answered ``Action/store(_:ttlMilliseconds:variant:)`` (or, with `purged`, the driver
+    /// did not keep the write because a purge matched the fetch).
+    package mutating func storeCompleted(ok: Bool, purged: Bool = false, now: UInt64) -> [Action] {
         guard case .storing(let background, let revalidated) = state, let entry = pending else {
             preconditionFailure("storeCompleted in \(state)")
         }
@@ -348,6 +349,7 @@ package struct ReadThrough: Sendable {
         }
         // With Redis already failing this request, say why rather than claim a store.
         if let redisReason, !ok { status.detail = "redis-\(redisReason)" }
+        if purged { status.detail = "purged-while-fetching" }
         actions.append(.reply(.entry(entry, status, age: false)))
         return actions
     }

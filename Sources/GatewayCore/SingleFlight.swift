@@ -11,6 +11,11 @@ public final class SingleFlight<Value: Sendable>: Sendable {
 
     private struct Flight {
         let id: UInt64
+        /// What the key stands for, for purges that name it (the request path).
+        var tag: String?
+        /// A purge matched the flight while it was fetching: its result predates the change and
+        /// must not be stored.
+        var invalidated = false
         var waiters: [(id: UInt64, callback: Callback)] = []
         /// Set once the leader finished; kept until `release`, so that requests arriving between
         /// completion and the Redis write get the result instead of starting a second fetch.
@@ -47,30 +52,31 @@ public final class SingleFlight<Value: Sendable>: Sendable {
     public var count: Int { table.withLock { $0.flights.count } }
 
     /// Leads or joins the flight for `key`. `callback` is kept only in the `.waiter` case.
-    public func join(_ key: String, maxWaiters: Int = .max, callback: @escaping Callback) -> Join {
+    public func join(_ key: String, maxWaiters: Int = .max, tag: String? = nil, callback: @escaping Callback) -> Join {
         table.withLock { table in
             let id = table.nextID
             table.nextID &+= 1
-            if var flight = table.flights[key] {
+            // A held result a purge has matched is no result: a new flight replaces it.
+            if var flight = table.flights[key], !(flight.invalidated && flight.result != nil) {
                 if let result = flight.result { return .finished(result) }
                 if flight.waiters.count >= maxWaiters { return .overflow }
                 flight.waiters.append((id, callback))
                 table.flights[key] = flight
                 return .waiter(id: id)
             }
-            table.flights[key] = Flight(id: id)
+            table.flights[key] = Flight(id: id, tag: tag)
             return .leader(Token(key: key, id: id))
         }
     }
 
     /// Leads a new flight for `key` if there is none (fetching or held); never waits. For
     /// background refreshes: whoever finds a flight already there has nothing to do.
-    public func tryLead(_ key: String) -> Token? {
+    public func tryLead(_ key: String, tag: String? = nil) -> Token? {
         table.withLock { table in
             guard table.flights[key] == nil else { return nil }
             let id = table.nextID
             table.nextID &+= 1
-            table.flights[key] = Flight(id: id)
+            table.flights[key] = Flight(id: id, tag: tag)
             return Token(key: key, id: id)
         }
     }
@@ -102,10 +108,28 @@ public final class SingleFlight<Value: Sendable>: Sendable {
     /// Drops the held results of finished flights whose key `matches` (a purge: what was held
     /// must not outlive it). Flights still fetching are left alone.
     public func forgetHeld(where matches: (String) -> Bool) {
+        invalidate { key, _ in matches(key) }
+    }
+
+    /// A purge: held results whose key and tag `match` are dropped, and flights still fetching are
+    /// marked so that their leader does not store what it fetched from before the change.
+    public func invalidate(where matches: (_ key: String, _ tag: String?) -> Bool) {
         table.withLock { table in
-            for (key, flight) in table.flights where flight.result != nil && matches(key) {
-                table.flights[key] = nil
+            // Held ones stay (marked) until their leader releases them: it checks the mark once
+            // Redis acknowledged its write, and removes what it wrote.
+            for (key, flight) in table.flights where matches(key, flight.tag) {
+                table.flights[key]?.invalidated = true
             }
+        }
+    }
+
+    /// Whether a purge matched this flight since it started. A flight that is no longer there
+    /// (a new one replaced it after a purge) counts as matched: when in doubt, the leader
+    /// removes what it wrote, which costs one fetch.
+    public func isInvalidated(_ token: Token) -> Bool {
+        table.withLock { table in
+            guard let flight = table.flights[token.key], flight.id == token.id else { return true }
+            return flight.invalidated
         }
     }
 

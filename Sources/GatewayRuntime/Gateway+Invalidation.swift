@@ -42,7 +42,8 @@ extension Gateway {
             }
             let keys: [[UInt8]] = members.compactMap { if case .string(let key) = $0 { key } else { nil } }
             let purged = Set(keys.map { String(decoding: $0, as: UTF8.self) })
-            flights.forgetHeld { purged.contains($0) }
+            // Fills of this path still in flight must not store what they fetched before the change.
+            flights.invalidate { key, tag in tag == path || purged.contains(key) }
             uncacheable.remove { purged.contains($0) }
             removeFromLocalTiers(purged)
             stats.purged(keys.count)
@@ -88,6 +89,11 @@ extension Gateway {
     /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them.
     func purgeRoute(_ name: String, cursor: String, removed: Int) {
         let resources = self.resources[0]
+        if cursor == "0" {
+            // Fills of the route in flight now must not store what predates the change.
+            let routePrefix = keySpace.entryPrefix(route: name)
+            flights.invalidate { key, _ in key.hasPrefix(routePrefix) }
+        }
         let pattern = keySpace.entryPattern(route: name)
         let scan = ["SCAN", cursor, "MATCH", pattern, "COUNT", "500"].map { Array($0.utf8) }
         resources.redisSend(scan) { [self] result in
@@ -102,7 +108,7 @@ extension Gateway {
             let nextCursor = String(decoding: next, as: UTF8.self)
             if nextCursor == "0" {
                 let routePrefix = keySpace.entryPrefix(route: name)
-                flights.forgetHeld { $0.hasPrefix(routePrefix) }
+                flights.invalidate { key, _ in key.hasPrefix(routePrefix) }
                 uncacheable.remove { $0.hasPrefix(routePrefix) }
                 removeFromLocalTiers(where: { $0.hasPrefix(routePrefix) })
                 stats.purged(removed + keys.count)

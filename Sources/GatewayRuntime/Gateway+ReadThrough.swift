@@ -56,7 +56,7 @@ final class ReadThroughTask: @unchecked Sendable {
 
         case .join(let maxWaiters):
             let loop = exchange.context.loop
-            let join = gateway.flights.join(key, maxWaiters: maxWaiters) { [self] outcome in
+            let join = gateway.flights.join(key, maxWaiters: maxWaiters, tag: exchange.request.head.path) { [self] outcome in
                 loop.execute { self.woken(outcome) }
             }
             switch join {
@@ -76,7 +76,7 @@ final class ReadThroughTask: @unchecked Sendable {
             }
 
         case .joinRefresh:
-            token = gateway.flights.tryLead(key)
+            token = gateway.flights.tryLead(key, tag: exchange.request.head.path)
             if token != nil { gateway.stats.refreshed() }
             perform(machine.refreshJoined(leader: token != nil))
 
@@ -168,13 +168,26 @@ final class ReadThroughTask: @unchecked Sendable {
     }
 
     private func store(_ entry: CachedResponse, ttlMilliseconds: Int, variant: ReadThrough.VariantStore?) {
+        guard let token else { preconditionFailure("storing without leading the flight") }
+        let flights = gateway.flights
+        // A purge of this path or route came while the fill was in flight: what it fetched may
+        // predate the change, so it is served to those who asked but never stored.
+        if flights.isInvalidated(token) {
+            perform(machine.storeCompleted(ok: false, purged: true, now: now))
+            return
+        }
         gateway.uncacheable.remove(key)
-        var storeKey = primaryKey
+        let storeKey = variant.map { Variants.variantKey(primaryKey, selector: $0.selector) } ?? primaryKey
         var indexed = [primaryKey]
+        if variant != nil { indexed += [storeKey, Variants.variantSetKey(primaryKey)] }
+        // The path's index first, so that a purge that reads it after this point finds the key,
+        // whenever the write lands (a purge before it is caught by the flight's mark below).
+        let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
+        resources.redisSend([Array("SADD".utf8), index] + indexed.map { Array($0.utf8) }) { _ in }
+        resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
         if let variant {
             // The marker under the request's key says which headers choose; the entry goes under
             // the variant's own key. The set of variants caps how many a key may have.
-            storeKey = Variants.variantKey(primaryKey, selector: variant.selector)
             let variants = Variants.variantSetKey(primaryKey)
             let ttl = Array(String(ttlMilliseconds).utf8)
             let member = Array(storeKey.utf8)
@@ -189,22 +202,21 @@ final class ReadThroughTask: @unchecked Sendable {
                     resources.redisSend([Array("SREM".utf8), Array(variants.utf8), member]) { _ in }
                 }
             }
-            indexed += [storeKey, variants]
-        } else {
-            resources.local.put(primaryKey, entry, now: now)
         }
         resources.redisSet(Array(storeKey.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
             if case .failure(let error) = result {
                 gateway.storeFailed(error, route: exchange.route.name)
             }
             let ok: Bool = if case .success = result { true } else { false }
+            // A purge that came while the write was on its way ran before it landed: take it back.
+            if ok && flights.isInvalidated(token) {
+                resources.redisSend([Array("UNLINK".utf8), Array(storeKey.utf8)]) { _ in }
+                perform(machine.storeCompleted(ok: false, purged: true, now: now))
+                return
+            }
+            if ok && variant == nil { resources.local.put(primaryKey, entry, now: now) }
             perform(machine.storeCompleted(ok: ok, now: now))
         }
-        // Remember which keys hold this path, so that a purge of the path (from the invalidation
-        // channel, or an unsafe request to it) finds every user's and every query variant's entry.
-        let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
-        resources.redisSend([Array("SADD".utf8), index] + indexed.map { Array($0.utf8) }) { _ in }
-        resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
     }
 
     private func respond(_ reply: ReadThrough.Reply) {

@@ -57,4 +57,21 @@ final class SingleFlightTests: XCTestCase {
         flight.complete(new, with: 3, hold: false)
         XCTAssertEqual(woken.withLock { $0 }, 1)
     }
+
+    func testAPurgeMarksFlightsAndHeldResultsAreNotHandedOut() {
+        let flight = SingleFlight<String>()
+        guard case .leader(let a) = flight.join("ka", tag: "/a", callback: { _ in }) else { return XCTFail() }
+        guard case .leader(let b) = flight.join("kb", tag: "/b", callback: { _ in }) else { return XCTFail() }
+        flight.complete(b, with: "b0", hold: true)
+        flight.invalidate { _, tag in tag == "/a" || tag == "/b" }
+        XCTAssertTrue(flight.isInvalidated(a), "a fetching flight is marked")
+        XCTAssertTrue(flight.isInvalidated(b), "so is a held one")
+        // The held pre-purge result is not handed to a late joiner: it leads a new flight.
+        guard case .leader(let b2) = flight.join("kb", tag: "/b", callback: { _ in }) else { return XCTFail("got the purged result") }
+        XCTAssertTrue(flight.isInvalidated(b), "the replaced flight still reads as purged")
+        XCTAssertFalse(flight.isInvalidated(b2))
+        flight.release(b)
+        XCTAssertEqual(flight.count, 2, "releasing the old token leaves the new flight")
+        XCTAssertFalse(flight.isInvalidated(flight.tryLead("kc", tag: "/c")!))
+    }
 }

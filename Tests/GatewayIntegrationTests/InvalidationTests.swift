@@ -65,3 +65,35 @@ final class InvalidationTests: GatewayTestCase {
         XCTAssertEqual(try get("/healthz").status, 200)
     }
 }
+
+/// A purge that arrives while a fill of the same path is in flight: the fill's answer predates
+/// the change, so it must not be stored.
+final class PurgeDuringFillTests: GatewayTestCase {
+    func testAPurgeDuringAFillKeepsThePreChangeVersionOutOfTheCache() throws {
+        let channel = "events-" + prefix
+        let version = VersionCounter()
+        backend.setBehaviour(.perRequest { _ in .delayed(0.5, .ok("v\(version.value)")) }, forPath: "/catalog/f")
+        try startGateway(extra: "invalidation: { channel: \"\(channel)\" }")
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        let filling = try TestClient(port: port, timeout: 10)
+        try filling.send("GET /catalog/f HTTP/1.1\r\nHost: t\r\n\r\n")
+        XCTAssertTrue(waitUntil { self.backend.requestCount(forPath: "/catalog/f") == 1 })
+        // The data changes and the monolith says so, while the fill is still waiting for v0.
+        version.bump()
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, "purge /catalog/f"), ["1"])
+        Thread.sleep(forTimeInterval: 0.1)  // let the purge reach the gateway before the fill ends
+        let first = try filling.readResponse()
+        XCTAssertEqual(first.text, "v0", "who asked before the change gets what was fetched")
+        XCTAssertEqual(first.cacheStatus, "CacheGateway; fwd=miss; detail=purged-while-fetching")
+        let next = try get("/catalog/f")
+        XCTAssertEqual(next.text, "v1", "the pre-change version was not stored")
+        XCTAssertEqual(next.cacheStatus, "CacheGateway; fwd=miss; stored")
+    }
+}
+
+private final class VersionCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}
