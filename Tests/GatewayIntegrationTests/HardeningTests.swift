@@ -267,7 +267,12 @@ final class HardeningTests: GatewayTestCase {
             }
         }
         XCTAssertEqual(failures.value, 0)
-        XCTAssertEqual(backend.requestCount(forPath: "/catalog/p"), keys, "one backend call per key")
+        // One backend call per key. A Redis read that fails (a command timeout: rare here, common
+        // under ThreadSanitizer) is a miss and may fetch again; nothing else may.
+        let calls = backend.requestCount(forPath: "/catalog/p")
+        let redisErrors = service!.gateway.stats.snapshot.redisErrors
+        XCTAssertGreaterThanOrEqual(calls, keys)
+        XCTAssertLessThanOrEqual(calls - keys, redisErrors, "\(calls) calls for \(keys) keys with \(redisErrors) Redis errors")
     }
 
     // MARK: 15. Namespaces cannot overlap
