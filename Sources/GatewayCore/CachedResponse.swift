@@ -55,6 +55,19 @@ public struct CachedResponse: Sendable, Equatable {
         return .stale
     }
 
+    /// The entry made stale at `now` (a soft purge): its stale windows keep their lengths and run
+    /// from now.
+    public func softPurged(at now: UInt64) -> CachedResponse {
+        guard now < staleWhileRevalidateUntil || now < staleIfErrorUntil || now < expiresAt else { return self }
+        var copy = self
+        let swr = staleWhileRevalidateUntil - expiresAt
+        let sie = staleIfErrorUntil - expiresAt
+        copy.expiresAt = min(expiresAt, now)
+        copy.staleWhileRevalidateUntil = copy.expiresAt + swr
+        copy.staleIfErrorUntil = copy.expiresAt + sie
+        return copy
+    }
+
     /// Whether it may stand in for an upstream failure at `now`.
     public func usableOnError(at now: UInt64) -> Bool { now < staleIfErrorUntil }
 

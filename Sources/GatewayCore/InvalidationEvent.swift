@@ -31,11 +31,11 @@ public struct InvalidationEvent: Sendable, Equatable {
 
     /// Parses a message body: JSON if it starts with `{`, else a text command.
     public static func parse(_ bytes: [UInt8]) -> Result<InvalidationEvent, Malformed> {
-        let text = String(decoding: bytes, as: UTF8.self).trimmingSpaces()
+        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if text.hasPrefix("{") { return parseJSON(Data(bytes)) }
         let parts = text.split(separator: " ", maxSplits: 1).map(String.init)
         guard parts.count == 2 else { return .failure(Malformed(reason: "expected JSON or 'purge <path>' / 'purge-route <name>'")) }
-        let argument = parts[1].trimmingSpaces()
+        let argument = parts[1].trimmingCharacters(in: .whitespacesAndNewlines)
         switch parts[0] {
         case "purge":
             guard argument.hasPrefix("/") else { return .failure(Malformed(reason: "a purged path must start with /")) }

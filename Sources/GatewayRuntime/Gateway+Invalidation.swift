@@ -1,37 +1,73 @@
+import Dispatch
 import GatewayCore
 import GatewayHTTP
 import Logging
 
 /// Purges announced by the backend on the invalidation channel.
 extension Gateway {
-    /// Handles one message from the invalidation channel (any thread): `purge <path>` or
-    /// `purge-route <route name>`. Work happens on the first event loop.
+    /// Handles one message from the pub/sub channel (any thread): a JSON event or a text command
+    /// (``InvalidationEvent``). A purge Redis could not carry out is tried again with backoff
+    /// (pub/sub does not redeliver), up to ``purgeAttempts`` times.
     public func invalidate(_ message: [UInt8]) {
-        let text = String(decoding: message, as: UTF8.self).trimmingSpaces()
-        let parts = text.split(separator: " ", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let loop = resources.first?.loop else {
-            logger.warning("ignored invalidation message", metadata: ["message": "\(text.prefix(200))"])
-            return
+        switch InvalidationEvent.parse(message) {
+        case .success(let event):
+            apply(event, attempt: 1)
+        case .failure(let malformed):
+            stats.poisonEvent()
+            logger.warning("ignored invalidation message", metadata: [
+                "reason": "\(malformed)", "message": "\(String(decoding: message.prefix(200), as: UTF8.self))",
+            ])
         }
-        let argument = parts[1].trimmingSpaces()
-        switch parts[0] {
-        case "purge":
-            loop.execute { self.purgePath(argument) }
-        case "purge-route":
-            guard let route = config.routes.first(where: { $0.name == argument }), route.cache != nil else {
-                logger.warning("ignored purge of an unknown or uncached route", metadata: ["route": "\(argument)"])
+    }
+
+    static let purgeAttempts = 8
+
+    private func apply(_ event: InvalidationEvent, attempt: Int) {
+        // Each attempt on the next loop: another loop's connection may be up while one reconnects.
+        apply(event, loop: attempt - 1) { [self] applied in
+            guard !applied else { return }
+            guard attempt < Self.purgeAttempts else {
+                logger.error("purge given up: Redis did not carry it out", metadata: [
+                    "paths": "\(event.paths)", "routes": "\(event.routes)", "attempts": "\(attempt)",
+                ])
                 return
             }
-            loop.execute { self.purgeRoute(argument, cursor: "0", removed: 0) }
-        default:
-            logger.warning("ignored invalidation message", metadata: ["message": "\(text.prefix(200))"])
+            // 100 ms, 200 ms, … up to 3.2 s: a reconnect takes at most about a second.
+            let delay = min(3200, 100 << (attempt - 1))
+            resources[0].loop.queue.asyncAfter(deadline: .now() + .milliseconds(delay)) { [self] in
+                apply(event, attempt: attempt + 1)
+            }
+        }
+    }
+
+    /// Carries out one event (any thread) on event loop `loop` (modulo their count);
+    /// `completion(true)` once every part of it was applied, `false` if Redis failed for any
+    /// (applying again is harmless).
+    public func apply(_ event: InvalidationEvent, loop: Int = 0, completion: @escaping @Sendable (Bool) -> Void) {
+        let routes = event.routes.filter { name in
+            let known = config.routes.contains { $0.name == name && $0.cache != nil }
+            if !known { logger.warning("ignored purge of an unknown or uncached route", metadata: ["route": "\(name)"]) }
+            return known
+        }
+        let parts = event.paths.count + routes.count
+        guard parts > 0, !resources.isEmpty else { return completion(true) }
+        let resources = self.resources[loop % self.resources.count]
+        let outcome = PurgeOutcome(parts: parts, completion: completion)
+        resources.loop.execute { [self] in
+            for path in event.paths {
+                purgePath(path, soft: event.soft, on: resources) { removed in outcome.part(ok: removed != nil) }
+            }
+            for route in routes {
+                purgeRoute(route, cursor: "0", removed: 0, soft: event.soft, on: resources) { ok in outcome.part(ok: ok) }
+            }
         }
     }
 
     /// Removes every entry stored for `path` (all users, all query variants), found through the
     /// path's index set. Runs on `resources`' loop (the first loop's by default); `completion`
     /// gets the number of entries removed, or nil when Redis did not answer.
-    func purgePath(_ path: String, on resources: LoopResources? = nil, completion: (@Sendable (Int?) -> Void)? = nil) {
+    /// With `soft`, the entries are marked stale instead (``softPurge(_:on:completion:)``).
+    func purgePath(_ path: String, soft: Bool = false, on resources: LoopResources? = nil, completion: (@Sendable (Int?) -> Void)? = nil) {
         let resources = resources ?? self.resources[0]
         let index = Array(keySpace.pathIndex(path: path).utf8)
         resources.redisSend([Array("SMEMBERS".utf8), index]) { [self] result in
@@ -47,8 +83,13 @@ extension Gateway {
             uncacheable.remove { purged.contains($0) }
             removeFromLocalTiers(purged)
             stats.purged(keys.count)
-            resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { _ in
-                completion?(keys.count)
+            if soft {
+                softPurge(keys, on: resources) { ok in completion?(ok ? keys.count : nil) }
+            } else {
+                resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { result in
+                    if case .failure = result { return completion?(nil) ?? () }
+                    completion?(keys.count)
+                }
             }
             logger.debug("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
         }
@@ -87,8 +128,9 @@ extension Gateway {
     }
 
     /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them.
-    func purgeRoute(_ name: String, cursor: String, removed: Int) {
-        let resources = self.resources[0]
+    func purgeRoute(_ name: String, cursor: String, removed: Int, soft: Bool = false, on resources: LoopResources? = nil,
+                    completion: (@Sendable (Bool) -> Void)? = nil) {
+        let resources = resources ?? self.resources[0]
         if cursor == "0" {
             // Fills of the route in flight now must not store what predates the change.
             let routePrefix = keySpace.entryPrefix(route: name)
@@ -101,10 +143,13 @@ extension Gateway {
                 case .string(let next) = reply[0], case .array(let found) = reply[1]
             else {
                 logger.warning("purge failed: Redis did not answer", metadata: ["route": "\(name)"])
+                completion?(false)
                 return
             }
             let keys: [[UInt8]] = found.compactMap { if case .string(let key) = $0 { key } else { nil } }
-            if !keys.isEmpty { resources.redisSend([Array("UNLINK".utf8)] + keys) { _ in } }
+            if !keys.isEmpty {
+                if soft { softPurge(keys, on: resources) { _ in } } else { resources.redisSend([Array("UNLINK".utf8)] + keys) { _ in } }
+            }
             let nextCursor = String(decoding: next, as: UTF8.self)
             if nextCursor == "0" {
                 let routePrefix = keySpace.entryPrefix(route: name)
@@ -113,8 +158,35 @@ extension Gateway {
                 removeFromLocalTiers(where: { $0.hasPrefix(routePrefix) })
                 stats.purged(removed + keys.count)
                 logger.info("purged route", metadata: ["route": "\(name)", "entries": "\(removed + keys.count)"])
+                completion?(true)
             } else {
-                purgeRoute(name, cursor: nextCursor, removed: removed + keys.count)
+                purgeRoute(name, cursor: nextCursor, removed: removed + keys.count, soft: soft, on: resources, completion: completion)
+            }
+        }
+    }
+
+    /// A soft purge: each entry is rewritten as stale from now, keeping the lengths of its stale
+    /// windows, so it is served under `stale_while_revalidate`/`stale_if_error` while one
+    /// refresh fetches the new version, instead of every request going upstream at once. Entries
+    /// without a stale window are removed (there is nothing to serve them under).
+    func softPurge(_ keys: [[UInt8]], on resources: LoopResources, completion: @escaping @Sendable (Bool) -> Void) {
+        guard !keys.isEmpty else { return completion(true) }
+        let outcome = PurgeOutcome(parts: keys.count, completion: completion)
+        for key in keys {
+            resources.redisGet(key) { result in
+                guard case .success(let value) = result else { return outcome.part(ok: false) }
+                guard let value, let entry = CachedResponse.decode(value) else { return outcome.part(ok: true) }  // gone, or a marker
+                let now = WallClock.nowMilliseconds()
+                let stale = entry.softPurged(at: now)
+                let remaining = Int(max(stale.staleWhileRevalidateUntil, stale.staleIfErrorUntil)) - Int(now)
+                guard remaining > 0 else {
+                    return resources.redisSend([Array("UNLINK".utf8), key]) { r in
+                        if case .failure = r { outcome.part(ok: false) } else { outcome.part(ok: true) }
+                    }
+                }
+                resources.redisSet(key, stale.encode(), ttlMilliseconds: remaining) { r in
+                    if case .failure = r { outcome.part(ok: false) } else { outcome.part(ok: true) }
+                }
             }
         }
     }
@@ -143,5 +215,22 @@ private final class Countdown: @unchecked Sendable {
     func tick() {
         left -= 1
         if left == 0 { then() }
+    }
+}
+
+/// Collects the parts of one event: `completion` once, after the last, with whether all worked.
+private final class PurgeOutcome: @unchecked Sendable {
+    private var left: Int
+    private var allOK = true
+    private let completion: @Sendable (Bool) -> Void
+    init(parts: Int, completion: @escaping @Sendable (Bool) -> Void) {
+        left = parts
+        self.completion = completion
+    }
+    /// Called on one loop only (the one the event runs on).
+    func part(ok: Bool) {
+        allOK = allOK && ok
+        left -= 1
+        if left == 0 { completion(allOK) }
     }
 }

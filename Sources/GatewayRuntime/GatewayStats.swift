@@ -13,6 +13,7 @@ public final class GatewayStats: Sendable {
     private let stale = Atomic<Int>(0)
     private let refreshes = Atomic<Int>(0)
     private let revalidations = Atomic<Int>(0)
+    private let poisonEvents = Atomic<Int>(0)
 
     public init() {}
 
@@ -30,10 +31,12 @@ public final class GatewayStats: Sendable {
     func refreshed() { refreshes.add(1, ordering: .relaxed) }
     /// The upstream answered a conditional fetch with 304.
     func revalidated() { revalidations.add(1, ordering: .relaxed) }
+    /// An invalidation message that is not an event (logged, never retried).
+    func poisonEvent() { poisonEvents.add(1, ordering: .relaxed) }
 
     public struct Snapshot: Sendable, Equatable {
         public var hits, misses, collapsed, bypassed, redisErrors, upstreamErrors, purged, storeErrors: Int
-        public var stale, refreshes, revalidated: Int
+        public var stale, refreshes, revalidated, poisonEvents: Int
     }
 
     public var snapshot: Snapshot {
@@ -43,7 +46,7 @@ public final class GatewayStats: Sendable {
             redisErrors: redisErrors.load(ordering: .relaxed), upstreamErrors: upstreamErrors.load(ordering: .relaxed),
             purged: purges.load(ordering: .relaxed), storeErrors: storeErrors.load(ordering: .relaxed),
             stale: stale.load(ordering: .relaxed), refreshes: refreshes.load(ordering: .relaxed),
-            revalidated: revalidations.load(ordering: .relaxed))
+            revalidated: revalidations.load(ordering: .relaxed), poisonEvents: poisonEvents.load(ordering: .relaxed))
     }
 
     /// One JSON object, for the `/__gateway/stats` endpoint.
@@ -52,6 +55,6 @@ public final class GatewayStats: Sendable {
         return "{\"hits\": \(s.hits), \"misses\": \(s.misses), \"collapsed\": \(s.collapsed), \"bypassed\": \(s.bypassed), "
             + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors), \"purged\": \(s.purged), "
             + "\"store_errors\": \(s.storeErrors), \"stale\": \(s.stale), \"refreshes\": \(s.refreshes), "
-            + "\"revalidated\": \(s.revalidated)}"
+            + "\"revalidated\": \(s.revalidated), \"poison_events\": \(s.poisonEvents)}"
     }
 }

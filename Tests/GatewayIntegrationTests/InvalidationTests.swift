@@ -97,3 +97,69 @@ private final class VersionCounter: @unchecked Sendable {
     func bump() { lock.withLock { n += 1 } }
     var value: Int { lock.withLock { n } }
 }
+
+/// Events in the documented JSON format, soft purges, and purges that must survive a Redis blip.
+final class InvalidationEventDeliveryTests: GatewayTestCase {
+    private var channel: String { "events-" + prefix }
+
+    private func start(routes: String = GatewayTestCase.defaultRoutes) throws {
+        try startGateway(routes: routes, extra: "invalidation: { channel: \"\(channel)\" }")
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+    }
+
+    func testAJSONEventPurgesPathsAndRoutes() throws {
+        let version = VersionCounter()
+        backend.setBehaviour(.perRequest { _ in .ok("p v\(version.value)") }, forPath: "/catalog/p")
+        backend.setBehaviour(.perRequest { _ in .ok("q v\(version.value)") }, forPath: "/catalog/q")
+        backend.setBehaviour(.perRequest { r in .ok("r v\(version.value) \(r.header("Authorization") ?? "")") }, forPath: "/users/1/resources")
+        try start()
+        try get("/catalog/p")
+        try get("/catalog/q")
+        try get("/users/1/resources", headers: ["Authorization": "Bearer a"])
+        version.bump()
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, #"{"purge": {"paths": ["/users/1/resources"], "routes": ["catalog"]}}"#), ["1"])
+        XCTAssertTrue(waitUntil { (try? self.get("/catalog/q").text) == "q v1" })
+        XCTAssertEqual(try get("/catalog/p").text, "p v1")
+        XCTAssertEqual(try get("/users/1/resources", headers: ["Authorization": "Bearer a"]).text, "r v1 Bearer a")
+    }
+
+    func testAPoisonMessageIsCountedAndTheNextOneStillApplies() throws {
+        try start()
+        try get("/catalog/p")
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, #"{"purge": "everything"}"#), ["1"])
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, "purge /catalog/p"), ["1"])
+        XCTAssertTrue(waitUntil { (try? self.cacheKeys().count) == 0 })
+        XCTAssertEqual(service!.gateway.stats.snapshot.poisonEvents, 1)
+    }
+
+    func testASoftPurgeServesStaleWhileOneRefreshFetchesTheNewVersion() throws {
+        let version = VersionCounter()
+        backend.setBehaviour(.perRequest { _ in .delayed(0.3, .ok("v\(version.value)")) }, forPath: "/catalog/s")
+        try start(routes: """
+            routes:
+              - { name: catalog, match: "/catalog/**", class: public, ttl: 5m, stale_while_revalidate: 30s }
+            """)
+        XCTAssertEqual(try get("/catalog/s").text, "v0")
+        version.bump()
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, #"{"purge": {"paths": ["/catalog/s"]}, "soft": true}"#), ["1"])
+        XCTAssertTrue(waitUntil {
+            (try? self.get("/catalog/s").cacheStatus) == "CacheGateway; fwd=stale; detail=stale-while-revalidate"
+        }, "the entry is stale, not gone")
+        let herd = try burst(20, { _ in "/catalog/s" })
+        XCTAssertTrue(herd.allSatisfy { $0.status == 200 }, "nobody waits for the monolith")
+        XCTAssertTrue(waitUntil { (try? self.get("/catalog/s").text) == "v1" })
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/s"), 2, "one refresh, not a herd")
+    }
+
+    func testAPurgeArrivingWhileTheCommandConnectionsReconnectIsStillApplied() throws {
+        let version = VersionCounter()
+        backend.setBehaviour(.perRequest { _ in .ok("v\(version.value)") }, forPath: "/catalog/r")
+        try start()
+        XCTAssertEqual(try get("/catalog/r").text, "v0")
+        version.bump()
+        // Cut every command connection (not the subscriber's), then announce the change at once.
+        _ = try? redis.cli("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, "purge /catalog/r"), ["1"])
+        XCTAssertTrue(waitUntil(timeout: 10) { (try? self.get("/catalog/r").text) == "v1" }, "the purge was retried, not dropped")
+    }
+}
