@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import GatewayCore
 import GatewayHTTP
 import GatewayRedis
@@ -24,6 +25,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// Keys whose answer was not storable a moment ago (hit-for-miss).
     let uncacheable = UncacheableKeys()
     public let stats = GatewayStats()
+    /// The bearer token of `invalidation.purge_api`, resolved once at start.
+    let purgeToken: String?
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
@@ -36,6 +39,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         self.router = Router(config: config)
         self.planner = RequestPlanner(router: router, config: config)
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
+        self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
         longestTTLMilliseconds = config.routes.compactMap(\.cache).map { settings in
             let ttl = ([settings.ttl] + Array(settings.ttlByStatus.values)).map(\.wholeMilliseconds).max() ?? 0
@@ -87,6 +91,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count), "
                 + "\"uncacheable_keys\": \(uncacheable.count)}\n"
             responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
+            return
+        }
+        if head.method == "PURGE", config.invalidation?.purgeAPI != nil {
+            purgeRequest(request, context: context, responder: responder)
             return
         }
         switch planner.plan(head, peerHost: context.peer.host) {

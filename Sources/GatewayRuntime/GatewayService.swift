@@ -35,6 +35,9 @@ public final class GatewayService: Sendable {
 
     /// Connects to Redis (in the background), then binds and starts accepting.
     public func start() throws(SystemError) {
+        if let api = config.invalidation?.purgeAPI, let name = api.tokenEnvironmentVariable, gateway.purgeToken == nil {
+            logger.error("purge API token not set: only addresses in allow may purge", metadata: ["purge_api.token_env": "\(name)"])
+        }
         gateway.attach(to: server.loops)
         subscriber?.start()
         do {

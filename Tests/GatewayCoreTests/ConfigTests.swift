@@ -661,6 +661,25 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(varied.routes[0].cache?.maxVariants, 2)
     }
 
+    func testPurgeAPI() throws {
+        XCTAssertEqual(diagnostics(base + """
+            invalidation:
+              channel: events
+              purge_api: { token: short }
+            """), """
+            gateway.yaml:13:23: error: invalidation.purge_api.token: must be at least 16 characters (a guessable token opens purging to anyone)
+            """)
+        XCTAssertEqual(diagnostics(base + """
+            invalidation: { channel: events, purge_api: { allow: [] } }
+            """), """
+            gateway.yaml:11:45: error: invalidation.purge_api: set token, token_env or allow: PURGE is never open to everyone
+            """)
+        let config = try GatewayConfig.parse(yaml: base + """
+            invalidation: { channel: events, purge_api: { token_env: GATEWAY_PURGE_TOKEN, allow: [127.0.0.1, "::1"] } }
+            """, fileName: "gateway.yaml")
+        XCTAssertEqual(config.invalidation?.purgeAPI, GatewayConfig.PurgeAPI(tokenEnvironmentVariable: "GATEWAY_PURGE_TOKEN", allow: ["127.0.0.1", "::1"]))
+    }
+
     func testLoadReportsAMissingFile() {
         XCTAssertThrowsError(try GatewayConfig.load(path: "/nonexistent/gateway.yaml")) { error in
             XCTAssertEqual("\(error)", "/nonexistent/gateway.yaml: error: no such file")

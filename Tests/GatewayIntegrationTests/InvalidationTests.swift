@@ -163,3 +163,46 @@ final class InvalidationEventDeliveryTests: GatewayTestCase {
         XCTAssertTrue(waitUntil(timeout: 10) { (try? self.get("/catalog/r").text) == "v1" }, "the purge was retried, not dropped")
     }
 }
+
+/// `PURGE <path>` over HTTP, authorised by a token or an address; never open by default.
+final class PurgeAPITests: GatewayTestCase {
+    private let token = "s3cret-token-0123456789"
+
+    private func start(_ api: String) throws {
+        try startGateway(extra: "invalidation: { channel: \"events-\(prefix)\", purge_api: \(api) }")
+    }
+
+    func testATokenIsNeededAndAWrongOnePurgesNothing() throws {
+        try start("{ token: \"\(token)\" }")
+        try get("/catalog/a")
+        let anonymous = try get("/catalog/a", method: "PURGE")
+        XCTAssertEqual(anonymous.status, 401)
+        XCTAssertEqual(anonymous.header("WWW-Authenticate"), "Bearer realm=\"purge\"")
+        XCTAssertEqual(try get("/catalog/a", headers: ["Authorization": "Bearer nope"], method: "PURGE").status, 403)
+        XCTAssertEqual(try get("/catalog/a", headers: ["Authorization": "Basic \(token)"], method: "PURGE").status, 403)
+        XCTAssertEqual(try get("/catalog/a").cacheStatus, "CacheGateway; hit", "nothing was purged")
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/a"), 1, "PURGE never reached the backend")
+
+        let purge = try get("/catalog/a", headers: ["Authorization": "Bearer \(token)"], method: "PURGE")
+        XCTAssertEqual(purge.status, 200)
+        XCTAssertEqual(purge.text, "{\"purged\": 1, \"soft\": false}\n")
+        XCTAssertEqual(try get("/catalog/a").cacheStatus, "CacheGateway; fwd=miss; stored")
+    }
+
+    func testAnAllowedAddressNeedsNoTokenAndSoftModeMarksStale() throws {
+        try startGateway(routes: """
+            routes:
+              - { name: catalog, match: "/catalog/**", class: public, ttl: 5m, stale_while_revalidate: 30s }
+            """, extra: "invalidation: { channel: \"events-\(prefix)\", purge_api: { allow: [127.0.0.1] } }")
+        try get("/catalog/s")
+        XCTAssertEqual(try get("/catalog/s", headers: ["Purge-Mode": "soft"], method: "PURGE").text, "{\"purged\": 1, \"soft\": true}\n")
+        XCTAssertEqual(try get("/catalog/s").cacheStatus, "CacheGateway; fwd=stale; detail=stale-while-revalidate")
+    }
+
+    func testWithoutPurgeAPIAPurgeIsAnOrdinaryRequest() throws {
+        backend.setBehaviour(.echo, forPath: "/anything")
+        try startGateway()
+        let response = try get("/anything", method: "PURGE")
+        XCTAssertEqual(response.header("X-Echo-Method"), "PURGE", "forwarded by the pass route, as before")
+    }
+}

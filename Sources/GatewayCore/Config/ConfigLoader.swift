@@ -49,7 +49,8 @@ extension GatewayConfig {
 
 private enum Keys {
     static let root = ["listen", "server", "upstream", "redis", "cache", "invalidation", "routes"]
-    static let invalidation = ["channel"]
+    static let invalidation = ["channel", "purge_api"]
+    static let purgeAPI = ["token", "token_env", "allow"]
     static let server = [
         "event_loops", "max_connections", "max_requests_per_connection", "header_timeout", "idle_timeout",
         "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
@@ -298,7 +299,31 @@ final class ConfigReader {
             report(channelNode, f.path("channel"), "must not be empty")
             return nil
         }
-        return GatewayConfig.Invalidation(channel: channel)
+        var purgeAPI: GatewayConfig.PurgeAPI?
+        if let node = f["purge_api"], let p = fields(node, f.path("purge_api"), known: Keys.purgeAPI, nullIsEmpty: false) {
+            var api = GatewayConfig.PurgeAPI()
+            if let node = p["token"], let token = string(node, p.path("token")) {
+                if token.utf8.count < 16 {
+                    report(node, p.path("token"), "must be at least 16 characters (a guessable token opens purging to anyone)")
+                } else {
+                    api.token = token
+                }
+            }
+            if let node = p["token_env"], let name = string(node, p.path("token_env")) {
+                if name.isEmpty { report(node, p.path("token_env"), "must name an environment variable") } else { api.tokenEnvironmentVariable = name }
+            }
+            if let node = p["allow"], let items = list(node, p.path("allow")) {
+                for (index, item) in items.enumerated() {
+                    if let address = string(item, "\(p.path("allow"))[\(index)]", expected: "a client address") { api.allow.append(address) }
+                }
+            }
+            if p["token"] == nil && p["token_env"] == nil && (p["allow"] == nil || api.allow.isEmpty) {
+                report(p.mark, p.path, "set token, token_env or allow: PURGE is never open to everyone")
+            } else if api.token != nil || api.tokenEnvironmentVariable != nil || !api.allow.isEmpty {
+                purgeAPI = api
+            }
+        }
+        return GatewayConfig.Invalidation(channel: channel, purgeAPI: purgeAPI)
     }
 
     func readServer(_ root: Fields) -> GatewayConfig.Server {

@@ -146,7 +146,30 @@ extension GatewayConfig {
     public struct Invalidation: Sendable, Equatable {
         /// The Redis pub/sub channel. `channel`, required in the section.
         public var channel: String
-        public init(channel: String) { self.channel = channel }
+        /// `PURGE <path>` over HTTP (`purge_api`); nil (the default): PURGE is not the gateway's
+        /// and goes to the routes like any other method.
+        public var purgeAPI: PurgeAPI?
+        public init(channel: String, purgeAPI: PurgeAPI? = nil) {
+            self.channel = channel
+            self.purgeAPI = purgeAPI
+        }
+    }
+
+    /// Who may send `PURGE <path>` to the gateway: a bearer token, client addresses, or both
+    /// (either suffices). Never open without one of them.
+    public struct PurgeAPI: Sendable, Equatable {
+        /// The token, written in the file (`token`)…
+        public var token: String?
+        /// …or the name of the environment variable that holds it (`token_env`), so that it
+        /// need not be in the file.
+        public var tokenEnvironmentVariable: String?
+        /// Client addresses that may purge without a token (`allow`, e.g. [127.0.0.1, ::1]).
+        public var allow: [String]
+        public init(token: String? = nil, tokenEnvironmentVariable: String? = nil, allow: [String] = []) {
+            self.token = token
+            self.tokenEnvironmentVariable = tokenEnvironmentVariable
+            self.allow = allow
+        }
     }
 
     /// Defaults for cached routes (`cache:`); routes may override each.
