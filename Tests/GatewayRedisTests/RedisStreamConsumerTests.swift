@@ -167,6 +167,21 @@ final class RedisStreamConsumerTests: RedisTestCase {
         XCTAssertEqual(logCount("stream consumer connection lost, reconnecting"), 1, "the loss is logged once")
     }
 
+    /// A silent server while the consumer is blocked in XREADGROUP: no reply within BLOCK plus the
+    /// reply timeout is a dead connection, logged once; consuming resumes once Redis answers.
+    func testSilentServerIsDetectedAndConsumingResumes() throws {
+        let consumer = makeConsumer("a") { _, _, done in done(.applied) }
+        XCTAssertTrue(poll { consumer.snapshot.isConnected })
+        server.pause()
+        XCTAssertTrue(poll(3) { !consumer.snapshot.isConnected }, "noticed while the server is still silent")
+        XCTAssertEqual(logCount("stream consumer connection lost, reconnecting"), 1)
+        server.resume()
+        XCTAssertTrue(poll { consumer.snapshot.isConnected && consumer.snapshot.connections >= 2 })
+        _ = try add(["after"])
+        XCTAssertTrue(poll { consumer.snapshot.applied == 1 })
+        XCTAssertEqual(logCount("stream consumer connection lost, reconnecting"), 1, "reconnect attempts while silent log nothing more")
+    }
+
     func testLagIsReported() throws {
         let first = makeConsumer("a") { _, _, done in done(.applied) }
         XCTAssertTrue(poll { first.snapshot.isConnected })
