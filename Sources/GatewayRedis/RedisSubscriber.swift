@@ -136,6 +136,9 @@ public final class RedisSubscriber: Sendable {
                 s.fd = -1
                 s.subscribed = false
             }
+            // Closed (redisFree) only after stop() can no longer see its fd: ARC could otherwise end
+            // the connection after its last use, and stop() would shut down a reused fd number.
+            withExtendedLifetime(connection) {}
         }
         let stoppedMeanwhile: Bool = state.withLock { s in
             s.fd = connection.fd
