@@ -5,6 +5,7 @@
 public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     private enum Code: Hashable, Sendable {
         case notConnected
+        case connectFailed(String)
         case timeout
         case disconnected
         case closed
@@ -19,6 +20,10 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// No connection is ready (connecting, or waiting to reconnect); the command was not sent.
     public static let notConnected = RedisError(.notConnected)
+
+    /// A blocking connection (``RedisSubscriber``, ``RedisStreamConsumer``) could not be made:
+    /// refused, unreachable, or the connect timed out.
+    public static func connectFailed(_ detail: String) -> RedisError { RedisError(.connectFailed(detail)) }
 
     /// The command was not answered within ``RedisConfiguration/commandTimeout``, or it was pending
     /// on a connection dropped because another command timed out. It may or may not have run.
@@ -50,6 +55,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public var shortDescription: String {
         switch code {
         case .notConnected: "not_connected"
+        case .connectFailed: "connect_failed"
         case .timeout: "timeout"
         case .disconnected: "disconnected"
         case .closed: "closed"
@@ -62,6 +68,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch code {
         case .notConnected: "redis: not connected"
+        case .connectFailed(let detail): "redis: cannot connect: \(detail)"
         case .timeout: "redis: command timed out"
         case .disconnected: "redis: connection lost while the command was pending"
         case .closed: "redis: connection closed"

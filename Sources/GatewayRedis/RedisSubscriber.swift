@@ -1,10 +1,11 @@
-internal import CHiredis
 import Dispatch
 import Logging
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Listens on one Redis pub/sub channel and hands every message to `onMessage`.
@@ -12,32 +13,58 @@ import Glibc
 /// A subscribed connection can do nothing else, and messages arrive one at a time and rarely, so
 /// this is hiredis's plain blocking API on a thread of its own rather than a second state machine
 /// on an event loop. It reconnects (and subscribes again) with the same backoff as
-/// ``RedisConnection`` until ``stop()``. Messages published while it is disconnected are lost:
-/// that is pub/sub's contract, which is why cached entries still have a TTL.
+/// ``RedisConnection`` until ``stop()``.
+///
+/// Liveness (see ``RedisLiveness``): after `pingInterval` without a message it sends `PING`; when
+/// that (or any reply) is not answered within `replyTimeout`, it logs one warning, drops the
+/// connection and subscribes again on a new one. A silent partition is so noticed within about
+/// `pingInterval + replyTimeout` (7 s by default) instead of TCP's ~15 minutes.
+///
+/// Messages published while it is not subscribed are lost: that is pub/sub's contract. So every
+/// subscription after the first calls `onResubscribe`, and whoever keeps cached state derived
+/// from the channel must treat it as "some invalidations may have been missed" (the gateway clears
+/// its in-process tier); Redis entries still have a TTL.
 public final class RedisSubscriber: Sendable {
     public let configuration: RedisConfiguration
     public let channel: String
+    public let liveness: RedisLiveness
     private let onMessage: @Sendable ([UInt8]) -> Void
+    private let onResubscribe: (@Sendable () -> Void)?
     private let logger: Logger
 
     private struct State {
+        var started = false
         var stopped = false
         var fd: Int32 = -1
         var subscribed = false
         var subscriptions = 0
+        var livenessFailures = 0
     }
     private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
+    /// Signalled by ``stop()`` to cut a backoff sleep short.
+    private let wake = DispatchSemaphore(value: 0)
 
     /// - Parameters:
-    ///   - onMessage: called on the subscriber's own thread with each message's payload.
+    ///   - configuration: where to connect; `connectTimeout`, `reconnectBackoffMin/Max` apply
+    ///     (`commandTimeout` does not: `liveness.replyTimeout` bounds every reply here).
+    ///   - channel: the pub/sub channel to `SUBSCRIBE` to.
+    ///   - liveness: ping interval and reply timeout. Default: 5 s and 2 s.
+    ///   - logger: warnings for a lost or silent subscription (once per loss), info on subscribing.
+    ///   - onResubscribe: called on the subscriber's thread after every `SUBSCRIBE` that is not the
+    ///     first (that is, after a reconnect), once the subscription is in place and before any
+    ///     message received on it. Messages may have been missed in between.
+    ///   - onMessage: called on the subscriber's own thread with each message's payload, in order.
     public init(
-        configuration: RedisConfiguration, channel: String, logger: Logger,
+        configuration: RedisConfiguration, channel: String, liveness: RedisLiveness = RedisLiveness(),
+        logger: Logger, onResubscribe: (@Sendable () -> Void)? = nil,
         onMessage: @escaping @Sendable ([UInt8]) -> Void
     ) {
         self.configuration = configuration
         self.channel = channel
+        self.liveness = liveness
         self.logger = logger
+        self.onResubscribe = onResubscribe
         self.onMessage = onMessage
     }
 
@@ -47,7 +74,21 @@ public final class RedisSubscriber: Sendable {
     /// How many times it has subscribed (1 + reconnects).
     public var subscriptionCount: Int { state.withLock { $0.subscriptions } }
 
+    /// How many times it subscribed again after losing a subscription (`subscriptionCount - 1`,
+    /// or 0): the number of `onResubscribe` calls, as a counter for metrics.
+    public var resubscriptionCount: Int { state.withLock { max(0, $0.subscriptions - 1) } }
+
+    /// How many times the connection was dropped because Redis did not answer within
+    /// `liveness.replyTimeout` (a silent partition or a frozen server), as opposed to a closed one.
+    public var livenessFailureCount: Int { state.withLock { $0.livenessFailures } }
+
+    /// Starts the subscriber's thread. Call once.
     public func start() {
+        let first: Bool = state.withLock { s in
+            defer { s.started = true }
+            return !s.started
+        }
+        precondition(first, "RedisSubscriber.start() called twice")
         // A queue of its own that this one long, mostly blocked, work item occupies for good.
         DispatchQueue(label: "gateway.redis-subscriber").async { [self] in
             run()
@@ -56,107 +97,105 @@ public final class RedisSubscriber: Sendable {
     }
 
     /// Stops listening: unblocks the thread by shutting its socket down and waits for it.
+    /// Returns at once if ``start()`` was never called.
     public func stop() {
-        let fd: Int32 = state.withLock { s in
+        let (fd, started): (Int32, Bool) = state.withLock { s in
             s.stopped = true
-            return s.fd
+            return (s.fd, s.started)
         }
+        guard started else { return }
         if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        wake.signal()
         finished.wait()
     }
 
     private var isStopped: Bool { state.withLock { $0.stopped } }
 
     private func run() {
-        var backoff = configuration.reconnectBackoffMin
+        var backoff = ReconnectBackoff(
+            minimum: configuration.reconnectBackoffMin.clampedNanoseconds, maximum: configuration.reconnectBackoffMax.clampedNanoseconds)
         while !isStopped {
-            if listenOnce() { backoff = configuration.reconnectBackoffMin }
+            if listenOnce() { backoff.reset() }
             if isStopped { return }
-            // Sleep in small steps so that stop() is not held up by a long backoff.
-            var left = backoff
-            while left > .zero && !isStopped {
-                let step = min(left, .milliseconds(50))
-                usleep(UInt32(step.components.seconds * 1_000_000 + step.components.attoseconds / 1_000_000_000_000))
-                left -= step
-            }
-            backoff = min(backoff * 2, configuration.reconnectBackoffMax)
+            _ = wake.wait(timeout: .now() + .nanoseconds(Int(clamping: backoff.nextDelay())))
         }
     }
 
     /// One connection's life. Returns true if it got as far as subscribing.
     private func listenOnce() -> Bool {
-        let (seconds, attoseconds) = configuration.connectTimeout.components
-        let timeout = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
-        guard let context = redisConnectWithTimeout(configuration.host, Int32(configuration.port), timeout) else { return false }
+        let connection: BlockingRedisConnection
+        switch BlockingRedisConnection.connect(configuration, replyTimeout: liveness.replyTimeout) {
+        case .success(let made): connection = made
+        case .failure(let error):
+            // Debug only: while Redis is away this repeats every backoff; the loss was logged once.
+            logger.debug("redis subscriber cannot connect", metadata: ["redis.error": "\(error)"])
+            return false
+        }
         defer {
             state.withLock { s in
                 s.fd = -1
                 s.subscribed = false
             }
-            redisFree(context)
+            // Closed (redisFree) only after stop() can no longer see its fd: ARC could otherwise end
+            // the connection after its last use, and stop() would shut down a reused fd number.
+            withExtendedLifetime(connection) {}
         }
-        if context.pointee.err != 0 {
-            let message = withUnsafeBytes(of: context.pointee.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            logger.debug("redis subscriber cannot connect", metadata: ["error": "\(message)"])
-            return false
-        }
-        // The connect timeout also became the read timeout; a quiet channel must not look dead.
-        _ = redisSetTimeout(context, timeval(tv_sec: 0, tv_usec: 0))
-        let fd = context.pointee.fd
         let stoppedMeanwhile: Bool = state.withLock { s in
-            s.fd = fd
+            s.fd = connection.fd
             return s.stopped
         }
         if stoppedMeanwhile { return false }
-        if let password = configuration.password {
-            var auth = ["AUTH"]
-            if let user = configuration.username { auth.append(user) }
-            auth.append(password)
-            guard command(context, auth) else { return false }
+        if case .failure(let error) = connection.command([Array("SUBSCRIBE".utf8), Array(channel.utf8)], timeout: liveness.replyTimeout) {
+            logger.debug("redis subscriber cannot subscribe", metadata: ["redis.channel": "\(channel)", "redis.error": "\(error)"])
+            return false
         }
-        guard command(context, ["SUBSCRIBE", channel]) else { return false }
-        state.withLock { s in
+        let count: Int = state.withLock { s in
             s.subscribed = true
             s.subscriptions += 1
+            return s.subscriptions
         }
-        logger.info("subscribed to invalidation channel", metadata: ["redis.channel": "\(channel)"])
+        logger.info("subscribed to invalidation channel", metadata: ["redis.channel": "\(channel)", "redis.subscriptions": "\(count)"])
+        if count > 1 { onResubscribe?() }
+
+        let pingInterval = liveness.pingInterval.clampedNanoseconds
+        let replyTimeout = liveness.replyTimeout.clampedNanoseconds
+        var lastHeard = DispatchTime.now().uptimeNanoseconds
+        var pingSentAt: UInt64?
         while !isStopped {
-            var raw: UnsafeMutableRawPointer?
-            guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
-                if !isStopped { logger.warning("invalidation channel lost, reconnecting", metadata: ["redis.channel": "\(channel)"]) }
+            let deadline = pingSentAt.map { $0 &+ replyTimeout } ?? lastHeard &+ pingInterval
+            switch connection.readReply(until: deadline) {
+            case .failure(let error):
+                if !isStopped {
+                    logger.warning("invalidation channel lost, reconnecting", metadata: ["redis.channel": "\(channel)", "redis.error": "\(error)"])
+                }
                 return true
-            }
-            let reply = raw.assumingMemoryBound(to: redisReply.self)
-            // ["message", channel, payload]; anything else (subscribe confirmations) is skipped.
-            if reply.pointee.type == REDIS_REPLY_ARRAY, reply.pointee.elements == 3,
-                let element = reply.pointee.element, let kind = element[0], let payload = element[2],
-                String(cString: kind.pointee.str) == "message"
-            {
-                let bytes = Array(UnsafeRawBufferPointer(start: payload.pointee.str, count: Int(payload.pointee.len)))
-                freeReplyObject(raw)
-                onMessage(bytes)
-            } else {
-                freeReplyObject(raw)
+            case .success(nil):
+                if pingSentAt != nil {
+                    state.withLock { $0.livenessFailures += 1 }
+                    logger.warning(
+                        "invalidation channel silent, reconnecting",
+                        metadata: ["redis.channel": "\(channel)", "redis.reply_timeout": "\(liveness.replyTimeout)"])
+                    return true
+                }
+                if case .failure(let error) = connection.send([Array("PING".utf8)]) {
+                    if !isStopped {
+                        logger.warning("invalidation channel lost, reconnecting", metadata: ["redis.channel": "\(channel)", "redis.error": "\(error)"])
+                    }
+                    return true
+                }
+                pingSentAt = DispatchTime.now().uptimeNanoseconds
+            case .success(let reply?):
+                // Anything from the server proves it is there: a message as much as the pong.
+                lastHeard = DispatchTime.now().uptimeNanoseconds
+                pingSentAt = nil
+                // ["message", channel, payload]; the pong (["pong", ""]) and confirmations are skipped.
+                if case .array(let parts) = reply, parts.count == 3, case .string(let kind) = parts[0], kind == Array("message".utf8),
+                    case .string(let payload) = parts[2]
+                {
+                    onMessage(payload)
+                }
             }
         }
         return true
-    }
-
-    /// Sends one command and reads its reply; false on an error reply or a broken connection.
-    private func command(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [String]) -> Bool {
-        var pointers: [UnsafePointer<CChar>?] = []
-        var lengths: [Int] = []
-        let storage = arguments.map { strdup($0) }
-        defer { storage.forEach { free($0) } }
-        for (argument, pointer) in zip(arguments, storage) {
-            pointers.append(UnsafePointer(pointer))
-            lengths.append(argument.utf8.count)
-        }
-        guard let raw = redisCommandArgv(context, Int32(arguments.count), &pointers, &lengths) else { return false }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        let ok = reply.pointee.type != REDIS_REPLY_ERROR
-        if !ok { logger.warning("redis subscriber command failed", metadata: ["command": "\(arguments[0])"]) }
-        freeReplyObject(raw)
-        return ok
     }
 }

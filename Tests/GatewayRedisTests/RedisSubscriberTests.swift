@@ -33,6 +33,53 @@ final class RedisSubscriberTests: XCTestCase {
         XCTAssertTrue(poll { received.withLock { $0.last } == "second" })
     }
 
+    /// A silent partition: the server stops answering (SIGSTOP: the kernel keeps the connection
+    /// open and even acknowledges bytes) without closing anything. The subscriber must notice by its
+    /// own PING, log it once, and be subscribed again (telling `onResubscribe`) once Redis answers.
+    func testSilentServerIsDetectedByPingAndSubscriptionComesBack() throws {
+        let redis = try RedisServerProcess()
+        try redis.start()
+        defer { redis.stop() }
+        let received = Mutex<[String]>([])
+        let resubscribed = Mutex(0)
+        let warnings = Locked<[String]>([])
+        var logger = Logger(label: "test.subscriber") { label in
+            CapturingLogHandler(label: label, echo: false) { message in warnings.mutate { $0.append(message) } }
+        }
+        logger.logLevel = .warning
+        let subscriber = RedisSubscriber(
+            configuration: RedisConfiguration(
+                port: redis.port, connectTimeout: .milliseconds(300), reconnectBackoffMin: .milliseconds(20), reconnectBackoffMax: .milliseconds(200)),
+            channel: "events", liveness: RedisLiveness(pingInterval: .milliseconds(300), replyTimeout: .milliseconds(300)),
+            logger: logger, onResubscribe: { resubscribed.withLock { $0 += 1 } }
+        ) { bytes in received.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        subscriber.start()
+        defer { subscriber.stop() }
+        XCTAssertTrue(poll { subscriber.isSubscribed })
+
+        // Quiet but alive: pings are answered, so no reconnect over several ping intervals.
+        Thread.sleep(forTimeInterval: 1.0)
+        XCTAssertEqual(subscriber.subscriptionCount, 1)
+        XCTAssertEqual(subscriber.livenessFailureCount, 0)
+
+        redis.pause()
+        let paused = Date()
+        XCTAssertTrue(poll { subscriber.livenessFailureCount == 1 }, "a silent server is noticed while it is still silent")
+        let detection = Date().timeIntervalSince(paused)
+        XCTAssertLessThan(detection, 2.0, "within about ping interval + reply timeout")
+        XCTAssertFalse(subscriber.isSubscribed)
+        // Reconnect attempts against the frozen server go on, but log nothing more.
+        Thread.sleep(forTimeInterval: 1.0)
+        XCTAssertEqual(warnings.value, ["invalidation channel silent, reconnecting"])
+        redis.resume()
+
+        XCTAssertTrue(poll { subscriber.isSubscribed && subscriber.subscriptionCount >= 2 }, "subscribed again once Redis answers")
+        XCTAssertEqual(resubscribed.withLock { $0 }, subscriber.subscriptionCount - 1)
+        XCTAssertEqual(subscriber.resubscriptionCount, subscriber.subscriptionCount - 1)
+        XCTAssertEqual(try redis.cli("PUBLISH", "events", "after partition"), ["1"])
+        XCTAssertTrue(poll { received.withLock { $0 } == ["after partition"] })
+    }
+
     func testStopReturnsPromptlyWhileBlockedOrWhileRedisIsAway() throws {
         let subscriber = RedisSubscriber(
             configuration: RedisConfiguration(port: try RedisServerProcess.freePort()), channel: "events", logger: Logger(label: "test")
