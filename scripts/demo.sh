@@ -103,6 +103,12 @@ printf '  redis-cli PUBLISH monolith.events "purge /users/42/resources" -> %s su
     "$(redis-cli -p $REDIS_PORT PUBLISH monolith.events "purge /users/42/resources")"
 sleep 0.2
 show "alice, after the purge" -H "Authorization: Bearer alice-$run" "http://$GATEWAY/users/42/resources"
+show "alice, cached again" -H "Authorization: Bearer alice-$run" "http://$GATEWAY/users/42/resources"
+event='{"purge": {"paths": ["/users/42/resources"]}}'
+printf '  redis-cli XADD monolith:invalidations * event %s -> %s\n' "'$event'" \
+    "$(redis-cli -p $REDIS_PORT XADD monolith:invalidations '*' event "$event")"
+sleep 0.3
+show "alice, after the stream event" -H "Authorization: Bearer alice-$run" "http://$GATEWAY/users/42/resources"
 
 echo
 echo "== gateway counters: $(curl -s "http://$GATEWAY/__gateway/stats")"

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export REDIS_SERVER="${REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/redis-server)}"
-FILTER='CoalescingTests|FreshnessTests|HardeningTests|CrossUserPropertyTests|ReadThroughTests|PerUserTests|FailureTests|InvalidationTests|UpstreamConcurrencyTests|GatewayRedisTests|HTTPServerTests|SingleFlightTests|UpstreamPermitsTests|UpstreamConnectionTests'
+FILTER='CoalescingTests|FreshnessTests|HardeningTests|StreamInvalidationTests|RedisStreamConsumerTests|RedisSubscriberTests|PurgeDuringFillTests|CrossUserPropertyTests|ReadThroughTests|PerUserTests|FailureTests|InvalidationTests|UpstreamConcurrencyTests|GatewayRedisTests|HTTPServerTests|SingleFlightTests|UpstreamPermitsTests|UpstreamConnectionTests'
 echo "==> swift build --build-tests --sanitize=thread"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 echo "==> swift test --sanitize=thread (concurrent suites)"

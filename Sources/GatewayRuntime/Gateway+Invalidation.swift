@@ -1,6 +1,7 @@
 import Dispatch
 import GatewayCore
 import GatewayHTTP
+import GatewayRedis
 import Logging
 
 /// Purges announced by the backend on the invalidation channel.
@@ -21,6 +22,32 @@ extension Gateway {
     }
 
     static let purgeAttempts = 8
+
+    /// One stream entry: its `event` field (or, without one, its first field) is an event as on
+    /// the channel. Applied → acknowledged; Redis failing → left pending and retried by the
+    /// consumer; not an event → acknowledged as poison, so it never blocks the stream.
+    func applyStreamEntry(id: String, fields: [(String, [UInt8])],
+                          completion: @escaping @Sendable (RedisStreamConsumer.Outcome) -> Void) {
+        guard let body = fields.first(where: { $0.0 == "event" })?.1 ?? fields.first?.1 else {
+            stats.poisonEvent()
+            return completion(.poison)
+        }
+        switch InvalidationEvent.parse(body) {
+        case .success(let event):
+            apply(event) { applied in completion(applied ? .applied : .retry) }
+        case .failure(let malformed):
+            stats.poisonEvent()
+            logger.warning("ignored stream entry", metadata: ["redis.stream.entry_id": "\(id)", "reason": "\(malformed)"])
+            completion(.poison)
+        }
+    }
+
+    /// Empties every loop's in-process tier (after a gap in the purges it heard).
+    func clearLocalTiers() {
+        for resources in resources where resources.local.isEnabled {
+            resources.loop.execute { resources.local.removeAll() }
+        }
+    }
 
     private func apply(_ event: InvalidationEvent, attempt: Int) {
         // Each attempt on the next loop: another loop's connection may be up while one reconnects.

@@ -27,6 +27,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     public let stats = GatewayStats()
     /// The bearer token of `invalidation.purge_api`, resolved once at start.
     let purgeToken: String?
+    /// The stream consumer's counters, for the stats endpoint (set once by the service, before serving).
+    nonisolated(unsafe) var streamSnapshot: @Sendable () -> RedisStreamConsumer.Snapshot? = { nil }
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
@@ -88,8 +90,13 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             headers.add(name: "Cache-Control", value: "no-store")
             // This loop's own Redis state: reading the others' would mean waiting on their queues.
             let connected = resources[context.loop.index].redisConnected
+            var stream = ""
+            if let s = streamSnapshot() {
+                stream = ", \"stream\": {\"applied\": \(s.applied), \"poison\": \(s.poison), \"retried\": \(s.retried), "
+                    + "\"claimed\": \(s.claimed), \"lag\": \(s.lag.map(String.init) ?? "null"), \"connected\": \(s.isConnected)}"
+            }
             let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count), "
-                + "\"uncacheable_keys\": \(uncacheable.count)}\n"
+                + "\"uncacheable_keys\": \(uncacheable.count)\(stream)}\n"
             responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
             return
         }

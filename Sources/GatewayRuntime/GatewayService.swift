@@ -1,5 +1,6 @@
-import GatewayCore
 import Dispatch
+import Foundation
+import GatewayCore
 import GatewayHTTP
 import GatewayRedis
 import Logging
@@ -10,8 +11,10 @@ public final class GatewayService: Sendable {
     public let config: GatewayConfig
     public let gateway: Gateway
     public let server: HTTPServer
-    /// Listens for purges when the config has an `invalidation` section.
+    /// Listens for purges when the config names an `invalidation.channel`.
     public let subscriber: RedisSubscriber?
+    /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
+    public let streamConsumer: RedisStreamConsumer?
     private let logger: Logger
 
     public init(config: GatewayConfig, logger: Logger) {
@@ -19,18 +22,36 @@ public final class GatewayService: Sendable {
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
-        if let invalidation = config.invalidation {
-            let url = config.redis.url
-            let gateway = self.gateway
+        let url = config.redis.url
+        let redis = RedisConfiguration(
+            host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
+            connectTimeout: max(config.redis.timeout, .milliseconds(500)))
+        let gateway = self.gateway
+        if let channel = config.invalidation?.channel {
             subscriber = RedisSubscriber(
-                configuration: RedisConfiguration(
-                    host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
-                    connectTimeout: max(config.redis.timeout, .milliseconds(500))),
-                channel: invalidation.channel, logger: logger
+                configuration: redis, channel: channel, logger: logger,
+                // Messages published while it was away are lost: what the in-process tiers hold
+                // may have been purged meanwhile.
+                onResubscribe: { gateway.clearLocalTiers() }
             ) { message in gateway.invalidate(message) }
         } else {
             subscriber = nil
         }
+        if let stream = config.invalidation?.stream {
+            // A group of this instance's own: every instance applies every event (its in-process
+            // tier and its flights are its own), and the group keeps its position while it is away.
+            let instance = config.invalidation?.instance ?? ProcessInfo.processInfo.hostName
+            streamConsumer = RedisStreamConsumer(
+                redis: redis,
+                configuration: .init(stream: stream, group: "cachegateway:" + instance, consumer: instance),
+                logger: logger
+            ) { id, fields, completion in
+                gateway.applyStreamEntry(id: id, fields: fields, completion: completion)
+            }
+        } else {
+            streamConsumer = nil
+        }
+        gateway.streamSnapshot = { [streamConsumer] in streamConsumer?.snapshot }
     }
 
     /// Connects to Redis (in the background), then binds and starts accepting.
@@ -40,10 +61,12 @@ public final class GatewayService: Sendable {
         }
         gateway.attach(to: server.loops)
         subscriber?.start()
+        streamConsumer?.start()
         do {
             try server.start()
         } catch {
             subscriber?.stop()
+            streamConsumer?.stop()
             gateway.shutdown()
             throw error
         }
@@ -64,10 +87,11 @@ public final class GatewayService: Sendable {
     /// Stops accepting, drains within `server.drain_timeout`, closes Redis and upstream clients.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
-        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber] in
+        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber, streamConsumer] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
                 subscriber?.stop()
+                streamConsumer?.stop()
                 gateway.shutdown()
                 logger.info("stopped")
                 completion()

@@ -34,9 +34,11 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.invalidation, GatewayConfig.Invalidation(channel: "monolith.events"))
         XCTAssertNil(try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml").invalidation)
         XCTAssertEqual(diagnostics(base + "invalidation: { chanel: x }\n"), """
-            gateway.yaml:11:15: error: invalidation: missing required field "channel" (the Redis pub/sub channel the backend publishes purges on)
+            gateway.yaml:11:15: error: invalidation: set "stream" (a Redis stream, no event lost) or "channel" (Redis pub/sub) for the backend's purges
             gateway.yaml:11:17: error: invalidation: unknown key "chanel" (did you mean "channel"?)
             """)
+        let streamed = try GatewayConfig.parse(yaml: base + "invalidation: { stream: monolith.events, instance: gw-1 }\n", fileName: "gateway.yaml")
+        XCTAssertEqual(streamed.invalidation, GatewayConfig.Invalidation(stream: "monolith.events", instance: "gw-1"))
     }
 
     // MARK: - Valid files

@@ -1,5 +1,8 @@
 import Foundation
 import GatewayTestSupport
+import GatewayCore
+import GatewayRuntime
+import Logging
 import XCTest
 
 /// The backend announces changes on a Redis channel; the gateway drops the affected entries.
@@ -204,5 +207,73 @@ final class PurgeAPITests: GatewayTestCase {
         try startGateway()
         let response = try get("/anything", method: "PURGE")
         XCTAssertEqual(response.header("X-Echo-Method"), "PURGE", "forwarded by the pass route, as before")
+    }
+}
+
+/// Purges from a Redis stream: none lost while an instance is away, every instance applies each.
+final class StreamInvalidationTests: GatewayTestCase {
+    private var stream: String { "stream-" + prefix }
+
+    private func yaml(instance: String) -> String {
+        """
+        listen: 127.0.0.1:0
+        server: { event_loops: 2, drain_timeout: 1s }
+        upstream: { url: \(backend.baseURL), timeout: 5s }
+        redis: { url: redis://127.0.0.1:\(redis.port)/0, timeout: 200ms, key_prefix: "\(prefix)" }
+        invalidation: { stream: "\(stream)", instance: \(instance) }
+        \(GatewayTestCase.defaultRoutes)
+        """
+    }
+
+    private func waitForGroup(_ instance: String) -> Bool {
+        waitUntil { ((try? self.redis.cli("XINFO", "GROUPS", self.stream)) ?? []).contains("cachegateway:\(instance)") }
+    }
+
+    func testEventsAddedWhileTheGatewayIsDownAreAppliedWhenItComesBack() throws {
+        let version = VersionCounter()
+        for k in 0..<100 {
+            backend.setBehaviour(.perRequest { _ in .ok("p\(k) v\(version.value)") }, forPath: "/catalog/p\(k)")
+        }
+        try startGateway(yaml: yaml(instance: "gw-a"))
+        XCTAssertTrue(waitForGroup("gw-a"))
+        for k in 0..<100 { XCTAssertEqual(try get("/catalog/p\(k)").text, "p\(k) v0") }
+        stopGateway()
+
+        version.bump()
+        for k in 0..<100 {
+            _ = try redis.cli("XADD", stream, "*", "event", #"{"purge": {"paths": ["/catalog/p\#(k)"]}}"#)
+        }
+        try startGateway(yaml: yaml(instance: "gw-a"))
+        XCTAssertTrue(waitUntil(timeout: 10) { (self.service?.streamConsumer?.snapshot.applied ?? 0) >= 100 })
+        for k in 0..<100 { XCTAssertEqual(try get("/catalog/p\(k)").text, "p\(k) v1", "event \(k) was applied") }
+        XCTAssertEqual(try redis.cli("XPENDING", stream, "cachegateway:gw-a").first, "0", "every event acknowledged")
+    }
+
+    func testEveryInstanceAppliesEveryEventAndPoisonDoesNotBlock() throws {
+        let version = VersionCounter()
+        backend.setBehaviour(.perRequest { _ in .ok("v\(version.value)") }, forPath: "/catalog/shared")
+        try startGateway(yaml: yaml(instance: "gw-a"))
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let second = GatewayService(config: try GatewayConfig.parse(yaml: yaml(instance: "gw-b"), fileName: "b.yaml"), logger: logger)
+        try second.start()
+        defer {
+            let done = expectation(description: "second stopped")
+            second.shutdown { done.fulfill() }
+            wait(for: [done], timeout: 10)
+        }
+        XCTAssertTrue(waitForGroup("gw-a") && waitForGroup("gw-b"))
+        XCTAssertTrue(waitUntil { second.gateway.redisConnected })
+        XCTAssertEqual(try get("/catalog/shared").text, "v0")
+        version.bump()
+        _ = try redis.cli("XADD", stream, "*", "event", "not an event at all")
+        _ = try redis.cli("XADD", stream, "*", "event", "purge /catalog/shared")
+        XCTAssertTrue(waitUntil { self.service?.streamConsumer?.snapshot.applied == 1 && second.streamConsumer?.snapshot.applied == 1 },
+                      "both instances applied the purge behind the poison entry")
+        XCTAssertEqual(service?.streamConsumer?.snapshot.poison, 1)
+        XCTAssertEqual(second.streamConsumer?.snapshot.poison, 1)
+        XCTAssertEqual(try get("/catalog/shared").text, "v1")
+        let stats = try get("/__gateway/stats").text
+        XCTAssertTrue(stats.contains("\"stream\": {\"applied\": 1, \"poison\": 1"), stats)
     }
 }

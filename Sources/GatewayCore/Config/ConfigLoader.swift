@@ -49,7 +49,7 @@ extension GatewayConfig {
 
 private enum Keys {
     static let root = ["listen", "server", "upstream", "redis", "cache", "invalidation", "routes"]
-    static let invalidation = ["channel", "purge_api"]
+    static let invalidation = ["channel", "stream", "instance", "purge_api"]
     static let purgeAPI = ["token", "token_env", "allow"]
     static let server = [
         "event_loops", "max_connections", "max_requests_per_connection", "header_timeout", "idle_timeout",
@@ -292,13 +292,19 @@ final class ConfigReader {
         guard let node = root["invalidation"],
               let f = fields(node, "invalidation", known: Keys.invalidation, nullIsEmpty: false)
         else { return nil }
-        guard let channelNode = required(f, "channel", hint: " (the Redis pub/sub channel the backend publishes purges on)"),
-              let channel = string(channelNode, f.path("channel"))
-        else { return nil }
-        if channel.isEmpty {
-            report(channelNode, f.path("channel"), "must not be empty")
+        func name(_ key: String) -> String? {
+            guard let node = f[key], let text = string(node, f.path(key)) else { return nil }
+            if text.isEmpty { report(node, f.path(key), "must not be empty") }
+            return text.isEmpty ? nil : text
+        }
+        let channel = name("channel")
+        let stream = name("stream")
+        let instance = name("instance")
+        if f["channel"] == nil && f["stream"] == nil {
+            report(f.mark, f.path, "set \"stream\" (a Redis stream, no event lost) or \"channel\" (Redis pub/sub) for the backend's purges")
             return nil
         }
+        guard channel != nil || stream != nil else { return nil }
         var purgeAPI: GatewayConfig.PurgeAPI?
         if let node = f["purge_api"], let p = fields(node, f.path("purge_api"), known: Keys.purgeAPI, nullIsEmpty: false) {
             var api = GatewayConfig.PurgeAPI()
@@ -323,7 +329,7 @@ final class ConfigReader {
                 purgeAPI = api
             }
         }
-        return GatewayConfig.Invalidation(channel: channel, purgeAPI: purgeAPI)
+        return GatewayConfig.Invalidation(channel: channel, stream: stream, instance: instance, purgeAPI: purgeAPI)
     }
 
     func readServer(_ root: Fields) -> GatewayConfig.Server {

@@ -25,7 +25,11 @@ extension GatewayConfig {
             ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes)), \(cache.localMaxEntries) entries"
             : "no in-process tier (every hit is read from Redis)"))
         if let invalidation {
-            lines.append("purges    Redis channel \"\(invalidation.channel)\" (purge <path>, purge-route <name>)")
+            var sources: [String] = []
+            if let stream = invalidation.stream { sources.append("Redis stream \"\(stream)\" (group per instance)") }
+            if let channel = invalidation.channel { sources.append("Redis channel \"\(channel)\"") }
+            lines.append("purges    " + sources.joined(separator: " and ") + " (JSON events, purge <path>, purge-route <name>)"
+                + (invalidation.purgeAPI != nil ? "; PURGE over HTTP" : ""))
         }
         lines.append("")
         lines.append("routes (first match wins):")

@@ -144,13 +144,21 @@ extension GatewayConfig {
     /// `purge <path>` removes every entry for that path (every user, every query variant), and
     /// `purge-route <route name>` every entry of a route.
     public struct Invalidation: Sendable, Equatable {
-        /// The Redis pub/sub channel. `channel`, required in the section.
-        public var channel: String
+        /// The Redis pub/sub channel (`channel`): messages sent while a gateway is away are lost.
+        public var channel: String?
+        /// The Redis stream (`stream`): read through a consumer group of this instance's own, so
+        /// that no event is lost while it is away, and every instance applies every event.
+        public var stream: String?
+        /// This instance's name in the stream's consumer groups (`instance`, default: the host
+        /// name). It must stay the same across restarts: the group keeps its position.
+        public var instance: String?
         /// `PURGE <path>` over HTTP (`purge_api`); nil (the default): PURGE is not the gateway's
         /// and goes to the routes like any other method.
         public var purgeAPI: PurgeAPI?
-        public init(channel: String, purgeAPI: PurgeAPI? = nil) {
+        public init(channel: String? = nil, stream: String? = nil, instance: String? = nil, purgeAPI: PurgeAPI? = nil) {
             self.channel = channel
+            self.stream = stream
+            self.instance = instance
             self.purgeAPI = purgeAPI
         }
     }
