@@ -48,17 +48,37 @@ public struct KeySpace: Sendable {
     /// Entries of one route: `<prefix>e:<route>:`.
     public func entryPrefix(route: String) -> String { prefix + "e:" + route + ":" }
 
-    /// The set listing the entries stored for one request path: `<prefix>i:<sha256 hex>`.
-    public func pathIndex(path: String) -> String { prefix + "i:" + SHA256.hex(SHA256.hash(path.utf8)) }
+    /// The set listing the entries stored for one request path: `<prefix>i:<path>`, the path as
+    /// sent, so that a prefix purge can find the paths under a prefix with SCAN.
+    public func pathIndex(path: String) -> String { prefix + "i:" + path }
+
+    /// The path a path index is for, or nil if `key` is not one.
+    public func path(ofIndex key: String) -> String? {
+        let head = prefix + "i:"
+        return key.hasPrefix(head) ? String(key.dropFirst(head.count)) : nil
+    }
+
+    /// The sorted set of the entries carrying a tag, scored by when each expires:
+    /// `<prefix>t:<tag>`.
+    public func tagIndex(tag: String) -> String { prefix + "t:" + tag }
 
     /// A SCAN MATCH pattern for every entry of a route; glob characters of the prefix are escaped.
     public func entryPattern(route: String) -> String {
+        Self.escapeGlob(entryPrefix(route: route)) + "*"
+    }
+
+    /// A SCAN MATCH pattern for the path indexes of every path under `pathPrefix`.
+    public func pathIndexPattern(under pathPrefix: String) -> String {
+        Self.escapeGlob(pathIndex(path: pathPrefix)) + "*"
+    }
+
+    static func escapeGlob(_ text: String) -> String {
         var escaped = ""
-        for c in entryPrefix(route: route) {
+        for c in text {
             if c == "*" || c == "?" || c == "[" || c == "]" || c == "\\" { escaped.append("\\") }
             escaped.append(c)
         }
-        return escaped + "*"
+        return escaped
     }
 }
 

@@ -12,16 +12,23 @@ public struct InvalidationEvent: Sendable, Equatable {
     public var paths: [String] = []
     /// Route names: every entry of each.
     public var routes: [String] = []
+    /// Tags (surrogate keys): every entry carrying each, from a route's `tags` or the
+    /// response's `tags_header`.
+    public var tags: [String] = []
+    /// Path prefixes (`/catalog/items/`): every entry of every path that starts with one.
+    public var prefixes: [String] = []
     /// Mark stale instead of delete (served under the stale windows while one refresh runs).
     public var soft = false
 
-    public init(paths: [String] = [], routes: [String] = [], soft: Bool = false) {
+    public init(paths: [String] = [], routes: [String] = [], tags: [String] = [], prefixes: [String] = [], soft: Bool = false) {
         self.paths = paths
         self.routes = routes
+        self.tags = tags
+        self.prefixes = prefixes
         self.soft = soft
     }
 
-    public var isEmpty: Bool { paths.isEmpty && routes.isEmpty }
+    public var isEmpty: Bool { paths.isEmpty && routes.isEmpty && tags.isEmpty && prefixes.isEmpty }
 
     /// Why a message is not an event; bounded, for logs and counters.
     public struct Malformed: Error, Equatable, CustomStringConvertible {
@@ -51,6 +58,8 @@ public struct InvalidationEvent: Sendable, Equatable {
         struct Purge: Decodable {
             var paths: [String]?
             var routes: [String]?
+            var tags: [String]?
+            var prefixes: [String]?
         }
         var purge: Purge?
         var soft: Bool?
@@ -63,9 +72,14 @@ public struct InvalidationEvent: Sendable, Equatable {
         } catch {
             return .failure(Malformed(reason: "invalid JSON for an event"))
         }
-        let event = InvalidationEvent(paths: wire.purge?.paths ?? [], routes: wire.purge?.routes ?? [], soft: wire.soft ?? false)
+        let event = InvalidationEvent(
+            paths: wire.purge?.paths ?? [], routes: wire.purge?.routes ?? [], tags: wire.purge?.tags ?? [],
+            prefixes: wire.purge?.prefixes ?? [], soft: wire.soft ?? false)
         guard !event.isEmpty else { return .failure(Malformed(reason: "the event purges nothing")) }
-        guard event.paths.allSatisfy({ $0.hasPrefix("/") }) else { return .failure(Malformed(reason: "a purged path must start with /")) }
+        guard (event.paths + event.prefixes).allSatisfy({ $0.hasPrefix("/") }) else {
+            return .failure(Malformed(reason: "a purged path must start with /"))
+        }
+        guard event.tags.allSatisfy({ !$0.isEmpty }) else { return .failure(Malformed(reason: "an empty tag")) }
         return .success(event)
     }
 }

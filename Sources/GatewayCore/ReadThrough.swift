@@ -111,6 +111,8 @@ package struct ReadThrough: Sendable {
         case forward(OriginRequest, CacheStatus)
         /// Hand the flight's result to its waiters; with `hold`, late arrivals get it too.
         case complete(FlightOutcome, hold: Bool)
+        /// Index the entry about to be stored under these tags (for purge by tag).
+        case tag([String])
         /// Write the entry to Redis for this long (as the variant `variant` selects, with the
         /// marker under the request's key); answer with ``storeCompleted(ok:now:)``.
         case store(CachedResponse, ttlMilliseconds: Int, variant: VariantStore?)
@@ -132,6 +134,8 @@ package struct ReadThrough: Sendable {
     package let fill: OriginRequest
     /// The client's request headers: for `Vary` comparisons with the leader's.
     package let requestHeaders: HTTPHeaders
+    /// The route's tags for this request's path.
+    package let routeTags: [String]
     package private(set) var state: State = .idle
     /// An entry past its freshness: served if the upstream fails within its `stale_if_error`
     /// window, and its validators make the fetch conditional.
@@ -152,7 +156,9 @@ package struct ReadThrough: Sendable {
     /// How long a stored flight's result is kept after Redis acknowledged the write.
     package static let holdGraceMilliseconds = 1000
 
-    package init(settings: RouteCacheSettings, routeClass: RouteClass, fill: OriginRequest, requestHeaders: HTTPHeaders) {
+    package init(settings: RouteCacheSettings, routeClass: RouteClass, fill: OriginRequest, requestHeaders: HTTPHeaders,
+                 routeTags: [String] = []) {
+        self.routeTags = routeTags
         self.settings = settings
         self.routeClass = routeClass
         self.fill = fill
@@ -283,7 +289,9 @@ package struct ReadThrough: Sendable {
         let decision = plan.decision
         // Framing is the gateway's: an upstream Content-Length next to Transfer-Encoding (or any
         // stale one) must not be replayed by a later HEAD from the entry.
-        let kept = HeaderRules.endToEnd(response.headers, alsoDropping: ["set-cookie", "age", "cache-status", "content-length"])
+        var dropped: Set<String> = ["set-cookie", "age", "cache-status", "content-length"]
+        if let tagsHeader = settings.tagsHeader, !settings.exposeTagsHeader { dropped.insert(tagsHeader) }
+        let kept = HeaderRules.endToEnd(response.headers, alsoDropping: dropped)
         var entry = CachedResponse(status: response.status, headers: kept, body: response.body[...], storedAt: now)
         let uncacheable = Int(settings.freshness.uncacheableTTL.wholeMilliseconds)
         switch decision {
@@ -299,8 +307,9 @@ package struct ReadThrough: Sendable {
             // only to waiters that select the same one.
             let variant = variantStore(for: response.headers)
             let vary = variant.map { VaryMatch(variantOf: $0.names, fill: fill.headers) }
-            return [.complete(.shared(entry, vary: vary), hold: true),
-                    .store(entry, ttlMilliseconds: windows.redisTTL, variant: variant)]
+            let tags = self.tags(of: response.headers)
+            return [.complete(.shared(entry, vary: vary), hold: true)] + (tags.isEmpty ? [] : [.tag(tags)])
+                + [.store(entry, ttlMilliseconds: windows.redisTTL, variant: variant)]
         case .shareOnly(let reason):
             // A response that varies is shared only with waiters whose request matches the
             // leader's on every field it varies on; the others fetch their own.
@@ -320,7 +329,7 @@ package struct ReadThrough: Sendable {
             if !background {
                 // The leader's own answer, Set-Cookie and all.
                 var own = response
-                own.headers = HeaderRules.endToEnd(response.headers)
+                own.headers = HeaderRules.endToEnd(response.headers, alsoDropping: dropped.subtracting(["set-cookie", "content-length"]))
                 actions.append(.reply(.origin(own, .miss("not-stored-\(reason)"))))
             }
             return actions
@@ -406,6 +415,19 @@ package struct ReadThrough: Sendable {
             actions.append(.reply(.error(status: status, message: message, .miss(reason))))
         }
         return actions
+    }
+
+    /// The route's tags and those the response lists in `tags_header` (space or comma separated).
+    private func tags(of headers: HTTPHeaders) -> [String] {
+        var tags = routeTags
+        if let name = settings.tagsHeader {
+            for value in headers.values(name) {
+                for tag in value.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }) where !tags.contains(String(tag)) {
+                    tags.append(String(tag))
+                }
+            }
+        }
+        return tags
     }
 
     /// Where an answer with these headers is stored, when it varies on allowed headers.

@@ -1,3 +1,4 @@
+import Foundation
 import GatewayHTTP
 
 /// What the gateway does with one request, decided from the request head and the configuration
@@ -7,8 +8,8 @@ package enum RequestPlan {
     case respond(status: Int, message: String)
     /// Send the request upstream as it is and relay the answer; nothing is cached.
     case forward(route: Route, request: OriginRequest, cacheStatus: CacheStatus)
-    /// Look the key up; on a miss, fill it with `fill`.
-    case lookup(route: Route, settings: RouteCacheSettings, key: String, fill: OriginRequest)
+    /// Look the key up; on a miss, fill it with `fill`. `tags`: the route's tags for this path.
+    case lookup(route: Route, settings: RouteCacheSettings, key: String, fill: OriginRequest, tags: [String])
 }
 
 /// Classifies requests: the security rules of what may be keyed, forwarded and shared live here.
@@ -135,7 +136,18 @@ package struct RequestPlanner {
         headers.append(("X-Forwarded-For", peerHost))
         headers.append(("X-Forwarded-Proto", "http"))
         let fill = OriginRequest(method: "GET", pathAndQuery: target, headers: headers, body: [])
-        return .lookup(route: route, settings: settings, key: key.redisKey, fill: fill)
+        return .lookup(route: route, settings: settings, key: key.redisKey, fill: fill,
+                       tags: settings.tags.isEmpty ? [] : Self.resolve(settings.tags, route: route, path: head.path))
+    }
+
+    /// The route's tag templates with `{name}` replaced by the path's captures.
+    static func resolve(_ templates: [String], route: Route, path: String) -> [String] {
+        let captures = route.pattern.captures(in: path) ?? [:]
+        return templates.map { template in
+            var tag = template
+            for (name, value) in captures { tag = tag.replacingOccurrences(of: "{\(name)}", with: value) }
+            return tag
+        }
     }
 
     private static func isAuthorization(_ name: String) -> Bool {

@@ -76,7 +76,7 @@ extension Gateway {
             if !known { logger.warning("ignored purge of an unknown or uncached route", metadata: ["route": "\(name)"]) }
             return known
         }
-        let parts = event.paths.count + routes.count
+        let parts = event.paths.count + routes.count + event.tags.count + event.prefixes.count
         guard parts > 0, !resources.isEmpty else { return completion(true) }
         let resources = self.resources[loop % self.resources.count]
         let outcome = PurgeOutcome(parts: parts, completion: completion)
@@ -86,6 +86,14 @@ extension Gateway {
             }
             for route in routes {
                 purgeRoute(route, cursor: "0", removed: 0, soft: event.soft, on: resources) { ok in outcome.part(ok: ok) }
+            }
+            for tag in event.tags {
+                purgeTag(tag, soft: event.soft, on: resources) { removed in outcome.part(ok: removed != nil) }
+            }
+            for prefix in event.prefixes {
+                // Fills under the prefix in flight now must not store what predates the change.
+                flights.invalidate { _, path in path?.hasPrefix(prefix) == true }
+                purgePrefix(prefix, cursor: "0", soft: event.soft, on: resources, allOK: true) { ok in outcome.part(ok: ok) }
             }
         }
     }
@@ -119,6 +127,66 @@ extension Gateway {
                 }
             }
             logger.debug("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
+        }
+    }
+
+    /// Removes (or with `soft`, marks stale) every entry carrying `tag`, found through the tag's
+    /// sorted set. Fills in flight cannot be matched (their tags come with their answer).
+    func purgeTag(_ tag: String, soft: Bool, on resources: LoopResources, completion: @escaping @Sendable (Int?) -> Void) {
+        let index = Array(keySpace.tagIndex(tag: tag).utf8)
+        resources.redisSend([Array("ZRANGE".utf8), index, Array("0".utf8), Array("-1".utf8)]) { [self] result in
+            guard case .success(.array(let members)) = result else {
+                logger.warning("purge failed: Redis did not answer", metadata: ["tag": "\(tag)"])
+                return completion(nil)
+            }
+            let keys: [[UInt8]] = members.compactMap { if case .string(let key) = $0 { key } else { nil } }
+            let purged = Set(keys.map { String(decoding: $0, as: UTF8.self) })
+            flights.invalidate { key, _ in purged.contains(key) }
+            uncacheable.remove { purged.contains($0) }
+            removeFromLocalTiers(purged)
+            stats.purged(keys.count)
+            if soft {
+                softPurge(keys, on: resources) { ok in completion(ok ? keys.count : nil) }
+            } else {
+                resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { result in
+                    if case .failure = result { return completion(nil) }
+                    completion(keys.count)
+                }
+            }
+        }
+    }
+
+    /// Every path under `prefix`: its path indexes are found with SCAN (`<prefix>i:<path…>*`), so
+    /// this walks the whole keyspace, COUNT 1000 at a time (about a thousand round trips for a
+    /// million keys, none of them blocking Redis); each path found is purged as by `purge <path>`.
+    func purgePrefix(_ prefix: String, cursor: String, soft: Bool, on resources: LoopResources, allOK: Bool,
+                     completion: @escaping @Sendable (Bool) -> Void) {
+        let pattern = keySpace.pathIndexPattern(under: prefix)
+        let scan = ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"].map { Array($0.utf8) }
+        resources.redisSend(scan) { [self] result in
+            guard case .success(.array(let reply)) = result, reply.count == 2,
+                case .string(let next) = reply[0], case .array(let found) = reply[1]
+            else {
+                logger.warning("purge failed: Redis did not answer", metadata: ["prefix": "\(prefix)"])
+                return completion(false)
+            }
+            let paths = found.compactMap { item -> String? in
+                guard case .string(let key) = item else { return nil }
+                return keySpace.path(ofIndex: String(decoding: key, as: UTF8.self))
+            }
+            let nextCursor = String(decoding: next, as: UTF8.self)
+            let continueWalk: @Sendable (Bool) -> Void = { [self] ok in
+                if nextCursor == "0" {
+                    completion(allOK && ok)
+                } else {
+                    purgePrefix(prefix, cursor: nextCursor, soft: soft, on: resources, allOK: allOK && ok, completion: completion)
+                }
+            }
+            guard !paths.isEmpty else { return continueWalk(true) }
+            let batch = PurgeOutcome(parts: paths.count, completion: continueWalk)
+            for path in paths {
+                purgePath(path, soft: soft, on: resources) { removed in batch.part(ok: removed != nil) }
+            }
         }
     }
 

@@ -20,6 +20,8 @@ final class ReadThroughTask: @unchecked Sendable {
     /// This request's leadership of the key's flight, once it has one.
     private var token: SingleFlight<FlightOutcome>.Token?
     private var waiterID: UInt64?
+    /// Tags of the entry being stored.
+    private var tags: [String] = []
     private var deadline: DispatchWorkItem?
 
     init(gateway: Gateway, exchange: Exchange, key: String, machine: ReadThrough) {
@@ -117,6 +119,9 @@ final class ReadThroughTask: @unchecked Sendable {
                 resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(after)) { flights.release(token) }
             }
 
+        case .tag(let tags):
+            self.tags = tags
+
         case .leaveFlight:
             if let waiterID { _ = gateway.flights.leave(key, waiter: waiterID) }
             waiterID = nil
@@ -185,6 +190,18 @@ final class ReadThroughTask: @unchecked Sendable {
         let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
         resources.redisSend([Array("SADD".utf8), index] + indexed.map { Array($0.utf8) }) { _ in }
         resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
+        // Each tag's index is a sorted set scored by when its entries leave Redis: expired members
+        // are pruned on every add, and the set itself lives as long as its longest entry, so a
+        // tag that keeps being used does not grow past its live entries.
+        let leaves = Array(String(WallClock.nowMilliseconds() + UInt64(ttlMilliseconds)).utf8)
+        let ttl = Array(String(ttlMilliseconds).utf8)
+        for tag in tags {
+            let tagKey = Array(gateway.keySpace.tagIndex(tag: tag).utf8)
+            resources.redisSend([Array("ZADD".utf8), tagKey, leaves, Array(storeKey.utf8)]) { _ in }
+            resources.redisSend([Array("ZREMRANGEBYSCORE".utf8), tagKey, Array("-inf".utf8), Array(String(WallClock.nowMilliseconds()).utf8)]) { _ in }
+            resources.redisSend([Array("PEXPIRE".utf8), tagKey, ttl, Array("NX".utf8)]) { _ in }
+            resources.redisSend([Array("PEXPIRE".utf8), tagKey, ttl, Array("GT".utf8)]) { _ in }
+        }
         if let variant {
             // The marker under the request's key says which headers choose; the entry goes under
             // the variant's own key. The set of variants caps how many a key may have.

@@ -112,11 +112,11 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
                                     resources: resources[context.loop.index])
             forward(exchange, origin, status: cacheStatus)
-        case .lookup(let route, let settings, let key, let fill):
+        case .lookup(let route, let settings, let key, let fill, let tags):
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
                                     resources: resources[context.loop.index])
             let machine = ReadThrough(settings: settings, routeClass: route.routeClass, fill: fill,
-                                      requestHeaders: request.head.headers)
+                                      requestHeaders: request.head.headers, routeTags: tags)
             ReadThroughTask(gateway: self, exchange: exchange, key: key, machine: machine).start()
         }
     }

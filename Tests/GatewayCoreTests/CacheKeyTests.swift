@@ -23,7 +23,11 @@ final class CacheKeyTests: XCTestCase {
             XCTAssertTrue(space.entryPrefix(route: route).hasPrefix("gw:e:"))
             XCTAssertFalse(space.entryPrefix(route: route).hasPrefix("gw:i:"))
         }
-        XCTAssertTrue(space.pathIndex(path: "/a").hasPrefix("gw:i:"))
+        XCTAssertEqual(space.pathIndex(path: "/a"), "gw:i:/a")
+        XCTAssertEqual(space.path(ofIndex: "gw:i:/a/b"), "/a/b")
+        XCTAssertNil(space.path(ofIndex: "gw:e:r:x"))
+        XCTAssertEqual(space.tagIndex(tag: "user:42"), "gw:t:user:42")
+        XCTAssertEqual(space.pathIndexPattern(under: "/catalog/[x]*"), "gw:i:/catalog/\\[x\\]\\**")
         XCTAssertEqual(space.entryPattern(route: "catalog"), "gw:e:catalog:*")
         // Glob characters in the prefix are matched literally by SCAN.
         XCTAssertEqual(KeySpace(prefix: "a*[b]?\\:").entryPattern(route: "r"), "a\\*\\[b\\]\\?\\\\:e:r:*")

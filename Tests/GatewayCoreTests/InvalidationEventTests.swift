@@ -10,8 +10,8 @@ final class InvalidationEventTests: XCTestCase {
     func testJSONAndTextCommands() {
         XCTAssertEqual(try parse(#"{"purge": {"paths": ["/users/42/resources"], "routes": ["catalog"]}, "soft": true}"#).get(),
                        InvalidationEvent(paths: ["/users/42/resources"], routes: ["catalog"], soft: true))
-        XCTAssertEqual(try parse(#"{"purge": {"paths": ["/a"], "tags": ["user:42"]}, "sent_by": "django"}"#).get(),
-                       InvalidationEvent(paths: ["/a"]), "unknown keys are ignored")
+        XCTAssertEqual(try parse(#"{"purge": {"paths": ["/a"], "tags": ["user:42"], "prefixes": ["/catalog/items/"]}, "sent_by": "django"}"#).get(),
+                       InvalidationEvent(paths: ["/a"], tags: ["user:42"], prefixes: ["/catalog/items/"]), "unknown keys are ignored")
         XCTAssertEqual(try parse("purge /users/42/resources").get(), InvalidationEvent(paths: ["/users/42/resources"]))
         XCTAssertEqual(try parse("  purge-route catalog \n").get(), InvalidationEvent(routes: ["catalog"]))
     }

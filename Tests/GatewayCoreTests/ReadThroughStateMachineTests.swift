@@ -54,6 +54,7 @@ final class ReadThroughStateMachineTests: XCTestCase {
             case .release(let after): "release after=\(after)"
             case .armDeadline(let ms): "deadline \(ms)"
             case .leaveFlight: "leave"
+            case .tag(let tags): "tag \(tags.joined(separator: ","))"
             }
         }
     }

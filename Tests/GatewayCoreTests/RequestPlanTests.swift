@@ -36,7 +36,7 @@ final class RequestPlanTests: XCTestCase {
     }
 
     private func fill(_ p: RequestPlan) -> (key: String, target: String, headers: [String])? {
-        guard case .lookup(_, _, let key, let fill) = p else { return nil }
+        guard case .lookup(_, _, let key, let fill, _) = p else { return nil }
         return (key, fill.pathAndQuery, fill.headers.map { "\($0.name): \($0.value)" })
     }
 

@@ -277,3 +277,87 @@ final class StreamInvalidationTests: GatewayTestCase {
         XCTAssertTrue(stats.contains("\"stream\": {\"applied\": 1, \"poison\": 1"), stats)
     }
 }
+
+/// Tags (surrogate keys) from a route's pattern and a response header, and prefix purges.
+final class TagAndPrefixPurgeTests: GatewayTestCase {
+    private var channel: String { "events-" + prefix }
+    private let routes = """
+        routes:
+          - name: resources
+            match: "/users/{user}/resources"
+            class: per_user
+            identity: { header: Authorization }
+            query: [page]
+            ttl: 5m
+            tags: ["user:{user}", "resources"]
+          - name: catalog
+            match: "/catalog/**"
+            class: public
+            ttl: 5m
+            query: [page]
+            tags_header: Surrogate-Key
+        """
+
+    private func publish(_ event: String) throws {
+        XCTAssertEqual(try redis.cli("PUBLISH", channel, event), ["1"])
+    }
+
+    func testATagPurgeRemovesEveryUsersAndEveryVariantsEntry() throws {
+        try startGateway(routes: routes, extra: "invalidation: { channel: \"\(channel)\" }")
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        for user in ["Bearer a", "Bearer b"] {
+            for page in 1...2 { try get("/users/1/resources?page=\(page)", headers: ["Authorization": user]) }
+            try get("/users/2/resources", headers: ["Authorization": user])
+        }
+        XCTAssertEqual(try cacheKeys().count, 6)
+        try publish(#"{"purge": {"tags": ["user:1"]}}"#)
+        XCTAssertTrue(waitUntil { (try? self.cacheKeys().count) == 2 }, "user 1's four entries gone, user 2's two kept")
+        XCTAssertEqual(try get("/users/2/resources", headers: ["Authorization": "Bearer a"]).cacheStatus, "CacheGateway; hit")
+        try publish(#"{"purge": {"tags": ["resources"]}}"#)
+        XCTAssertTrue(waitUntil { (try? self.cacheKeys().count) == 0 })
+    }
+
+    func testTagsFromAResponseHeaderAreKeptFromClients() throws {
+        backend.setBehaviour(.ok("item 7", headers: [("Surrogate-Key", "product:7 catalog")]), forPath: "/catalog/items/7")
+        backend.setBehaviour(.ok("list", headers: [("Surrogate-Key", "product:7,product:8")]), forPath: "/catalog/list")
+        backend.setBehaviour(.ok("other", headers: [("Surrogate-Key", "product:9")]), forPath: "/catalog/other")
+        try startGateway(routes: routes, extra: "invalidation: { channel: \"\(channel)\" }")
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        let first = try get("/catalog/items/7")
+        XCTAssertNil(first.header("Surrogate-Key"), "the tags header is the gateway's, not the client's")
+        try get("/catalog/list")
+        try get("/catalog/other")
+        XCTAssertNil(try get("/catalog/items/7").header("Surrogate-Key"), "nor on hits")
+        try publish(#"{"purge": {"tags": ["product:7"]}}"#)
+        XCTAssertTrue(waitUntil { (try? self.cacheKeys().count) == 1 })
+        XCTAssertEqual(try get("/catalog/other").cacheStatus, "CacheGateway; hit")
+    }
+
+    func testATagIndexHoldsOnlyLiveEntries() throws {
+        try startGateway(routes: """
+            routes:
+              - { name: hot, match: "/hot/**", class: public, ttl: 1s, query: [k], tags: [hot] }
+            """, extra: "invalidation: { channel: \"\(channel)\" }")
+        for k in 0..<50 { try get("/hot/x?k=\(k)") }
+        let tagKey = prefix + "t:hot"
+        XCTAssertEqual(try redis.cli("ZCARD", tagKey), ["50"])
+        Thread.sleep(forTimeInterval: 1.1)
+        try get("/hot/x?k=new")
+        XCTAssertEqual(try redis.cli("ZCARD", tagKey), ["1"], "expired members pruned on the next add")
+        let ttl = try XCTUnwrap(Int(redis.cli("PTTL", tagKey).first ?? ""))
+        XCTAssertTrue((1...1000).contains(ttl), "the index lives as long as its entries: PTTL \(ttl)")
+    }
+
+    func testAPrefixPurgeRemovesThePathsUnderIt() throws {
+        try startGateway(routes: routes, extra: "invalidation: { channel: \"\(channel)\" }")
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        for path in ["/catalog/items/1", "/catalog/items/2?page=3", "/catalog/items/2", "/catalog/itemsX", "/catalog/other"] {
+            try get(path)
+        }
+        XCTAssertEqual(try cacheKeys().count, 5)
+        try publish(#"{"purge": {"prefixes": ["/catalog/items/"]}}"#)
+        XCTAssertTrue(waitUntil { (try? self.cacheKeys().count) == 2 })
+        XCTAssertEqual(try get("/catalog/itemsX").cacheStatus, "CacheGateway; hit")
+        XCTAssertEqual(try get("/catalog/other").cacheStatus, "CacheGateway; hit")
+    }
+}

@@ -62,13 +62,13 @@ private enum Keys {
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "max_ttl", "heuristic", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
-        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants", "tags", "tags_header", "expose_tags_header",
     ]
     /// Route keys that only make sense on cached routes, in the order they are checked.
     static let cachedOnly = [
         "ttl", "ttl_by_status", "max_ttl", "heuristic", "query", "unlisted_query", "allow_authorized", "identity",
         "max_body_size", "max_wait", "key_host", "forward_headers",
-        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants",
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants", "tags", "tags_header", "expose_tags_header",
     ]
     static let identity = ["header", "cookie"]
 }
@@ -526,6 +526,14 @@ final class ConfigReader {
             settings = readCacheSettings(f, routeClass: routeClass, defaults: cache)
         }
 
+        if let pattern = draft.pattern, let settings, let tagsNode = f["tags"] {
+            // A tag's {name} must be one of the pattern's captures, or it could never be filled.
+            for tag in settings.tags {
+                for name in Self.placeholders(in: tag) where !pattern.captureNames.contains(name) {
+                    report(tagsNode, f.path("tags"), "tag \"\(tag)\" uses {\(name)}, which \"\(pattern.source)\" does not capture")
+                }
+            }
+        }
         if let name = draft.name, let pattern = draft.pattern, let methods, let routeClass,
            routeClass == .pass || settings != nil {
             draft.route = Route(name: name, pattern: pattern, methods: methods, routeClass: routeClass,
@@ -622,6 +630,29 @@ final class ConfigReader {
             varyHeaders = readHeaderNames(node, f.path("vary_headers"), owned: [:]) ?? { valid = false; return [] }()
         }
         let maxVariants = int(f, "max_variants", default: defaults.maxVariants, 1...1000)
+        var tags: [String] = []
+        if let node = f["tags"], let items = list(node, f.path("tags")) {
+            for (index, item) in items.enumerated() {
+                let path = "\(f.path("tags"))[\(index)]"
+                guard let tag = string(item, path, expected: "a tag") else { valid = false; continue }
+                if tag.isEmpty || tag.contains(where: { $0 == " " || $0 == "," || $0 == "\t" }) {
+                    report(item, path, "invalid tag \"\(tag)\" (no spaces or commas: tags are listed with them)")
+                    valid = false
+                } else {
+                    tags.append(tag)
+                }
+            }
+        }
+        var tagsHeader: String?
+        if let node = f["tags_header"], let name = string(node, f.path("tags_header"), expected: "a header name") {
+            if name.isEmpty || !name.utf8.allSatisfy(isTokenByte) {
+                report(node, f.path("tags_header"), "invalid header name \"\(name)\"")
+                valid = false
+            } else {
+                tagsHeader = name.lowercased()
+            }
+        }
+        let exposeTagsHeader = bool(f, "expose_tags_header", default: false)
 
         guard valid, let ttl, routeClass == .public || identity != nil else { return nil }
         return RouteCacheSettings(
@@ -629,7 +660,19 @@ final class ConfigReader {
             ttl: ttl, ttlByStatus: ttlByStatus, query: query, unlistedQuery: unlistedQuery,
             allowAuthorized: allowAuthorized, identity: identity, maxBodySize: maxBodySize, maxWait: maxWait,
             keyHost: keyHost, forwardHeaders: Set(forwardHeaders), freshness: freshness,
-            varyHeaders: Set(varyHeaders), maxVariants: maxVariants)
+            varyHeaders: Set(varyHeaders), maxVariants: maxVariants, tags: tags, tagsHeader: tagsHeader,
+            exposeTagsHeader: exposeTagsHeader)
+    }
+
+    /// The `{name}` placeholders of a tag template.
+    static func placeholders(in tag: String) -> [String] {
+        var names: [String] = []
+        var rest = Substring(tag)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            names.append(String(rest[rest.index(after: open)..<close]))
+            rest = rest[rest.index(after: close)...]
+        }
+        return names
     }
 
     /// The freshness keys of `cache:` or of a route; what is absent comes from `defaults`.

@@ -99,14 +99,26 @@ public struct RouteCacheSettings: Sendable, Equatable {
     /// Variants stored per key; beyond, a new variant is served but not stored
     /// (`max_variants`, 1–1000, default 8).
     public var maxVariants: Int
+    /// Tags every entry of the route carries (`tags`), with `{name}` filled from the path's
+    /// captures: `["user:{user}", "catalog"]`.
+    public var tags: [String] = []
+    /// A response header that lists more tags, space or comma separated (`tags_header`, e.g.
+    /// `Surrogate-Key`, `Cache-Tag`, `xkey`), lowercased; nil: none.
+    public var tagsHeader: String?
+    /// Whether clients see that header (`expose_tags_header`, default false: it names internals).
+    public var exposeTagsHeader = false
 
     public init(
         mode: CacheMode = .forcedTTL, ttl: Duration, ttlByStatus: [Int: Duration] = [:], query: [String] = [],
         unlistedQuery: UnlistedQueryPolicy = .strip, allowAuthorized: Bool = false,
         identity: IdentitySource? = nil, maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5),
         keyHost: Bool = false, forwardHeaders: Set<String> = [], freshness: FreshnessSettings = FreshnessSettings(),
-        varyHeaders: Set<String> = ["accept-encoding", "accept", "accept-language"], maxVariants: Int = 8
+        varyHeaders: Set<String> = ["accept-encoding", "accept", "accept-language"], maxVariants: Int = 8,
+        tags: [String] = [], tagsHeader: String? = nil, exposeTagsHeader: Bool = false
     ) {
+        self.tags = tags
+        self.tagsHeader = tagsHeader
+        self.exposeTagsHeader = exposeTagsHeader
         self.freshness = freshness
         self.varyHeaders = varyHeaders
         self.maxVariants = maxVariants
