@@ -775,14 +775,7 @@ final class ConfigReader {
         var result: [Int: Duration] = [:]
         var valid = true
         for (key, value) in mapping {
-            let text = key.scalar?.string ?? ""
-            guard let status = Int(text), (100...599).contains(status) else {
-                report(key, path, "invalid status \(describe(key)) (expected an HTTP status code between 100 and 599)")
-                valid = false
-                continue
-            }
-            if status == 200 {
-                report(key, path, "status 200 is cached for the route's \"ttl\"; do not list it here")
+            guard let status = statusKey(key, path, on200: "status 200 is cached for the route's \"ttl\"; do not list it here") else {
                 valid = false
                 continue
             }
@@ -793,6 +786,20 @@ final class ConfigReader {
             }
         }
         return valid ? result : nil
+    }
+
+    /// A status code as a `ttl_by_status` key: 100–599 and not 200 (which the route's own rule
+    /// covers, as `on200` says).
+    func statusKey(_ key: Node, _ path: String, on200: String) -> Int? {
+        guard let status = Int(key.scalar?.string ?? ""), (100...599).contains(status) else {
+            report(key, path, "invalid status \(describe(key)) (expected an HTTP status code between 100 and 599)")
+            return nil
+        }
+        if status == 200 {
+            report(key, path, on200)
+            return nil
+        }
+        return status
     }
 
     /// `ttl_by_status` on a route with `ttl: origin`: the statuses that may be stored (besides
@@ -806,14 +813,7 @@ final class ConfigReader {
         var result: Set<Int> = [200]
         var valid = true
         for (key, value) in mapping {
-            let text = key.scalar?.string ?? ""
-            guard let status = Int(text), (100...599).contains(status) else {
-                report(key, path, "invalid status \(describe(key)) (expected an HTTP status code between 100 and 599)")
-                valid = false
-                continue
-            }
-            if status == 200 {
-                report(key, path, "status 200 is always stored on a route with \"ttl: origin\"; do not list it here")
+            guard let status = statusKey(key, path, on200: "status 200 is always stored on a route with \"ttl: origin\"; do not list it here") else {
                 valid = false
                 continue
             }
