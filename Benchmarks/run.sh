@@ -11,6 +11,7 @@
 #   bash Benchmarks/run.sh local-soak --duration 2m  # the in-process tier's memory soak
 #   bash Benchmarks/run.sh expiry --with-nginx     # stale-while-revalidate at expiry, against nginx
 #   bash Benchmarks/run.sh outage --with-nginx     # stale-if-error while the backend hangs
+#   bash Benchmarks/run.sh invalidate              # purges from the stream, two instances (gateway only)
 #
 # Reports go to Benchmarks/results/ (latest.html, latest.json). SCRATCH_PATH picks the build folder
 # (default .build). Exits non-zero when an invariant of a scenario is broken.
@@ -24,7 +25,7 @@ scenario_named=0
 for arg in "$@"; do
     case "$arg" in
         --with-nginx) with_nginx=1 ;;
-        all|hit|miss|herd|users|local-soak|shield|expiry|outage) scenario_named=1; args+=("$arg") ;;
+        all|hit|miss|herd|users|local-soak|shield|expiry|outage|invalidate) scenario_named=1; args+=("$arg") ;;
         *) args+=("$arg") ;;
     esac
 done

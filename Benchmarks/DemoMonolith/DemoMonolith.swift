@@ -19,6 +19,7 @@ struct DemoMonolith: ParsableCommand {
               GET /users/{user}/resources   per-user JSON naming the caller's Authorization, after 2×--delay
               GET /__stats                  calls per path as JSON ({"total": N, "paths": {...}})
               POST /__reset                 zero the counters
+              POST /__version               bump the data version every answer names ("version": N); answers the new one
               any other method/path         echoes method, path and body
             Query overrides on any path: delay_ms=N, size=N (body bytes), status=N.
             """
@@ -70,6 +71,9 @@ final class Backend: HTTPHandler, @unchecked Sendable {
     private var total = 0
     private var working = 0
     private var waiting: [() -> Void] = []
+    /// The data's version, named in every answer: `POST /__version` bumps it (a change the
+    /// benchmark then purges). Read when the answer is made, after the delay.
+    private var version = 0
     private let timers = DispatchQueue(label: "demo-monolith.timers", attributes: .concurrent)
 
     init(delayMs: Int, bodySize: Int, concurrency: Int) {
@@ -96,6 +100,13 @@ final class Backend: HTTPHandler, @unchecked Sendable {
             }
             return
         }
+        if head.path == "/__version" && head.method == "POST" {
+            state.async {
+                self.version += 1
+                responder.respond(.text(200, "\(self.version)"))
+            }
+            return
+        }
         let params = Backend.queryParameters(head.query)
         let isResource = head.path.hasPrefix("/users/") && head.path.hasSuffix("/resources")
         let delay = params["delay_ms"].flatMap(Int.init) ?? (isResource ? delayMs * 2 : delayMs)
@@ -107,7 +118,8 @@ final class Backend: HTTPHandler, @unchecked Sendable {
             self.total += 1
             self.admit {
                 self.timers.asyncAfter(deadline: .now() + .milliseconds(delay)) {
-                    responder.respond(self.answer(request, isResource: isResource, size: size, status: status))
+                    let version = self.state.sync { self.version }
+                    responder.respond(self.answer(request, isResource: isResource, size: size, status: status, version: version))
                     self.state.async { self.finished() }
                 }
             }
@@ -133,7 +145,7 @@ final class Backend: HTTPHandler, @unchecked Sendable {
         }
     }
 
-    private func answer(_ request: HTTPRequest, isResource: Bool, size: Int, status: Int) -> HTTPResponse {
+    private func answer(_ request: HTTPRequest, isResource: Bool, size: Int, status: Int, version: Int) -> HTTPResponse {
         let head = request.head
         var prefix: String
         if head.method != "GET" && head.method != "HEAD" {
@@ -144,7 +156,7 @@ final class Backend: HTTPHandler, @unchecked Sendable {
         } else {
             prefix = "{\"catalog\": \"\(jsonEscape(head.target))\""
         }
-        prefix += ", \"served_at\": \(Int(Date().timeIntervalSince1970 * 1000)), \"padding\": \""
+        prefix += ", \"version\": \(version), \"served_at\": \(Int(Date().timeIntervalSince1970 * 1000)), \"padding\": \""
         let padding = max(0, size - prefix.utf8.count - 3)
         let body = prefix + String(repeating: "x", count: padding) + "\"}\n"
         var response = Backend.json(status, body)

@@ -13,7 +13,7 @@ struct GatewayCommand: ParsableCommand {
 
             Start with `gateway check-config gateway.yaml`, then `gateway serve --config gateway.yaml`.
             """,
-        subcommands: [Serve.self, CheckConfig.self],
+        subcommands: [Serve.self, CheckConfig.self, Purge.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -87,7 +87,7 @@ final class BenchTests: XCTestCase {
     }
 
     func testTheLocalSoakRunsInAllWithTheInProcessTierOn() throws {
-        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield", "expiry", "outage"])
+        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield", "expiry", "outage", "invalidate"])
         let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:soak:",
                                               workers: 2, tag: "local-soak-1-gateway", localTTL: LocalSoakScenario.defaultLocalTTL)
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
@@ -267,5 +267,62 @@ final class BenchTests: XCTestCase {
         LoadOutcome(requests: requests, errors: 0, timeouts: 0, statuses: statuses, cacheStatus: cache, bytes: 0, elapsedSeconds: elapsed,
                     requestsPerSecond: Double(requests) / elapsed,
                     latency: .init(min: p50 / 2, p50: p50, p90: p50, p99: p50, p999: p50, max: p50 * 2, mean: p50, curve: []))
+    }
+}
+
+/// `invalidate`'s pure parts: the config with a stream, the event, the RESP it speaks, its percentiles.
+final class InvalidateBenchTests: XCTestCase {
+    func testGeneratedConfigReadsTheStreamAsItsOwnInstance() throws {
+        let yaml = BenchContext.gatewayConfig(port: 8080, backendPort: 9000, redisPort: 6379, keyPrefix: "bench:x:invalidate:", workers: 2,
+                                              tag: "invalidate-0", fresh: FreshRoute(ttlSeconds: 300, staleWhileRevalidateSeconds: 30, staleIfErrorSeconds: 0),
+                                              invalidation: (stream: "bench:x:invalidations", instance: "bench-x-0"))
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
+        XCTAssertEqual(config.invalidation?.stream, "bench:x:invalidations")
+        XCTAssertEqual(config.invalidation?.instance, "bench-x-0")
+        XCTAssertNil(config.invalidation?.channel)
+        // Without it, no invalidation section: the other scenarios' configs are unchanged.
+        let plain = BenchContext.gatewayConfig(port: 8080, backendPort: 9000, redisPort: 6379, keyPrefix: "p:", workers: 2, tag: "t")
+        XCTAssertFalse(plain.contains("invalidation"))
+    }
+
+    func testTheEventIsOneTheGatewayParses() throws {
+        let text = InvalidateScenario.event(path: "/fresh/invalidate/abc/soft", soft: true)
+        XCTAssertEqual(text, #"{"purge": {"paths": ["/fresh/invalidate/abc/soft"]}, "soft": true}"#)
+        XCTAssertEqual(try InvalidationEvent.parse(Array(text.utf8)).get(), InvalidationEvent(paths: ["/fresh/invalidate/abc/soft"], soft: true))
+        XCTAssertEqual(try InvalidationEvent.parse(Array(InvalidateScenario.event(path: "/x", soft: false).utf8)).get().soft, false)
+    }
+
+    func testTheNewVersionIsRecognisedExactly() {
+        let body = #"{"catalog": "/fresh/x", "version": 12, "served_at": 1, "padding": "xx"}"#
+        XCTAssertTrue(InvalidateScenario.names(body, version: 12))
+        XCTAssertFalse(InvalidateScenario.names(body, version: 1))
+        XCTAssertFalse(InvalidateScenario.names(body, version: 2))
+    }
+
+    func testRESPEncodingAndReplies() throws {
+        XCTAssertEqual(String(decoding: RedisControl.encode(["XADD", "s", "*", "event", "{}"]), as: UTF8.self),
+                       "*5\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$5\r\nevent\r\n$2\r\n{}\r\n")
+        func parse(_ text: String) throws -> RedisControl.Reply? { try RedisControl.parse(Array(text.utf8)[...])?.0 }
+        XCTAssertEqual(try parse("$15\r\n1700000000000-0\r\n"), .bulk("1700000000000-0"))
+        XCTAssertEqual(try parse(":3\r\n"), .integer(3))
+        XCTAssertEqual(try parse("-ERR no such key\r\n"), .error("ERR no such key"))
+        XCTAssertEqual(try parse("$-1\r\n"), .bulk(nil))
+        XCTAssertNil(try parse("$15\r\n1700000"), "incomplete: needs more bytes")
+        XCTAssertNil(try parse("*2\r\n$4\r\nname\r\n"))
+        let groups = try parse("*1\r\n*4\r\n$4\r\nname\r\n$15\r\ncachegateway:a0\r\n$9\r\nconsumers\r\n:1\r\n")
+        XCTAssertEqual(groups?.strings, ["name", "cachegateway:a0", "consumers"])
+        XCTAssertThrowsError(try parse("?what\r\n"))
+    }
+
+    func testNearestRankPercentiles() {
+        let ten = (1...10).map(Double.init)
+        XCTAssertEqual(Percentile.nearestRank(ten, 0.5), 5)
+        XCTAssertEqual(Percentile.nearestRank(ten, 0.99), 10, "with 10 purges p99 is the slowest")
+        XCTAssertEqual(Percentile.nearestRank([3], 0.5), 3)
+        XCTAssertEqual(Percentile.nearestRank([], 0.99), 0)
+        let run = InvalidateRun(mode: "soft", instances: 2, purges: 3, spacingSeconds: 1, staleWhileRevalidateSeconds: 30,
+                                latencyMicros: [60_000, 55_000, 70_000], backendCalls: [2, 1, 2])
+        XCTAssertEqual(run.p50Micros, 60_000)
+        XCTAssertEqual(run.callsPerPurge, 5.0 / 3, accuracy: 1e-9)
     }
 }

@@ -195,6 +195,93 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(log.contains("open file limit is below what server.max_connections needs"), log)
     }
 
+    // MARK: - gateway purge
+
+    /// A config for `gateway purge`: this test's Redis, and `invalidation` as given.
+    private func purgeConfig(_ invalidation: String, redisPort: Int? = nil) throws -> String {
+        try writeTemp("""
+            listen: 127.0.0.1:0
+            upstream: { url: \(backend.baseURL) }
+            redis: { url: redis://127.0.0.1:\(redisPort ?? redis.port) }
+            \(invalidation)
+            routes:
+              - { name: rest, match: "/**", class: pass }
+            """, name: "purge.yaml")
+    }
+
+    func testPurgeThroughTheStreamIsAppliedByARunningGateway() throws {
+        let version = CLIVersionCounter()
+        backend.setBehaviour(.perRequest { _ in .ok("v\(version.value)") }, forPath: "/catalog/hot")
+        let stream = "stream-" + prefix
+        try startGateway(extra: "invalidation: { stream: \"\(stream)\", instance: cli-a }")
+        XCTAssertTrue(waitUntil { ((try? self.redis.cli("XINFO", "GROUPS", stream)) ?? []).contains("cachegateway:cli-a") })
+        XCTAssertEqual(try get("/catalog/hot").text, "v0")
+        XCTAssertEqual(try get("/catalog/hot").text, "v0", "cached")
+
+        version.bump()
+        let config = try purgeConfig("invalidation: { stream: \"\(stream)\" }")
+        let result = try run(["purge", "--config", config, "--path", "/catalog/hot", "--route", "nothing-here"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertNotNil(result.stdout.range(of: #"^[0-9]+-[0-9]+\n$"#, options: .regularExpression), "the entry ID: \(result.stdout)")
+        XCTAssertEqual(result.stderr, "")
+        XCTAssertTrue(waitUntil { self.service?.streamConsumer?.snapshot.applied == 1 })
+        XCTAssertEqual(try get("/catalog/hot").text, "v1")
+        // What was added is the documented event, in the `event` field.
+        let entry = try redis.cli("XRANGE", stream, "-", "+")
+        XCTAssertEqual(entry.suffix(2), ["event", #"{"purge":{"paths":["/catalog/hot"],"routes":["nothing-here"]},"soft":false}"#])
+
+        let soft = try run(["purge", "--config", config, "--path", "/catalog/hot", "--tag", "t1", "--soft"])
+        XCTAssertEqual(soft.status, 0, soft.stderr)
+        XCTAssertEqual(try redis.cli("XRANGE", stream, "-", "+").suffix(2),
+                       ["event", #"{"purge":{"paths":["/catalog/hot"],"tags":["t1"]},"soft":true}"#])
+        XCTAssertTrue(waitUntil { self.service?.streamConsumer?.snapshot.applied == 2 })
+    }
+
+    func testPurgeThroughAChannelPrintsTheSubscribers() throws {
+        let version = CLIVersionCounter()
+        backend.setBehaviour(.perRequest { _ in .ok("v\(version.value)") }, forPath: "/catalog/hot")
+        let channel = "events-" + prefix
+        try startGateway(extra: "invalidation: { channel: \"\(channel)\" }")
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        XCTAssertEqual(try get("/catalog/hot").text, "v0")
+        version.bump()
+        let result = try run(["purge", "-c", try purgeConfig("invalidation: { channel: \"\(channel)\" }"), "--path", "/catalog/hot"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "1 subscriber\n")
+        XCTAssertTrue(waitUntil { (try? self.get("/catalog/hot").text) == "v1" })
+
+        // Nobody listening: said on standard error, but the command did what it was asked.
+        let nobody = try run(["purge", "-c", try purgeConfig("invalidation: { channel: \"nobody-\(prefix)\" }"), "--route", "catalog"])
+        XCTAssertEqual(nobody.status, 0, nobody.stderr)
+        XCTAssertEqual(nobody.stdout, "0 subscribers\n")
+        XCTAssertTrue(nobody.stderr.contains("warning: no gateway is subscribed"), nobody.stderr)
+    }
+
+    func testPurgeWithRedisUnreachableFailsNamingTheAddress() throws {
+        let port = try RedisServerProcess.freePort()
+        let config = try purgeConfig("invalidation: { stream: s }", redisPort: port)
+        let result = try run(["purge", "--config", config, "--path", "/x"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.stdout, "")
+        XCTAssertEqual(result.stderr, "gateway purge: error: cannot reach Redis at 127.0.0.1:\(port) (redis: cannot connect: Connection refused)\n")
+    }
+
+    func testPurgeOfNothingOrWithoutInvalidationIsRefused() throws {
+        let config = try purgeConfig("invalidation: { stream: s }")
+        let nothing = try run(["purge", "--config", config, "--soft"])
+        XCTAssertEqual(nothing.status, 64)  // EX_USAGE
+        XCTAssertTrue(nothing.stderr.hasPrefix("Error: nothing to purge: give at least one --path, --route or --tag\n"), nothing.stderr)
+        let relative = try run(["purge", "--config", config, "--path", "catalog/x"])
+        XCTAssertEqual(relative.status, 64)
+        XCTAssertTrue(relative.stderr.contains("a purged path must start with /"), relative.stderr)
+
+        let none = try purgeConfig("")
+        let unconfigured = try run(["purge", "--config", none, "--path", "/x"])
+        XCTAssertEqual(unconfigured.status, 1)
+        XCTAssertEqual(unconfigured.stderr, "\(none): error: invalidation: no stream or channel is configured, so no gateway would hear a purge\n")
+        XCTAssertEqual(try redis.cli("EXISTS", "s"), ["0"], "nothing was sent")
+    }
+
     /// utime + stime of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
     private func cpuTicks(_ pid: Int32) throws -> Int {
         let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
@@ -202,4 +289,11 @@ final class CommandLineTests: GatewayTestCase {
         let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
         return Int(fields[11])! + Int(fields[12])!
     }
+}
+
+private final class CLIVersionCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
 }

@@ -54,6 +54,21 @@ enum Goals {
                                     measured: "\(String(format: "%.2f", g.callsPerExpiry)) (\(g.backendCalls) calls, \(String(format: "%.0f", g.expiriesUnderLoad)) TTL periods under load)",
                                     met: g.backendCalls <= g.allowedCalls))
         }
+        if let invalidate = scenarios.first(where: { $0.name == "invalidate" }), let runs = invalidate.invalidate {
+            for r in runs {
+                // The new version takes one backend call to fetch; propagation is what comes on top.
+                goals.append(GoalReport(name: "invalidate, \(r.mode): XADD → every instance serves the new version",
+                                        goal: "p99 ≤ backend delay + 10 ms",
+                                        measured: "p50 \(Format.ms(r.p50Micros)), p99 \(Format.ms(r.p99Micros)) over \(r.latencyMicros.count) purges (backend delay \(options.backendDelayMs) ms)",
+                                        met: r.latencyMicros.isEmpty || r.unseen > 0 ? false : r.p99Micros <= delay + 10_000))
+            }
+            if let soft = runs.first(where: { $0.mode == "soft" }) {
+                let hard = runs.first { $0.mode == "hard" }
+                goals.append(GoalReport(name: "invalidate: backend calls per soft purge", goal: "≤ 1 per instance (\(soft.instances))",
+                                        measured: String(format: "%.2f", soft.callsPerPurge) + (hard.map { String(format: " (hard: %.2f)", $0.callsPerPurge) } ?? ""),
+                                        met: soft.callsPerPurge <= Double(soft.instances)))
+            }
+        }
         if let outage = scenarios.first(where: { $0.name == "outage" }), let c = outage.cases.first, let g = c.run(.gateway) {
             let share = Double(g.result.ok) / Double(max(1, g.result.offered))
             goals.append(GoalReport(name: "outage: answered 200 during the outage", goal: "100 % inside the stale window",
@@ -118,6 +133,12 @@ enum Goals {
                 return "\(name(e.target)): \(near)whole run p99 \(r.result.ms(\.p99)) (pure hit \(Format.ms(e.hitP99Micros))), max \(r.result.ms(\.maxLatency)) (hit \(Format.ms(e.hitMaxMicros))); "
                     + "\(e.waitedAnswers) answers waited for a fetch; \(e.backendCalls) backend calls, \(String(format: "%.2f", e.callsPerExpiry)) per expiry"
                     + (r.foreignCores.map { "; foreign CPU \(String(format: "%.2f", $0)) cores" } ?? "")
+            }
+        case "invalidate":
+            return (s.invalidate ?? []).map { r in
+                "gateway, \(r.mode): XADD → both instances answer the new version p50 \(Format.ms(r.p50Micros)), p99 \(Format.ms(r.p99Micros)); "
+                    + "backend calls per purge \(String(format: "%.2f", r.callsPerPurge)) (\(r.backendCalls.map(String.init).joined(separator: " ")))"
+                    + (r.unseen > 0 ? "; \(r.unseen) purges not seen everywhere" : "")
             }
         case "outage":
             guard let during = s.cases.first, let whole = s.cases.dropFirst().first else { return [] }

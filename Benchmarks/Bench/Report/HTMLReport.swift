@@ -302,6 +302,14 @@ enum HTMLReport {
                                       tone: e.target == .gateway ? (e.backendCalls <= e.allowedCalls ? "good" : "bad") : ""))
                 }
             }
+        case "invalidate":
+            for r in s.invalidate ?? [] {
+                tiles.append(Tile(value: Format.ms(r.p99Micros), caption: "\(r.mode) purge: XADD → new version everywhere, p99",
+                                  detail: "p50 \(Format.ms(r.p50Micros)) over \(r.latencyMicros.count) purges, \(r.instances) instances; includes one backend call",
+                                  tone: r.unseen == 0 ? "good" : "bad"))
+                tiles.append(Tile(value: String(format: "%.2f", r.callsPerPurge), caption: "\(r.mode) purge: backend calls per purge",
+                                  detail: r.backendCalls.map(String.init).joined(separator: " "), tone: ""))
+            }
         case "outage":
             if let during = s.cases.first {
                 for r in during.runs {

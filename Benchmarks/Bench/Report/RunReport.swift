@@ -69,6 +69,8 @@ struct ScenarioReport: Codable {
     var expiry: [ExpiryRun]? = nil
     /// outage only: every round of every target.
     var outage: [OutageRun]? = nil
+    /// invalidate only: the hard and the soft purges.
+    var invalidate: [InvalidateRun]? = nil
 }
 
 /// One workload of a scenario (e.g. hit's "1 key"), measured against each target.
@@ -197,4 +199,27 @@ struct OutageRun: Codable {
 
     /// Share of the requests due during the outage answered 200.
     var okDuring: Double { Double(during.ok) / Double(max(1, during.offered)) }
+}
+
+/// `invalidate`: the purges of one mode (hard or soft), each applied by every instance.
+struct InvalidateRun: Codable {
+    /// "hard" (delete) or "soft" (mark stale).
+    var mode: String
+    var instances: Int
+    var purges: Int
+    var spacingSeconds: Double
+    /// The route's stale_while_revalidate for soft purges; 0 for hard ones.
+    var staleWhileRevalidateSeconds: Int
+    /// Per purge that every instance saw: µs from the XADD until the last instance answered the new version.
+    var latencyMicros: [Double] = []
+    /// The same, until the first instance did.
+    var firstMicros: [Double] = []
+    /// Per purge: backend calls for the hot key from just before the change until the next one.
+    var backendCalls: [Int] = []
+    /// Purges whose new version some instance did not answer within the deadline.
+    var unseen = 0
+
+    var p50Micros: Double { Percentile.nearestRank(latencyMicros, 0.5) }
+    var p99Micros: Double { Percentile.nearestRank(latencyMicros, 0.99) }
+    var callsPerPurge: Double { backendCalls.isEmpty ? 0 : Double(backendCalls.reduce(0, +)) / Double(backendCalls.count) }
 }
