@@ -279,12 +279,25 @@ extension Gateway {
                         if case .failure = r { outcome.part(ok: false) } else { outcome.part(ok: true) }
                     }
                 }
-                resources.redisSet(key, stale.encode(), ttlMilliseconds: remaining) { r in
+                // Only if the entry is still the one read: another instance's refresh may have
+                // stored the new version in between, and marking that stale would cost a refetch
+                // (and serve the old one meanwhile). Redis runs the script atomically.
+                let script = Array(Self.replaceIfUnchanged.utf8)
+                resources.redisSend([Array("EVAL".utf8), script, Array("1".utf8), key, value, stale.encode(),
+                                     Array(String(remaining).utf8)]) { r in
                     if case .failure = r { outcome.part(ok: false) } else { outcome.part(ok: true) }
                 }
             }
         }
     }
+
+    /// `SET KEYS[1] ARGV[2] PX ARGV[3]` if `KEYS[1]` still holds `ARGV[1]`.
+    static let replaceIfUnchanged = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+        end
+        return false
+        """
 
     /// Drops purged keys from every loop's in-process tier (each on its own loop).
     func removeFromLocalTiers(_ keys: Set<String>) {
