@@ -73,7 +73,9 @@ public final class SingleFlight<Value: Sendable>: Sendable {
     /// background refreshes: whoever finds a flight already there has nothing to do.
     public func tryLead(_ key: String, tag: String? = nil) -> Token? {
         table.withLock { table in
-            guard table.flights[key] == nil else { return nil }
+            // A held result a purge has matched is no flight: a refresh replaces it (else the
+            // refresh after a soft purge would wait out the hold's grace).
+            if let flight = table.flights[key], !(flight.invalidated && flight.result != nil) { return nil }
             let id = table.nextID
             table.nextID &+= 1
             table.flights[key] = Flight(id: id, tag: tag)

@@ -73,5 +73,11 @@ final class SingleFlightTests: XCTestCase {
         flight.release(b)
         XCTAssertEqual(flight.count, 2, "releasing the old token leaves the new flight")
         XCTAssertFalse(flight.isInvalidated(flight.tryLead("kc", tag: "/c")!))
+        // A refresh may replace a held result a purge matched, not one it did not.
+        guard case .leader(let d) = flight.join("kd", tag: "/d", callback: { _ in }) else { return XCTFail() }
+        flight.complete(d, with: "d0", hold: true)
+        XCTAssertNil(flight.tryLead("kd"))
+        flight.invalidate { _, tag in tag == "/d" }
+        XCTAssertNotNil(flight.tryLead("kd"))
     }
 }
