@@ -237,6 +237,46 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(waitUntil { self.service?.streamConsumer?.snapshot.applied == 2 })
     }
 
+    /// The gateway killed (SIGKILL) after reading an event and before acknowledging it: the
+    /// event stays pending in its group and is applied once the instance is back.
+    func testAnEventReadButNotAcknowledgedBeforeSIGKILLIsAppliedAfterRestart() throws {
+        let stream = "stream-" + prefix
+        let port = try RedisServerProcess.freePort()
+        let path = try writeTemp("""
+            listen: 127.0.0.1:\(port)
+            upstream: { url: \(backend.baseURL) }
+            redis: { url: redis://127.0.0.1:\(redis.port), key_prefix: "\(prefix)" }
+            invalidation: { stream: "\(stream)", instance: kill-a }
+            routes:
+              - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
+            """, name: "kill.yaml")
+        func launch() throws -> Process {
+            let process = Process()
+            process.executableURL = binary
+            process.arguments = ["serve", "--config", path, "--log-level", "error"]
+            try process.run()
+            return process
+        }
+        var process = try launch()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let group = "cachegateway:kill-a"
+        XCTAssertTrue(waitUntil { ((try? self.redis.cli("XINFO", "GROUPS", stream)) ?? []).contains(group) })
+        // A route purge walks the keyspace with SCAN: with a million keys of the route it takes a
+        // while, long enough to kill the gateway in the middle of it.
+        _ = try redis.cli("DEBUG", "POPULATE", "1000000", prefix + "e:catalog:")
+        defer { _ = try? redis.cli("FLUSHDB") }
+        _ = try redis.cli("XADD", stream, "*", "event", "purge-route catalog")
+        XCTAssertTrue(waitUntil(timeout: 10) { (try? self.redis.cli("XPENDING", stream, group).first) == "1" }, "read, not yet acknowledged")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(try redis.cli("XPENDING", stream, group).first, "1", "still pending after the kill")
+
+        process = try launch()
+        XCTAssertTrue(waitUntil(timeout: 60) { (try? self.redis.cli("XPENDING", stream, group).first) == "0" },
+                      "re-read and applied after the restart")
+        XCTAssertEqual(try redis.cli("--scan", "--pattern", prefix + "e:catalog:*").count, 0, "the purge was carried out")
+    }
+
     func testPurgeThroughAChannelPrintsTheSubscribers() throws {
         let version = CLIVersionCounter()
         backend.setBehaviour(.perRequest { _ in .ok("v\(version.value)") }, forPath: "/catalog/hot")
