@@ -126,6 +126,32 @@ final class InvalidationEventDeliveryTests: GatewayTestCase {
         XCTAssertEqual(try get("/users/1/resources", headers: ["Authorization": "Bearer a"]).text, "r v1 Bearer a")
     }
 
+    func testAResubscribeEmptiesTheInProcessTier() throws {
+        // One event loop, so that every request sees the same in-process tier.
+        try startGateway(yaml: """
+            listen: 127.0.0.1:0
+            server: { event_loops: 1, drain_timeout: 1s }
+            upstream: { url: \(backend.baseURL), timeout: 5s }
+            redis: { url: redis://127.0.0.1:\(redis.port)/0, timeout: 200ms, key_prefix: "\(prefix)" }
+            cache: { local_ttl: 1m }
+            invalidation: { channel: "\(channel)" }
+            \(GatewayTestCase.defaultRoutes)
+            """)
+        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        try get("/catalog/l")
+        XCTAssertEqual(try get("/catalog/l").cacheStatus, "CacheGateway; hit; detail=local")
+        XCTAssertEqual(try get("/catalog/l").cacheStatus, "CacheGateway; hit; detail=local")
+        // The subscription drops (messages sent meanwhile would be lost): what the tier holds
+        // may have been purged, so it is emptied once subscribed again.
+        let before = service!.subscriber!.subscriptionCount
+        _ = try redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+        XCTAssertTrue(waitUntil(timeout: 10) { self.service!.subscriber!.subscriptionCount > before && self.service!.subscriber!.isSubscribed })
+        XCTAssertTrue(waitUntil {
+            // Each loop's tier is emptied on its own loop; a request on either then reads Redis.
+            (try? self.get("/catalog/l").cacheStatus) == "CacheGateway; hit"
+        })
+    }
+
     func testAPoisonMessageIsCountedAndTheNextOneStillApplies() throws {
         try start()
         try get("/catalog/p")
