@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 LOOPS=${2:-1}
-GW_PORT=18080; NGX_PORT=18081; REDIS_PORT=16379
+# Ports picked by the kernel (bind to 0, read the number back, let go), never fixed ones.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+GW_PORT=$(free_port); NGX_PORT=$(free_port); REDIS_PORT=$(free_port)
 swift build -c release --product gateway >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 tmp=$(mktemp -d); pids=()

@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-5}
 ROUNDS=${2:-2}
-PORT=18081
+# A port picked by the kernel (bind to 0, read the number back, let go), never a fixed one.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 build=(swift build -c release --product cachegateway-bench ${SCRATCH:+--scratch-path "$SCRATCH"})
 "${build[@]}" >/dev/null
 BIN=$("${build[@]}" --show-bin-path)/cachegateway-bench

@@ -30,25 +30,6 @@ package enum HeaderRules {
         return out
     }
 
-    /// The directives of every `Cache-Control` field, names lowercased, values unquoted.
-    package static func cacheControl(_ headers: HTTPHeaders) -> [String: String] {
-        var directives: [String: String] = [:]
-        for value in headers.values("Cache-Control") {
-            for part in value.split(separator: ",") {
-                let item = part.trimmingSpaces()
-                if item.isEmpty { continue }
-                if let eq = item.firstIndex(of: "=") {
-                    var v = item[item.index(after: eq)...].trimmingSpaces()
-                    if v.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") { v = String(v.dropFirst().dropLast()) }
-                    directives[item[..<eq].trimmingSpaces().lowercased()] = v
-                } else {
-                    directives[item.lowercased()] = ""
-                }
-            }
-        }
-        return directives
-    }
-
     /// Lowercased field names listed by `Vary`.
     package static func vary(_ headers: HTTPHeaders) -> [String] {
         headers.values("Vary").flatMap { $0.split(separator: ",").map { $0.trimmingSpaces().lowercased() } }
