@@ -72,7 +72,7 @@ extension Gateway {
     /// (applying again is harmless).
     public func apply(_ event: InvalidationEvent, loop: Int = 0, completion: @escaping @Sendable (Bool) -> Void) {
         let routes = event.routes.filter { name in
-            let known = config.routes.contains { $0.name == name && $0.cache != nil }
+            let known = policy.config.routes.contains { $0.name == name && $0.cache != nil }
             if !known { logger.warning("ignored purge of an unknown or uncached route", metadata: ["route": "\(name)"]) }
             return known
         }
@@ -213,7 +213,7 @@ extension Gateway {
     /// path-absolute reference (`/users/42`), or one whose authority is `upstream.host`.
     func sameOriginPath(_ reference: String) -> String? {
         var rest = Substring(reference)
-        let absolute = "http://" + config.upstream.host
+        let absolute = "http://" + policy.config.upstream.host
         if rest.lowercased().hasPrefix(absolute.lowercased()) {
             rest = rest.dropFirst(absolute.count)
             guard rest.first == "/" else { return rest.isEmpty ? "/" : nil }

@@ -14,9 +14,9 @@ import Logging
 /// request is looked up, fetched and answered without leaving its loop. What loops share is the
 /// `SingleFlight` table and the hit-for-miss marks, each behind its own short lock.
 public final class Gateway: HTTPHandler, @unchecked Sendable {
+    /// The configuration the gateway started with: what its connections, loops and key space
+    /// were built from. Routes and cache policies come from ``policy``, which a reload replaces.
     public let config: GatewayConfig
-    let router: Router
-    let planner: RequestPlanner
     let keySpace: KeySpace
     let logger: Logger
     let storeFailureLog = LogThrottle()
@@ -32,22 +32,37 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
-    /// The longest any route keeps an entry in Redis (TTL plus its stale windows and `keep`): how
-    /// long a purge index must live.
-    let longestTTLMilliseconds: Int64
+    /// What requests are served by: routes and cache policies, replaced whole by ``reload(_:)``.
+    /// Each request reads it once, so a request never sees half of one config and half of another.
+    final class Policy: Sendable {
+        let config: GatewayConfig
+        let planner: RequestPlanner
+        /// The longest any route keeps an entry in Redis (TTL plus its stale windows and `keep`):
+        /// how long a purge index must live.
+        let longestTTLMilliseconds: Int64
+
+        init(config: GatewayConfig) {
+            self.config = config
+            planner = RequestPlanner(router: Router(config: config), config: config)
+            longestTTLMilliseconds = config.routes.compactMap(\.cache).map { settings in
+                let ttl = ([settings.ttl] + Array(settings.ttlByStatus.values)).map(\.wholeMilliseconds).max() ?? 0
+                let f = settings.freshness
+                return ttl + max(f.staleWhileRevalidate, f.staleIfError, f.keep).wholeMilliseconds
+            }.max() ?? 1000
+        }
+    }
+
+    private let policyBox: PolicyBox
+    var policy: Policy { policyBox.current }
+    func replacePolicy(_ policy: Policy) { policyBox.replace(policy) }
+    var longestTTLMilliseconds: Int64 { policy.longestTTLMilliseconds }
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
-        self.router = Router(config: config)
-        self.planner = RequestPlanner(router: router, config: config)
+        self.policyBox = PolicyBox(Policy(config: config))
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
-        longestTTLMilliseconds = config.routes.compactMap(\.cache).map { settings in
-            let ttl = ([settings.ttl] + Array(settings.ttlByStatus.values)).map(\.wholeMilliseconds).max() ?? 0
-            let f = settings.freshness
-            return ttl + max(f.staleWhileRevalidate, f.staleIfError, f.keep).wholeMilliseconds
-        }.max() ?? 1000
     }
 
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
@@ -104,7 +119,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             purgeRequest(request, context: context, responder: responder)
             return
         }
-        switch planner.plan(head, peerHost: context.peer.host) {
+        switch policy.planner.plan(head, peerHost: context.peer.host) {
         case .respond(let status, let message):
             responder.respond(Self.error(status, message))
         case .forward(let route, var origin, let cacheStatus):

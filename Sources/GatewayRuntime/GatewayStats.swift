@@ -14,6 +14,7 @@ public final class GatewayStats: Sendable {
     private let refreshes = Atomic<Int>(0)
     private let revalidations = Atomic<Int>(0)
     private let poisonEvents = Atomic<Int>(0)
+    private let reloads = Atomic<Int>(0)
 
     public init() {}
 
@@ -33,10 +34,11 @@ public final class GatewayStats: Sendable {
     func revalidated() { revalidations.add(1, ordering: .relaxed) }
     /// An invalidation message that is not an event (logged, never retried).
     func poisonEvent() { poisonEvents.add(1, ordering: .relaxed) }
+    func reloaded() { reloads.add(1, ordering: .relaxed) }
 
     public struct Snapshot: Sendable, Equatable {
         public var hits, misses, collapsed, bypassed, redisErrors, upstreamErrors, purged, storeErrors: Int
-        public var stale, refreshes, revalidated, poisonEvents: Int
+        public var stale, refreshes, revalidated, poisonEvents, reloads: Int
     }
 
     public var snapshot: Snapshot {
@@ -46,7 +48,8 @@ public final class GatewayStats: Sendable {
             redisErrors: redisErrors.load(ordering: .relaxed), upstreamErrors: upstreamErrors.load(ordering: .relaxed),
             purged: purges.load(ordering: .relaxed), storeErrors: storeErrors.load(ordering: .relaxed),
             stale: stale.load(ordering: .relaxed), refreshes: refreshes.load(ordering: .relaxed),
-            revalidated: revalidations.load(ordering: .relaxed), poisonEvents: poisonEvents.load(ordering: .relaxed))
+            revalidated: revalidations.load(ordering: .relaxed), poisonEvents: poisonEvents.load(ordering: .relaxed),
+            reloads: reloads.load(ordering: .relaxed))
     }
 
     /// One JSON object, for the `/__gateway/stats` endpoint.
@@ -55,6 +58,6 @@ public final class GatewayStats: Sendable {
         return "{\"hits\": \(s.hits), \"misses\": \(s.misses), \"collapsed\": \(s.collapsed), \"bypassed\": \(s.bypassed), "
             + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors), \"purged\": \(s.purged), "
             + "\"store_errors\": \(s.storeErrors), \"stale\": \(s.stale), \"refreshes\": \(s.refreshes), "
-            + "\"revalidated\": \(s.revalidated), \"poison_events\": \(s.poisonEvents)}"
+            + "\"revalidated\": \(s.revalidated), \"poison_events\": \(s.poisonEvents), \"reloads\": \(s.reloads)}"
     }
 }

@@ -13,7 +13,11 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the gateway (the default command).",
-        discussion: "SIGTERM or SIGINT stops accepting, lets in-flight requests finish within server.drain_timeout, then exits 0."
+        discussion: """
+            SIGTERM or SIGINT stops accepting, lets in-flight requests finish within server.drain_timeout, then exits 0. \
+            SIGHUP re-reads the config file: on errors it keeps serving with the running config and logs each error; \
+            otherwise new requests get the new routes and cache policies, and settings that take a restart are named in the log.
+            """
     )
 
     @Option(name: .shortAndLong, help: "The config file.")
@@ -45,6 +49,7 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         stopOnSignals(service)
+        reloadOnSIGHUP(service, path: config, logger: logger)
         dispatchMain()
     }
 }
@@ -78,6 +83,31 @@ private func stopOnSignals(_ service: GatewayService) {
         source.resume()
         signalSources.append(source)
     }
+}
+
+/// SIGHUP: re-read and validate the file; apply what can be applied without a restart.
+private func reloadOnSIGHUP(_ service: GatewayService, path: String, logger: Logger) {
+    signal(SIGHUP, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "gateway.reload"))
+    source.setEventHandler {
+        let new: GatewayConfig
+        do {
+            new = try GatewayConfig.load(path: path)
+        } catch {
+            // The same lines as check-config, so the operator can fix the file and HUP again.
+            for line in "\(error)".split(separator: "\n") {
+                logger.error("reload failed, keeping the running config", metadata: ["error": "\(line)"])
+            }
+            return
+        }
+        let restart = service.gateway.reload(new)
+        logger.notice("config reloaded", metadata: [
+            "config": "\(path)", "routes": "\(new.routes.count)",
+            "needs_restart": "\(restart.isEmpty ? "nothing" : restart.joined(separator: ", "))",
+        ])
+    }
+    source.resume()
+    signalSources.append(source)
 }
 
 /// Keeps the signal sources alive for the life of the process; written once, on the main thread.

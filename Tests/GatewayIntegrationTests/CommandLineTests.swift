@@ -78,6 +78,76 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(result.stdout.contains("check-config"))
     }
 
+    /// SIGHUP under load: a valid file's routes and TTLs take effect, an invalid one is refused
+    /// with its errors logged and the running config kept; no request fails either way.
+    func testSIGHUPReloadsRoutesUnderLoadAndKeepsTheOldConfigOnErrors() throws {
+        let port = try RedisServerProcess.freePort()
+        func yaml(_ routes: String, listen: Int) -> String {
+            """
+            listen: 127.0.0.1:\(listen)
+            upstream: { url: \(backend.baseURL) }
+            redis: { url: redis://127.0.0.1:\(redis.port), key_prefix: "\(prefix)" }
+            routes:
+            \(routes)
+            """
+        }
+        let path = try writeTemp(yaml("""
+              - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
+              - { name: rest, match: "/**", class: pass }
+            """, listen: port), name: "reload.yaml")
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("reload-\(prefix).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--config", path, "--log-level", "info"]
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil { RedisServerProcess.accepts(port: port) }, "gateway did not start")
+        @Sendable func status(_ target: String) -> String {
+            guard let client = try? TestClient(port: port, timeout: 5),
+                  (try? client.send("GET \(target) HTTP/1.1\r\nHost: t\r\n\r\n")) != nil,
+                  let response = try? client.readResponse() else { return "no answer" }
+            return "\(response.status) \(response.header("Cache-Status") ?? "")"
+        }
+        XCTAssertTrue(waitUntil { status("/catalog/a").hasSuffix("hit") })
+        XCTAssertEqual(status("/fresh/a"), "200 CacheGateway; fwd=bypass; detail=pass")
+
+        // Load from another thread for the whole test: every answer must be a 200.
+        let failures = LoadCounter()
+        let stop = LoadCounter()
+        let load = Thread {
+            while stop.value == 0 {
+                if !status("/catalog/a").hasPrefix("200") { failures.bump() }
+            }
+        }
+        load.start()
+        defer { stop.bump() }
+
+        try yaml("""
+              - { name: fresh, match: "/fresh/**", class: public, ttl: 1m }
+              - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
+              - { name: rest, match: "/**", class: pass }
+            """, listen: port + 1).write(toFile: path, atomically: true, encoding: .utf8)
+        kill(process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitUntil { status("/fresh/a") == "200 CacheGateway; fwd=miss; stored" }, "the new route is in effect")
+        XCTAssertTrue(waitUntil { (try? String(contentsOf: log, encoding: .utf8))?.contains("config reloaded") == true })
+        let reloaded = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertTrue(reloaded.contains("needs_restart=listen"), "a new listen address is reported, not applied: \(reloaded)")
+        XCTAssertTrue(RedisServerProcess.accepts(port: port), "still on the running address")
+
+        try "routes:\n  - { name: broken, match: /x, class: publik, ttl: 1m }\n".write(toFile: path, atomically: true, encoding: .utf8)
+        kill(process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitUntil { (try? String(contentsOf: log, encoding: .utf8))?.contains("reload failed, keeping the running config") == true })
+        let refused = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertTrue(refused.contains("reload.yaml:2:"), "errors named with file and line: \(refused)")
+        XCTAssertEqual(status("/fresh/a"), "200 CacheGateway; hit", "the last good config still serves")
+        XCTAssertTrue(process.isRunning)
+        stop.bump()
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(failures.value, 0, "no request failed across the reloads")
+    }
+
     func testSIGTERMDrainsAnInFlightRequestThenExitsZero() throws {
         backend.setBehaviour(.delayed(0.6, .ok("finished")), forPath: "/slow")
         let port = try RedisServerProcess.freePort()
@@ -332,6 +402,13 @@ final class CommandLineTests: GatewayTestCase {
 }
 
 private final class CLIVersionCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}
+
+private final class LoadCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0
     func bump() { lock.withLock { n += 1 } }
