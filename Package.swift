@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "gateway",
             dependencies: [
-                "GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayRedis",
+                "GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,4 +1,6 @@
 import ArgumentParser
+import GatewayRedis
+import GatewayUpstream
 import Logging
 
 @main
@@ -13,9 +15,20 @@ struct GatewayCommand: ParsableCommand {
 
             Start with `gateway check-config gateway.yaml`, then `gateway serve --config gateway.yaml`.
             """,
+        version: GatewayVersion.description,
         subcommands: [Serve.self, CheckConfig.self, Purge.self],
         defaultSubcommand: Serve.self
     )
+}
+
+/// What `gateway --version` prints: the gateway's version and the C libraries it uses.
+enum GatewayVersion {
+    /// Raised with each stop that changes behaviour.
+    static let number = "0.6.0"
+
+    static var description: String {
+        "CacheGateway \(number)\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
+    }
 }
 
 /// Options every subcommand shares.

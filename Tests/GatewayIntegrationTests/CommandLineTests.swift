@@ -71,6 +71,16 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(result.stderr.contains("/nonexistent/gateway.yaml"), result.stderr)
     }
 
+    func testVersionNamesTheGatewayAndItsLibraries() throws {
+        let result = try run(["--version"])
+        XCTAssertEqual(result.status, 0)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 3, result.stdout)
+        XCTAssertEqual(lines.first, "CacheGateway 0.6.0")
+        XCTAssertEqual(lines.dropFirst().first, "hiredis 0.14.1")
+        XCTAssertTrue(lines.last?.hasPrefix("libcurl/") == true, result.stdout)
+    }
+
     func testHelpNamesTheSubcommands() throws {
         let result = try run(["--help"])
         XCTAssertEqual(result.status, 0)
