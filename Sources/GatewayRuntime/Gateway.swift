@@ -99,6 +99,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             responder.respond(.text(200, "ok"))
             return
         }
+        if head.path == "/readyz" && (head.method == "GET" || head.method == "HEAD") {
+            readiness(responder: responder, on: context.loop)
+            return
+        }
         if head.path == "/__gateway/stats" && head.method == "GET" {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/json")

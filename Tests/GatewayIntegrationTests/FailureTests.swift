@@ -28,6 +28,20 @@ final class FailureTests: GatewayTestCase {
         XCTAssertTrue(waitUntil(timeout: 5) { (try? self.get("/catalog/r").cacheStatus) == "CacheGateway; hit" })
     }
 
+    func testReadyzFlipsWhenRedisStopsAndComesBack() throws {
+        try startGateway()
+        let ready = try get("/readyz")
+        XCTAssertEqual(ready.status, 200)
+        XCTAssertEqual(ready.text, "{\"ready\": true}\n")
+        XCTAssertEqual(try get("/healthz").status, 200)
+        redis.stop()
+        XCTAssertTrue(waitUntil { (try? self.get("/readyz").status) == 503 })
+        XCTAssertEqual(try get("/readyz").text, "{\"ready\": false, \"reason\": \"redis not connected on event loop(s) 0, 1\"}\n")
+        XCTAssertEqual(try get("/healthz").status, 200, "alive, though not ready")
+        try redis.start()
+        XCTAssertTrue(waitUntil(timeout: 5) { (try? self.get("/readyz").status) == 200 })
+    }
+
     func testRedisPausedCountsAsAMissWithinTheTimeout() throws {
         backend.setBehaviour(.ok("catalog"), forPath: "/catalog/p")
         try startGateway()
