@@ -51,8 +51,10 @@ final class RedisStreamConsumerTests: RedisTestCase {
         let connection = makeConnection()
         XCTAssertTrue(waitUntilConnected(connection))
         return try values.map { value in
-            guard case .success(.string(let id))? = send(connection, ["XADD", "inval", "*", "v", value]) else {
-                throw XCTSkip("XADD failed")
+            let reply = send(connection, ["XADD", "inval", "*", "v", value])
+            guard case .success(.string(let id))? = reply else {
+                // A failed XADD is a failed test, never a skip: the server is the test's own.
+                throw XADDFailed(reply: "\(String(describing: reply))")
             }
             return String(decoding: id, as: UTF8.self)
         }
@@ -206,4 +208,9 @@ final class RedisStreamConsumerTests: RedisTestCase {
         XCTAssertTrue(poll { consumer.snapshot.applied == 5 })
         XCTAssertTrue(poll { consumer.snapshot.lag == 0 })
     }
+}
+
+private struct XADDFailed: Error, CustomStringConvertible {
+    let reply: String
+    var description: String { "XADD did not return an entry ID: \(reply)" }
 }
