@@ -17,8 +17,9 @@ private let base = """
 
     """
 
-/// The diagnostics for a configuration that must fail to load, one per line.
-private func diagnostics(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+/// The diagnostics for a configuration that must fail to load, one per line (shared by the
+/// config test files of this target).
+func diagnostics(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> String {
     do {
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "gateway.yaml")
         XCTFail("expected errors, loaded \(config.routes.count) routes", file: file, line: line)

@@ -15,16 +15,6 @@ final class OriginModeConfigTests: XCTestCase {
 
         """
 
-    private func diagnostics(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            let config = try GatewayConfig.parse(yaml: yaml, fileName: "gateway.yaml")
-            XCTFail("expected errors, loaded \(config.routes.count) routes", file: file, line: line)
-            return ""
-        } catch {
-            return error.description
-        }
-    }
-
     func testOriginModeDefaultsAndOptions() throws {
         let config = try GatewayConfig.parse(yaml: base + """
               - { name: a, match: /a, class: public, ttl: origin }
