@@ -17,6 +17,9 @@ public final class SingleFlight<Value: Sendable>: Sendable {
         /// must not be stored.
         var invalidated = false
         var waiters: [(id: UInt64, callback: Callback)] = []
+        /// A held result a purge has matched: no result, and no flight either, since a new
+        /// leader (or refresh) replaces it.
+        var isPurgedResult: Bool { invalidated && result != nil }
         /// Set once the leader finished; kept until `release`, so that requests arriving between
         /// completion and the Redis write get the result instead of starting a second fetch.
         var result: Value?
@@ -56,8 +59,7 @@ public final class SingleFlight<Value: Sendable>: Sendable {
         table.withLock { table in
             let id = table.nextID
             table.nextID &+= 1
-            // A held result a purge has matched is no result: a new flight replaces it.
-            if var flight = table.flights[key], !(flight.invalidated && flight.result != nil) {
+            if var flight = table.flights[key], !flight.isPurgedResult {
                 if let result = flight.result { return .finished(result) }
                 if flight.waiters.count >= maxWaiters { return .overflow }
                 flight.waiters.append((id, callback))
@@ -73,9 +75,8 @@ public final class SingleFlight<Value: Sendable>: Sendable {
     /// background refreshes: whoever finds a flight already there has nothing to do.
     public func tryLead(_ key: String, tag: String? = nil) -> Token? {
         table.withLock { table in
-            // A held result a purge has matched is no flight: a refresh replaces it (else the
-            // refresh after a soft purge would wait out the hold's grace).
-            if let flight = table.flights[key], !(flight.invalidated && flight.result != nil) { return nil }
+            // Else the refresh after a soft purge would wait out the purged hold's grace.
+            if let flight = table.flights[key], !flight.isPurgedResult { return nil }
             let id = table.nextID
             table.nextID &+= 1
             table.flights[key] = Flight(id: id, tag: tag)
