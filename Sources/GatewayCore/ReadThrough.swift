@@ -373,9 +373,7 @@ package struct ReadThrough: Sendable {
     package mutating func deadlinePassed(now: UInt64) -> [Action] {
         guard state == .waiting else { return [] }
         state = .done
-        if let stale, stale.usableOnError(at: now) {
-            return [.reply(.entry(stale, CacheStatus(forward: .stale, collapsed: true, detail: "max-wait"), age: true))]
-        }
+        // No stale entry can stand in here: one that could would have answered at join.
         return [.reply(.error(status: 504, message: "timed out waiting for the upstream response",
                               CacheStatus(forward: .miss, collapsed: true, detail: "max-wait")))]
     }
@@ -392,10 +390,9 @@ package struct ReadThrough: Sendable {
             state = .done
             return [.reply(.entry(entry, CacheStatus(forward: .miss, collapsed: true), age: false))]
         case .failed(let status, let message):
+            // Only waiters get a failure (held results are stored entries), and a waiter holds no
+            // stale entry that could stand in: it would have answered at join.
             state = .done
-            if let stale, stale.usableOnError(at: now) {
-                return [.reply(.entry(stale, CacheStatus(forward: .stale, forwardStatus: status, collapsed: true, detail: "stale-if-error"), age: true))]
-            }
             return [.reply(.error(status: status, message: message, CacheStatus(forward: .miss, collapsed: true)))]
         case .refetch:
             state = .forwarding
