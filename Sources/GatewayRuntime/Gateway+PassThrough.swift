@@ -10,7 +10,9 @@ extension Gateway {
     func forward(_ exchange: Exchange, _ origin: OriginRequest, status: CacheStatus) {
         stats.bypass()
         let request = UpstreamRequest(origin)
+        let started = RequestTrace.now()
         exchange.resources.upstream.execute(request) { [self] result in
+            exchange.trace.addUpstream(since: started)
             switch result {
             case .success(let response):
                 var headers = HeaderRules.endToEnd(HTTPHeaders(response.headers.map { ($0.name, $0.value) }))
@@ -18,12 +20,13 @@ extension Gateway {
                 let answer = HTTPResponse(status: response.status, headers: headers, body: response.body)
                 invalidateAfterUnsafe(origin.method, path: exchange.request.head.path, response: headers,
                                       status: response.status, on: exchange.resources) {
-                    exchange.respond(answer)
+                    exchange.respond(answer, status: status)
                 }
             case .failure(let error):
                 upstreamFailed(error, request: request)
                 let code = error.suggestedStatus
-                exchange.respond(Self.error(code, ReadThrough.upstreamMessage(code), status: status.with(detail: error.shortDescription)))
+                let failed = status.with(detail: error.shortDescription)
+                exchange.respond(Self.error(code, ReadThrough.upstreamMessage(code), status: failed), status: failed, gatewayError: true)
             }
         }
     }

@@ -23,6 +23,8 @@ final class ReadThroughTask: @unchecked Sendable {
     /// Tags of the entry being stored.
     private var tags: [String] = []
     private var deadline: DispatchWorkItem?
+    /// When this request began waiting for another's fill (a `RequestTrace.now()` reading).
+    private var waitStarted: UInt64?
 
     init(gateway: Gateway, exchange: Exchange, key: String, machine: ReadThrough) {
         self.gateway = gateway
@@ -68,6 +70,7 @@ final class ReadThroughTask: @unchecked Sendable {
                 perform(machine.joined(.leader, now: now))
             case .waiter(let id):
                 waiterID = id
+                waitStarted = RequestTrace.now()
                 gateway.stats.collapsed()
                 perform(machine.joined(.waiter, now: now))
             case .finished(let outcome):
@@ -84,7 +87,9 @@ final class ReadThroughTask: @unchecked Sendable {
 
         case .fetch(let origin):
             let request = UpstreamRequest(origin)
+            let started = RequestTrace.now()
             resources.upstream.execute(request) { [self] result in
+                exchange.trace.addUpstream(since: started)
                 switch result {
                 case .success(let response):
                     if response.status == 304 { gateway.stats.revalidated() }
@@ -125,11 +130,13 @@ final class ReadThroughTask: @unchecked Sendable {
         case .leaveFlight:
             if let waiterID { _ = gateway.flights.leave(key, waiter: waiterID) }
             waiterID = nil
+            endWait()
 
         case .armDeadline(let milliseconds):
             let item = DispatchWorkItem { [self] in
                 // Still waiting? Then the leader is slower than the route allows.
                 guard let waiterID, gateway.flights.leave(key, waiter: waiterID) else { return }
+                endWait()
                 perform(machine.deadlinePassed(now: now))
             }
             deadline = item
@@ -139,7 +146,9 @@ final class ReadThroughTask: @unchecked Sendable {
 
     private func lookup() {
         let key = self.key
+        let started = RequestTrace.now()
         resources.redisGet(Array(key.utf8)) { [self] result in
+            exchange.trace.addRedis(since: started)
             let found: ReadThrough.LookupResult
             switch result {
             case .success(let value?):
@@ -169,7 +178,13 @@ final class ReadThroughTask: @unchecked Sendable {
     private func woken(_ outcome: FlightOutcome) {
         deadline?.cancel()
         deadline = nil
+        endWait()
         perform(machine.flightCompleted(outcome, now: now))
+    }
+
+    private func endWait() {
+        if let waitStarted { exchange.trace.addWait(since: waitStarted) }
+        waitStarted = nil
     }
 
     private func store(_ entry: CachedResponse, ttlMilliseconds: Int, variant: ReadThrough.VariantStore?) {
@@ -220,7 +235,9 @@ final class ReadThroughTask: @unchecked Sendable {
                 }
             }
         }
+        let started = RequestTrace.now()
         resources.redisSet(Array(storeKey.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
+            exchange.trace.addRedis(since: started)
             if case .failure(let error) = result {
                 gateway.storeFailed(error, route: exchange.route.name)
             }
@@ -241,13 +258,13 @@ final class ReadThroughTask: @unchecked Sendable {
         switch reply {
         case .entry(let entry, let status, let age):
             if status.isHit { gateway.stats.hit() } else if status.forward == .stale && status.forwardStatus != 304 { gateway.stats.staleServed() }
-            exchange.respond(Gateway.fromCache(entry, for: head, status: status, age: age))
+            exchange.respond(Gateway.fromCache(entry, for: head, status: status, age: age), status: status)
         case .error(let code, let message, let status):
-            exchange.respond(Gateway.error(code, message, status: status))
+            exchange.respond(Gateway.error(code, message, status: status), status: status, gatewayError: true)
         case .origin(let response, let status):
             var headers = response.headers
             headers.add(name: "Cache-Status", value: status.description)
-            exchange.respond(HTTPResponse(status: response.status, headers: headers, body: response.body))
+            exchange.respond(HTTPResponse(status: response.status, headers: headers, body: response.body), status: status)
         }
     }
 }

@@ -6,7 +6,7 @@ import GatewayHTTP
 extension Gateway {
     /// Asks every loop for its own Redis state on its own queue (no loop waits on another),
     /// then answers on `loop`: 200 when all are connected, 503 naming the loops that are not.
-    func readiness(responder: HTTPResponder, on loop: EventLoop) {
+    func readiness(responder: TracedResponder, on loop: EventLoop) {
         let collector = ReadinessCollector(count: resources.count) { down in
             do {
                 var headers = HTTPHeaders()

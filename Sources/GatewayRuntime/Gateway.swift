@@ -29,6 +29,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let purgeToken: String?
     /// The stream consumer's counters, for the stats endpoint (set once by the service, before serving).
     nonisolated(unsafe) var streamSnapshot: @Sendable () -> RedisStreamConsumer.Snapshot? = { nil }
+    /// Told of every answered request (the access log, the metrics); set once, before serving.
+    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = []
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
@@ -93,8 +95,11 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 
     // MARK: Routing
 
-    public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder: HTTPResponder) {
+    public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
         let head = request.head
+        let trace = RequestTrace()
+        let responder = TracedResponder(observers: requestObservers, head: head, peer: context.peer,
+                                        responder: httpResponder, trace: trace)
         if head.path == "/healthz" && (head.method == "GET" || head.method == "HEAD") {
             responder.respond(.text(200, "ok"))
             return
@@ -125,7 +130,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         }
         switch policy.planner.plan(head, peerHost: context.peer.host) {
         case .respond(let status, let message):
-            responder.respond(Self.error(status, message))
+            responder.respond(Self.error(status, message), gatewayError: true)
         case .forward(let route, var origin, let cacheStatus):
             origin.body = request.body
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
@@ -145,10 +150,15 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 struct Exchange: @unchecked Sendable {
     let request: HTTPRequest
     let context: HTTPRequestContext
-    let responder: HTTPResponder
+    let responder: TracedResponder
     let route: Route
     let resources: LoopResources
 
-    func respond(_ response: HTTPResponse) { responder.respond(response) }
+    var trace: RequestTrace { responder.trace }
+
+    /// - Parameter status: The `Cache-Status` the answer carries (already in its headers).
+    func respond(_ response: HTTPResponse, status: CacheStatus, gatewayError: Bool = false) {
+        responder.respond(response, route: route.name, status: status, gatewayError: gatewayError)
+    }
 }
 

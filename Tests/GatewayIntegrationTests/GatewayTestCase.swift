@@ -17,6 +17,8 @@ class GatewayTestCase: XCTestCase {
     var redis: RedisServerProcess { Self.redis! }
     /// A key prefix of this test's own, so tests sharing the redis-server never see each other's keys.
     var prefix = ""
+    /// Given to the next gateway started, before it serves (the access log and metrics tests).
+    var requestObservers: [any RequestObserver] = []
 
     override class func setUp() {
         super.setUp()
@@ -91,6 +93,7 @@ class GatewayTestCase: XCTestCase {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let service = GatewayService(config: config, logger: logger)
+        service.gateway.requestObservers = requestObservers
         try service.start()
         self.service = service
         // Requests before Redis is connected are served from upstream; tests want the cache.
