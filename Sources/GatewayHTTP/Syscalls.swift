@@ -171,6 +171,41 @@ enum Syscall {
         return openFileLimit()
     }
 
+    /// Resolves `host` (`getaddrinfo`) and opens a TCP connection to its first address within
+    /// `timeoutMilliseconds` (non-blocking `connect`, then `poll` for writability and `SO_ERROR`),
+    /// then closes it. Blocks the calling thread for at most about the timeout plus the resolver.
+    /// - Returns: nil when the connection was accepted, else why not.
+    static func probeConnect(host: String, port: Int, timeoutMilliseconds: Int32) -> String? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var list: UnsafeMutablePointer<addrinfo>?
+        let resolved = getaddrinfo(host, String(port), &hints, &list)
+        guard resolved == 0, let first = list else {
+            return "cannot resolve \(host): \(String(cString: gai_strerror(resolved)))"
+        }
+        defer { freeaddrinfo(list) }
+        let fd = Glibc.socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        if fd < 0 { return SystemError("socket", errno: errno).description }
+        defer { close(fd) }
+        do { try setNonBlocking(fd) } catch { return error.description }
+        if Glibc.connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 { return nil }
+        guard errno == EINPROGRESS else { return "connect to \(host):\(port): \(String(cString: strerror(errno)))" }
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        var ready: Int32
+        repeat { ready = poll(&poller, 1, timeoutMilliseconds) } while ready < 0 && errno == EINTR
+        if ready == 0 { return "connect to \(host):\(port): no answer within \(timeoutMilliseconds) ms" }
+        if ready < 0 { return SystemError("poll", errno: errno).description }
+        var failure: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) < 0 { return SystemError("getsockopt", errno: errno).description }
+        return failure == 0 ? nil : "connect to \(host):\(port): \(String(cString: strerror(failure)))"
+    }
+
     static func close(_ fd: Int32) {
         // Linux closes the descriptor even when close reports EINTR: never retry.
         _ = Glibc.close(fd)
@@ -186,6 +221,17 @@ public enum OpenFileLimit {
     /// limits then in force.
     @discardableResult
     public static func raiseToHardLimit() -> (soft: Int, hard: Int) { Syscall.raiseOpenFileLimit() }
+}
+
+/// Whether something accepts TCP connections, for readiness checks.
+public enum TCPProbe {
+    /// Connects to `host:port` and closes at once. Blocks the calling thread for up to `timeout`
+    /// (plus name resolution): call it from a queue of its own, never an event loop's.
+    /// - Returns: nil when the connection was accepted, else a reason a person can act on.
+    public static func connect(host: String, port: Int, timeout: Duration) -> String? {
+        let ms = max(1, min(Int(Int32.max), Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)))
+        return Syscall.probeConnect(host: host, port: port, timeoutMilliseconds: Int32(ms))
+    }
 }
 
 /// Wall-clock time for modules that must not touch libc themselves.

@@ -102,6 +102,14 @@ public final class RedisConnection: @unchecked Sendable {
         return false
     }
 
+    /// Why the connection is not ready, after it failed at least once (refused connect, `AUTH`
+    /// refused, connection lost); nil while ready and before the first failure. For `/readyz`.
+    public var lastFailure: String? {
+        assertOnQueue()
+        return failure
+    }
+    private var failure: String?
+
     /// Commands written and not yet answered.
     public var pendingCommandCount: Int {
         assertOnQueue()
@@ -256,6 +264,7 @@ public final class RedisConnection: @unchecked Sendable {
     func contextBecameReady(_ context: HiredisContext) {
         guard case .connecting(let current, _) = state, current === context else { return }
         state = .ready(context)
+        failure = nil
         backoff.reset()
         logger.info("redis.connected")
     }
@@ -264,6 +273,7 @@ public final class RedisConnection: @unchecked Sendable {
     func contextHandshakeFailed(_ context: HiredisContext, message: String) {
         guard case .connecting(let current, _) = state, current === context else { return }
         logger.error("redis.handshake_failed", metadata: ["redis.error": "\(message)"])
+        failure = "handshake refused: \(message)"
         scheduleReconnect()
         context.abort(with: .disconnected)
     }
@@ -275,6 +285,7 @@ public final class RedisConnection: @unchecked Sendable {
             connectFailed(reason: reason ?? "connection closed")
         case .ready(let current) where current === context:
             logger.warning("redis.connection_lost", metadata: ["redis.error": "\(reason ?? "connection closed")"])
+            failure = "connection lost: \(reason ?? "connection closed")"
             scheduleReconnect()
         default:
             break  // a context we already left
@@ -282,6 +293,7 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     private func connectFailed(reason: String) {
+        failure = "connect failed: \(reason)"
         // Loud on the first failure of a series, quiet while Redis stays away.
         if backoff.failures == 0 {
             logger.warning("redis.connect_failed", metadata: ["redis.error": "\(reason)"])

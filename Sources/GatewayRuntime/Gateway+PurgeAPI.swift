@@ -14,11 +14,14 @@ extension Gateway {
         return nil
     }
 
-    /// Answers a PURGE request: `Purge-Mode: soft` marks the entries stale instead.
-    func purgeRequest(_ request: HTTPRequest, context: HTTPRequestContext, responder: TracedResponder) {
-        guard let api = config.invalidation?.purgeAPI else { return }
-        let head = request.head
-        let allowedAddress = api.allow.contains(context.peer.host)
+    /// Answers a purge of `path` (`PURGE <path>` on either port, `POST /purge?path=` on the admin
+    /// port): `Purge-Mode: soft` marks the entries stale instead. Runs on `resources`' loop.
+    func purgeRequest(_ head: HTTPRequestHead, path: String, peerHost: String, responder: TracedResponder,
+                      on resources: LoopResources) {
+        guard let api = config.invalidation?.purgeAPI else {
+            return responder.respond(Self.error(404, "purging over HTTP is off: set invalidation.purge_api"))
+        }
+        let allowedAddress = api.allow.contains(peerHost)
         if !allowedAddress {
             guard let authorization = head.headers["Authorization"] else {
                 var response = Self.error(401, "purging needs a bearer token")
@@ -30,12 +33,11 @@ extension Gateway {
                 return responder.respond(Self.error(403, "this token may not purge"))
             }
         }
-        guard head.path.hasPrefix("/"), RequestTarget.unsafePathReason(head.path) == nil else {
+        guard path.hasPrefix("/"), RequestTarget.unsafePathReason(path) == nil else {
             return responder.respond(Self.error(400, "PURGE needs a path"))
         }
         let soft = head.headers["Purge-Mode"]?.lowercased() == "soft"
-        let resources = self.resources[context.loop.index]
-        purgePath(head.path, soft: soft, on: resources) { removed in
+        purgePath(path, soft: soft, on: resources) { removed in
             resources.loop.execute {
                 guard let removed else {
                     return responder.respond(Self.error(503, "the cache did not answer; try again"))

@@ -31,6 +31,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     nonisolated(unsafe) var streamSnapshot: @Sendable () -> RedisStreamConsumer.Snapshot? = { nil }
     /// Told of every answered request (the access log, the metrics); set once, before serving.
     nonisolated(unsafe) public var requestObservers: [any RequestObserver] = []
+    /// Whether the upstream accepts connections, for `/readyz`; probing from `attach` to `shutdown`.
+    let upstreamProbe: UpstreamProbe
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
@@ -65,6 +67,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
+        self.upstreamProbe = UpstreamProbe(
+            host: config.upstream.url.host, port: config.upstream.url.port,
+            timeout: min(config.upstream.connectTimeout, .seconds(1)))
     }
 
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
@@ -76,12 +81,14 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             LoopResources(loop: loop, config: config, loopCount: loopCount, upstreamPermits: permits, logger: logger)
         }
         for resource in resources { resource.loop.queue.sync { resource.start() } }
+        upstreamProbe.start()
     }
 
     /// Closes Redis connections and upstream clients (after the server drained). Must not be
     /// called on an event loop: it waits for each of them.
     public func shutdown() {
         for resource in resources { dispatchPrecondition(condition: .notOnQueue(resource.loop.queue)) }
+        upstreamProbe.stop()
         for resource in resources { resource.loop.queue.sync { resource.stop() } }
     }
 
@@ -100,33 +107,16 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         let trace = RequestTrace()
         let responder = TracedResponder(observers: requestObservers, head: head, peer: context.peer,
                                         responder: httpResponder, trace: trace)
-        if head.path == "/healthz" && (head.method == "GET" || head.method == "HEAD") {
-            responder.respond(.text(200, "ok"))
-            return
+        // With an admin listener the public port keeps only what `admin.public_health` and
+        // `purge_api.public` leave it; every other path belongs to the routes.
+        let admin = config.admin
+        if admin?.publicHealth ?? true, head.method == "GET" || head.method == "HEAD" {
+            if head.path == "/healthz" { return responder.respond(.text(200, "ok")) }
+            if head.path == "/readyz" { return readiness(responder: responder, on: context.loop) }
         }
-        if head.path == "/readyz" && (head.method == "GET" || head.method == "HEAD") {
-            readiness(responder: responder, on: context.loop)
-            return
-        }
-        if head.path == "/__gateway/stats" && head.method == "GET" {
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "application/json")
-            headers.add(name: "Cache-Control", value: "no-store")
-            // This loop's own Redis state: reading the others' would mean waiting on their queues.
-            let connected = resources[context.loop.index].redisConnected
-            var stream = ""
-            if let s = streamSnapshot() {
-                stream = ", \"stream\": {\"applied\": \(s.applied), \"poison\": \(s.poison), \"retried\": \(s.retried), "
-                    + "\"claimed\": \(s.claimed), \"lag\": \(s.lag.map(String.init) ?? "null"), \"connected\": \(s.isConnected)}"
-            }
-            let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count), "
-                + "\"uncacheable_keys\": \(uncacheable.count)\(stream)}\n"
-            responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
-            return
-        }
-        if head.method == "PURGE", config.invalidation?.purgeAPI != nil {
-            purgeRequest(request, context: context, responder: responder)
-            return
+        if head.method == "PURGE", let api = config.invalidation?.purgeAPI, admin == nil || api.onPublicPort {
+            return purgeRequest(head, path: head.path, peerHost: context.peer.host, responder: responder,
+                                on: resources[context.loop.index])
         }
         switch policy.planner.plan(head, peerHost: context.peer.host) {
         case .respond(let status, let message):

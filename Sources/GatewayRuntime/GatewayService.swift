@@ -8,9 +8,16 @@ import Logging
 /// The whole gateway as one long-running service: the HTTP server and the read-through handler
 /// with its per-loop Redis and upstream clients. The CLI adds signals; tests start it directly.
 public final class GatewayService: Sendable {
+    /// The gateway's version (`gateway --version`, the stats JSON).
+    public static let version = "0.6.0"
+
     public let config: GatewayConfig
     public let gateway: Gateway
     public let server: HTTPServer
+    /// The admin endpoints; its ``AdminHandler/sources`` may be replaced before ``start()``.
+    public let admin: AdminHandler
+    /// The admin listener (`admin:`), nil when the config has none.
+    public let adminServer: HTTPServer?
     /// Listens for purges when the config names an `invalidation.channel`.
     public let subscriber: RedisSubscriber?
     /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
@@ -21,7 +28,14 @@ public final class GatewayService: Sendable {
         self.config = config
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
-        self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
+        let server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
+        self.server = server
+        let admin = AdminHandler(
+            gateway: gateway,
+            sources: AdminHandler.fallbackSources(
+                gateway: gateway, openConnections: { server.connectionCount }, startedAt: WallClock.nowMilliseconds()))
+        self.admin = admin
+        adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
         let url = config.redis.url
         let redis = RedisConfiguration(
             host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
@@ -62,8 +76,14 @@ public final class GatewayService: Sendable {
         gateway.attach(to: server.loops)
         subscriber?.start()
         streamConsumer?.start()
-        do {
+        do throws(SystemError) {
             try server.start()
+            do throws(SystemError) {
+                try adminServer?.start()
+            } catch {
+                server.shutdown(drainTimeout: .zero) {}
+                throw error
+            }
         } catch {
             subscriber?.stop()
             streamConsumer?.stop()
@@ -78,29 +98,55 @@ public final class GatewayService: Sendable {
                 "redis": "\(config.redis.url)",
                 "routes": "\(config.routes.count)",
                 "event_loops": "\(server.loops.count)",
+                "admin": "\(adminServer?.localAddress.map { "\($0)" } ?? "off")",
             ])
     }
 
     /// The bound address (useful with port 0).
     public var localAddress: SocketAddress? { server.localAddress }
+    /// The admin listener's bound address; nil without `admin:`.
+    public var adminAddress: SocketAddress? { adminServer?.localAddress }
 
     /// Stops accepting, drains within `server.drain_timeout`, closes Redis and upstream clients.
+    /// The admin listener stays up while the public port drains (`/readyz` and the status page
+    /// can watch it), and closes after it.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
-        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber, streamConsumer] in
+        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber, streamConsumer, adminServer] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
                 subscriber?.stop()
                 streamConsumer?.stop()
-                gateway.shutdown()
-                logger.info("stopped")
-                completion()
+                let finish: @Sendable () -> Void = {
+                    DispatchQueue.global().async {
+                        gateway.shutdown()
+                        logger.info("stopped")
+                        completion()
+                    }
+                }
+                // Admin requests (a purge) use the public loops' Redis: stop them first.
+                if let adminServer { adminServer.shutdown(drainTimeout: .seconds(1), completion: finish) } else { finish() }
             }
         }
     }
 }
 
 extension GatewayConfig {
+    /// The admin listener in the HTTP module's terms: one event loop and a few connections are
+    /// plenty for a status page, a scraper and an operator, and cannot crowd out the public port.
+    public var adminServerConfiguration: HTTPServerConfiguration? {
+        guard let admin else { return nil }
+        var c = HTTPServerConfiguration()
+        c.host = admin.listen.host
+        c.port = admin.listen.port
+        c.eventLoops = 1
+        c.maxConnections = 64
+        c.headerTimeout = .seconds(5)
+        c.idleTimeout = .seconds(30)
+        c.parserLimits = HTTPParserLimits(maxHeaderBytes: 16 * 1024, maxHeaderCount: 100, maxBodyBytes: 64 * 1024)
+        return c
+    }
+
     /// The server part of the config, in the HTTP module's terms.
     public var httpServerConfiguration: HTTPServerConfiguration {
         var c = HTTPServerConfiguration()

@@ -2,8 +2,9 @@ import Foundation
 import XCTest
 @testable import GatewayCore
 
-/// A valid configuration of exactly 10 lines: lines appended to it start at line 11.
-private let base = """
+/// A valid configuration of exactly 10 lines: lines appended to it start at line 11 (shared by
+/// the config test files of this target).
+let base = """
     listen: 127.0.0.1:8080
     upstream:
       url: http://127.0.0.1:9000
@@ -286,7 +287,7 @@ final class ConfigTests: XCTestCase {
             """), """
             gateway.yaml:11:5: error: routes[0]: unknown key "tll" (did you mean "ttl"?)
             gateway.yaml:12:1: error: unknown key "listn" (did you mean "listen"?)
-            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, server, upstream, redis, cache, invalidation, routes)
+            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, server, upstream, redis, cache, invalidation, admin, routes)
             gateway.yaml:16:3: error: server: unknown key "max-connections" (did you mean "max_connections"?)
             """)
     }

@@ -14,6 +14,8 @@ class GatewayTestCase: XCTestCase {
     var backend: TestHTTPBackend!
     var service: GatewayService?
     var port: Int { service!.localAddress!.port }
+    /// The admin listener's port (the config needs `admin: { listen: 127.0.0.1:0 }`).
+    var adminPort: Int { service!.adminAddress!.port }
     var redis: RedisServerProcess { Self.redis! }
     /// A key prefix of this test's own, so tests sharing the redis-server never see each other's keys.
     var prefix = ""
@@ -88,7 +90,8 @@ class GatewayTestCase: XCTestCase {
     }
 
     /// Starts the gateway with exactly this configuration.
-    func startGateway(yaml: String) throws {
+    /// - Parameter waitForRedis: false for configs whose Redis is meant to stay unreachable.
+    func startGateway(yaml: String, waitForRedis: Bool = true) throws {
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "test.yaml")
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -97,6 +100,7 @@ class GatewayTestCase: XCTestCase {
         try service.start()
         self.service = service
         // Requests before Redis is connected are served from upstream; tests want the cache.
+        guard waitForRedis else { return }
         XCTAssertTrue(waitUntil { service.gateway.redisConnected }, "gateway never connected to Redis")
     }
 
@@ -110,8 +114,9 @@ class GatewayTestCase: XCTestCase {
 
     /// One request on a fresh connection.
     @discardableResult
-    func get(_ target: String, headers: [String: String] = [:], method: String = "GET", body: String? = nil) throws -> TestClient.Response {
-        let client = try TestClient(port: port, timeout: 10)
+    func get(_ target: String, headers: [String: String] = [:], method: String = "GET", body: String? = nil,
+             port: Int? = nil) throws -> TestClient.Response {
+        let client = try TestClient(port: port ?? self.port, timeout: 10)
         var request = "\(method) \(target) HTTP/1.1\r\n"
         if !headers.keys.contains(where: { $0.lowercased() == "host" }) { request += "Host: test\r\n" }
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
@@ -119,6 +124,12 @@ class GatewayTestCase: XCTestCase {
         request += "\r\n" + (body ?? "")
         try client.send(request)
         return try client.readResponse(head: method == "HEAD")
+    }
+
+    /// One request to the admin listener.
+    @discardableResult
+    func admin(_ target: String, headers: [String: String] = [:], method: String = "GET") throws -> TestClient.Response {
+        try get(target, headers: headers, method: method, port: adminPort)
     }
 
     /// `n` clients send the same request at (nearly) the same moment; returns their responses.

@@ -48,9 +48,9 @@ extension GatewayConfig {
 // MARK: - Schema
 
 private enum Keys {
-    static let root = ["listen", "server", "upstream", "redis", "cache", "invalidation", "routes"]
+    static let root = ["listen", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes"]
     static let invalidation = ["channel", "stream", "instance", "purge_api"]
-    static let purgeAPI = ["token", "token_env", "allow"]
+    static let purgeAPI = ["token", "token_env", "allow", "public"]
     static let server = [
         "event_loops", "max_connections", "max_requests_per_connection", "header_timeout", "idle_timeout",
         "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
@@ -285,6 +285,7 @@ final class ConfigReader {
         var config = GatewayConfig(listen: listen, server: server, upstream: upstream, redis: redis, cache: cache,
                                    routes: routes, fileName: file)
         config.invalidation = invalidation
+        config.admin = readAdmin(fields)
         return config
     }
 
@@ -323,6 +324,7 @@ final class ConfigReader {
                     if let address = string(item, "\(p.path("allow"))[\(index)]", expected: "a client address") { api.allow.append(address) }
                 }
             }
+            api.onPublicPort = bool(p, "public", default: false)
             if p["token"] == nil && p["token_env"] == nil && (p["allow"] == nil || api.allow.isEmpty) {
                 report(p.mark, p.path, "set token, token_env or allow: PURGE is never open to everyone")
             } else if api.token != nil || api.tokenEnvironmentVariable != nil || !api.allow.isEmpty {

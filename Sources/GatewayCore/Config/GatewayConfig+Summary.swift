@@ -31,6 +31,11 @@ extension GatewayConfig {
             lines.append("purges    " + sources.joined(separator: " and ") + " (JSON events, purge <path>, purge-route <name>)"
                 + (invalidation.purgeAPI != nil ? "; PURGE over HTTP" : ""))
         }
+        if let admin {
+            lines.append("admin     \(admin.listen): /metrics /stats /config /readyz /healthz, the status page"
+                + (invalidation?.purgeAPI != nil ? " and POST /purge" : "")
+                + "; public port " + (admin.publicHealth ? "keeps /healthz and /readyz" : "answers no admin paths"))
+        }
         lines.append("")
         lines.append("routes (first match wins):")
 

@@ -20,6 +20,9 @@ public struct GatewayConfig: Sendable {
     public var cache: Cache
     /// Purges published by the backend (`invalidation`); nil when the section is absent.
     public var invalidation: Invalidation?
+    /// The admin listener (`admin`); nil when the section is absent: then the public port keeps
+    /// `/healthz`, `/readyz` and `PURGE` as before, and there is no `/metrics`, `/stats` or `/config`.
+    public var admin: Admin?
     /// The routes in file order: the first match wins. Never empty.
     public var routes: [Route]
     /// The file it was loaded from, as given to the loader (for messages).
@@ -173,10 +176,33 @@ extension GatewayConfig {
         public var tokenEnvironmentVariable: String?
         /// Client addresses that may purge without a token (`allow`, e.g. [127.0.0.1, ::1]).
         public var allow: [String]
-        public init(token: String? = nil, tokenEnvironmentVariable: String? = nil, allow: [String] = []) {
+        /// Whether `PURGE <path>` is also answered on the public port when an `admin:` listener is
+        /// configured (`public`, default false: purging is an operator's act and moves to the admin
+        /// port). Without `admin:` the public port is the only place, and answers it regardless.
+        public var onPublicPort: Bool
+        public init(token: String? = nil, tokenEnvironmentVariable: String? = nil, allow: [String] = [], onPublicPort: Bool = false) {
             self.token = token
             self.tokenEnvironmentVariable = tokenEnvironmentVariable
             self.allow = allow
+            self.onPublicPort = onPublicPort
+        }
+    }
+
+    /// The admin listener (`admin:`), like Envoy's admin interface: `/metrics`, `/stats`, `/config`,
+    /// `/healthz`, `/readyz`, the purge API and the status page, off the public port. It has no
+    /// authentication of its own (only the purge API's token): bind it to loopback or a private
+    /// interface.
+    public struct Admin: Sendable, Equatable {
+        /// `listen`, default 127.0.0.1:9901 (Envoy's admin port; port 0 picks a free one).
+        public var listen: ListenAddress
+        /// Whether the public port still answers `/healthz` and `/readyz` (`public_health`, default
+        /// true): load balancers usually check the port they send traffic to, and adding `admin:`
+        /// should not take an instance out of rotation. False gives those two paths to the routes.
+        public var publicHealth: Bool
+
+        public init(listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 9901), publicHealth: Bool = true) {
+            self.listen = listen
+            self.publicHealth = publicHealth
         }
     }
 
