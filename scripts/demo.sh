@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need_packages "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}"
 
 GATEWAY=127.0.0.1:8080      # listen in gateway.yaml
+ADMIN=127.0.0.1:9901        # admin.listen in gateway.yaml
 BACKEND_PORT=9000           # upstream.url in gateway.yaml
 REDIS_PORT=6379             # redis.url in gateway.yaml
 DELAY_MS=${DELAY_MS:-300}
@@ -30,7 +31,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in ${GATEWAY##*:} $BACKEND_PORT; do
+for port in ${GATEWAY##*:} ${ADMIN##*:} $BACKEND_PORT; do
     port_free "$port" || { echo "port $port on 127.0.0.1 is already in use: stop what listens there first"; exit 1; }
 done
 logs=$(mktemp -d)
@@ -111,7 +112,8 @@ sleep 0.3
 show "alice, after the stream event" -H "Authorization: Bearer alice-$run" "http://$GATEWAY/users/42/resources"
 
 echo
-echo "== gateway counters: $(curl -s "http://$GATEWAY/__gateway/stats")"
+echo "== gateway counters (admin listener): $(curl -s "http://$ADMIN/stats")"
+echo "== status page: http://$ADMIN/ (readiness: $(curl -s "http://$ADMIN/readyz"))"
 if [ -t 0 ]; then
     echo
     echo "The gateway is running on http://$GATEWAY (logs in $logs). Press Ctrl-C to stop everything this script started."

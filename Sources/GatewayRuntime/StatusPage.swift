@@ -34,7 +34,7 @@ header .spacer { flex: 1; }
 .pill { font-size: 12px; padding: 2px 10px; border-radius: 999px; background: var(--accent-soft); color: var(--accent); }
 .pill.stale { background: #f8e1de; color: var(--bad); }
 main { padding: 18px 24px 28px; max-width: 1400px; }
-main.stale { opacity: .55; transition: opacity .3s; }
+main.stale > :not(#banner) { opacity: .5; transition: opacity .3s; }
 #banner { display: none; margin: 0 0 14px; padding: 8px 12px; border-radius: 6px; background: #fbeae7;
   color: var(--bad); border: 1px solid #efc5bf; }
 #banner.on { display: block; }
@@ -51,7 +51,7 @@ section h2 { font-size: 13px; margin: 0; padding: 10px 14px; border-bottom: 1px 
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 14px; text-align: right; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 500; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, td.name, th.name { text-align: left; }
 td.name { font-family: var(--mono); font-size: 13px; }
 td canvas { width: 120px; height: 22px; vertical-align: middle; }
 tr:last-child td { border-bottom: none; }
@@ -108,7 +108,7 @@ footer { color: var(--muted); font-size: 12px; padding: 0 24px 18px; }
   <div class="cols">
     <section>
       <h2>Counters</h2>
-      <table><thead><tr><th>counter</th><th>total</th><th>per second</th><th>counter</th><th>total</th><th>per second</th></tr></thead>
+      <table><thead><tr><th>counter</th><th>total</th><th>per second</th><th class="name">counter</th><th>total</th><th>per second</th></tr></thead>
         <tbody id="totals"><tr><td class="empty" colspan="6">no data yet</td></tr></tbody></table>
     </section>
     <section>
@@ -196,7 +196,8 @@ function spark(canvas, values, color, fixedMax) {
   const points = values.filter((v) => typeof v === "number");
   if (points.length < 2) return;
   const max = fixedMax || Math.max(...points) || 1;
-  const step = w / (HISTORY - 1), start = w - step * (values.length - 1);
+  // Newest point at the right edge; a short history is spread over at least a third of the width.
+  const step = w / (Math.max(values.length, HISTORY / 3) - 1), start = w - step * (values.length - 1);
   g.beginPath();
   let first = true;
   values.forEach((v, i) => {
@@ -246,7 +247,11 @@ function render(s) {
     const b = beforeRoutes.get(r.name);
     if (b) for (const k in b.requests) allBefore.requests[k] = (allBefore.requests[k] || 0) + b.requests[k];
   }
-  const dAll = delta(all.requests, allBefore.requests);
+  // Without per-route rows (a gateway whose stats have none), the totals give the same outcomes.
+  const fromTotals = (t) => t ? { hit: t.hits, miss: t.misses, stale: t.stale, collapsed: t.collapsed,
+    revalidated: t.revalidated, bypass: t.bypassed } : {};
+  const dAll = routes.length ? delta(all.requests, allBefore.requests)
+    : delta(fromTotals(s.totals), fromTotals(before && before.totals));
   const rate = before && dt > 0 ? sum(dAll) / dt : null;
   const served = (dAll.hit || 0) + (dAll.local || 0) + (dAll.stale || 0);
   const cacheable = served + (dAll.miss || 0) + (dAll.collapsed || 0) + (dAll.revalidated || 0);
@@ -260,7 +265,7 @@ function render(s) {
   push(history.flight, s.in_flight_keys); push(history.conn, s.open_connections);
 
   $("t-rate").textContent = rate === null ? "…" : num(rate);
-  $("t-rate-sub").textContent = routes.length ? "req/s, all routes" : "no route has served a request yet";
+  $("t-rate-sub").textContent = routes.length ? "req/s, all routes" : "req/s of the cached routes' outcomes";
   $("t-hit").textContent = pctText(hit);
   $("t-hit-sub").textContent = cacheable ? `${num(served)} of ${num(cacheable)} cacheable, last second` : "no cacheable requests in the last second";
   $("t-p99").textContent = ms(p99);
@@ -297,7 +302,8 @@ function render(s) {
 
   $("routes").innerHTML = routes.length
     ? routes.map((r) => routeRow(r, beforeRoutes.get(r.name), dt)).join("")
-    : `<tr><td class="empty" colspan="11">no data yet: no route has answered a request</td></tr>`;
+    : `<tr><td class="empty" colspan="11">${sum(s.totals || {}) > 0 ? "this gateway's stats have no per-route figures (totals below)"
+        : "no data yet: no route has answered a request"}</td></tr>`;
   document.querySelectorAll("canvas[data-route]").forEach((c) => spark(c, routeHistory.get(c.dataset.route) || [], "#2f7d8c"));
 
   const totals = s.totals || {}, dTotals = delta(totals, before ? before.totals : null);
@@ -332,7 +338,7 @@ function showState() {
   const banner = $("banner");
   banner.className = stale ? "on" : "";
   banner.textContent = stale ? `The gateway did not answer the last ${failures} poll${failures > 1 ? "s" : ""} (restarting?). ` +
-    (previous ? "The figures below are from " + new Date(lastOk).toLocaleTimeString("en-GB") + "; retrying every second." : "Retrying every second.") : "";
+    (previous ? "The figures below are from " + new Date(previous.time_ms).toLocaleTimeString("en-GB") + "; retrying every second." : "Retrying every second.") : "";
 }
 
 async function poll() {
