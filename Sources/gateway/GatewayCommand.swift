@@ -27,7 +27,7 @@ enum GatewayVersion {
     static let number = "0.6.0"
 
     static var description: String {
-        "CacheGateway \(number)\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
+        "CacheGateway \(number) (commit \(BuildInfo.gitCommit))\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
     }
 }
 

@@ -76,7 +76,21 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertEqual(result.status, 0)
         let lines = result.stdout.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 3, result.stdout)
-        XCTAssertEqual(lines.first, "CacheGateway 0.6.0")
+        // The commit the binary was built from: this checkout's HEAD, marked when files were modified.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let git = Process()
+        git.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        git.arguments = ["-C", root.path, "rev-parse", "--short=12", "HEAD"]
+        let out = Pipe()
+        git.standardOutput = out
+        try git.run()
+        git.waitUntilExit()
+        let head = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let commit = git.terminationStatus == 0 ? head : "unknown"
+        XCTAssertTrue(
+            [("CacheGateway 0.6.0 (commit \(commit))"), "CacheGateway 0.6.0 (commit \(commit)-modified)"].contains(lines.first ?? ""),
+            "\(lines.first ?? "") vs HEAD \(commit)")
         XCTAssertEqual(lines.dropFirst().first, "hiredis 0.14.1")
         XCTAssertTrue(lines.last?.hasPrefix("libcurl/") == true, result.stdout)
     }
