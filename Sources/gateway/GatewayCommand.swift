@@ -16,7 +16,7 @@ struct GatewayCommand: ParsableCommand {
             Start with `gateway check-config gateway.yaml`, then `gateway serve --config gateway.yaml`.
             """,
         version: GatewayVersion.description,
-        subcommands: [Serve.self, CheckConfig.self, Purge.self],
+        subcommands: [Serve.self, CheckConfig.self, Reload.self, Purge.self],
         defaultSubcommand: Serve.self
     )
 }
