@@ -16,7 +16,7 @@ extension Gateway {
 
     /// Answers a PURGE request: `Purge-Mode: soft` marks the entries stale instead.
     func purgeRequest(_ request: HTTPRequest, context: HTTPRequestContext, responder: TracedResponder) {
-        guard let api = config.invalidation?.purgeAPI else { return }
+        guard let api = policy.config.invalidation?.purgeAPI else { return }
         let head = request.head
         let allowedAddress = api.allow.contains(context.peer.host)
         if !allowedAddress {

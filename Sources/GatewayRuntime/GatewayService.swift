@@ -11,10 +11,12 @@ public final class GatewayService: Sendable {
     public let config: GatewayConfig
     public let gateway: Gateway
     public let server: HTTPServer
-    /// Listens for purges when the config names an `invalidation.channel`.
-    public let subscriber: RedisSubscriber?
+    /// Listens for purges when the config names an `invalidation.channel` (on the running
+    /// `redis.url`: a reload that moves Redis makes a new one).
+    public var subscriber: RedisSubscriber? { listeners.subscriber }
     /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
-    public let streamConsumer: RedisStreamConsumer?
+    public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
+    private let listeners: InvalidationListeners
     private let logger: Logger
 
     public init(config: GatewayConfig, logger: Logger) {
@@ -22,33 +24,17 @@ public final class GatewayService: Sendable {
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
-        let redis = RedisConfiguration(config.redis.url, connectTimeout: max(config.redis.timeout, .milliseconds(500)))
-        let gateway = self.gateway
-        if let channel = config.invalidation?.channel {
-            subscriber = RedisSubscriber(
-                configuration: redis, channel: channel, logger: logger,
-                // Messages published while it was away are lost: what the in-process tiers hold
-                // may have been purged meanwhile.
-                onResubscribe: { gateway.clearLocalTiers() }
-            ) { message in gateway.invalidate(message) }
-        } else {
-            subscriber = nil
-        }
-        if let stream = config.invalidation?.stream {
-            // A group of this instance's own: every instance applies every event (its in-process
-            // tier and its flights are its own), and the group keeps its position while it is away.
-            let instance = config.invalidation?.instance ?? ProcessInfo.processInfo.hostName
-            streamConsumer = RedisStreamConsumer(
-                redis: redis,
-                configuration: .init(stream: stream, group: "cachegateway:" + instance, consumer: instance),
-                logger: logger
-            ) { id, fields, completion in
-                gateway.applyStreamEntry(id: id, fields: fields, completion: completion)
-            }
-        } else {
-            streamConsumer = nil
-        }
-        gateway.streamSnapshot = { [streamConsumer] in streamConsumer?.snapshot }
+        listeners = InvalidationListeners(invalidation: config.invalidation, redis: config.redis, gateway: gateway, logger: logger)
+        gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
+    }
+
+    /// Applies `new` to requests from now on (``Gateway/reload(_:)``), and moves the invalidation
+    /// listeners to a new `redis.url`. Blocks for at most a few Redis connect timeouts; call from
+    /// one thread at a time, never from an event loop.
+    public func reload(_ new: GatewayConfig) -> ReloadReport {
+        let report = gateway.reload(new)
+        if report.redisURLChanged { listeners.replace(redis: gateway.runningConfig.redis) }
+        return report
     }
 
     /// Connects to Redis (in the background), then binds and starts accepting.
@@ -57,13 +43,11 @@ public final class GatewayService: Sendable {
             logger.error("purge API token not set: only addresses in allow may purge", metadata: ["purge_api.token_env": "\(name)"])
         }
         gateway.attach(to: server.loops)
-        subscriber?.start()
-        streamConsumer?.start()
+        listeners.start()
         do {
             try server.start()
         } catch {
-            subscriber?.stop()
-            streamConsumer?.stop()
+            listeners.stop()
             gateway.shutdown()
             throw error
         }
@@ -84,11 +68,11 @@ public final class GatewayService: Sendable {
     /// Stops accepting, drains within `server.drain_timeout`, closes Redis and upstream clients.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
-        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber, streamConsumer] in
+        // `drain_timeout` as reloaded: it is read only here.
+        server.shutdown(drainTimeout: gateway.runningConfig.server.drainTimeout) { [gateway, logger, listeners] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
-                subscriber?.stop()
-                streamConsumer?.stop()
+                listeners.stop()
                 gateway.shutdown()
                 logger.info("stopped")
                 completion()

@@ -16,7 +16,8 @@ struct Serve: ParsableCommand {
         discussion: """
             SIGTERM or SIGINT stops accepting, lets in-flight requests finish within server.drain_timeout, then exits 0. \
             SIGHUP re-reads the config file: on errors it keeps serving with the running config and logs each error; \
-            otherwise new requests get the new routes and cache policies, and settings that take a restart are named in the log.
+            otherwise new requests get the new routes, cache policies, Redis and upstream settings, \
+            and settings that take a restart are named in the log.
             """
     )
 
@@ -121,10 +122,11 @@ private func reloadOnSIGHUP(_ service: GatewayService, path: String, logger: Log
             }
             return
         }
-        let restart = service.gateway.reload(new)
+        let report = service.reload(new)
         logger.notice("config reloaded", metadata: [
             "config": "\(path)", "routes": "\(new.routes.count)",
-            "needs_restart": "\(restart.isEmpty ? "nothing" : restart.joined(separator: ", "))",
+            "applied": "\(report.applied.joined(separator: ", "))",
+            "needs_restart": "\(report.needsRestart.isEmpty ? "nothing" : report.needsRestart.joined(separator: ", "))",
         ])
     }
     source.resume()
