@@ -102,14 +102,16 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(result.stdout.contains("check-config"))
     }
 
-    /// SIGHUP under load: a valid file's routes and TTLs take effect, an invalid one is refused
-    /// with its errors logged and the running config kept; no request fails either way.
+    /// SIGHUP under load: a valid file's routes, TTLs and upstream take effect, an invalid one
+    /// is refused with its errors logged and the running config kept; no request fails either way.
     func testSIGHUPReloadsRoutesUnderLoadAndKeepsTheOldConfigOnErrors() throws {
         let port = try RedisServerProcess.freePort()
-        func yaml(_ routes: String, listen: Int) -> String {
+        let second = try TestHTTPBackend(defaultBehaviour: .ok("second"))
+        defer { second.stop() }
+        func yaml(_ routes: String, listen: Int, upstream: String? = nil) -> String {
             """
             listen: 127.0.0.1:\(listen)
-            upstream: { url: \(backend.baseURL) }
+            upstream: { url: \(upstream ?? backend.baseURL) }
             redis: { url: redis://127.0.0.1:\(redis.port), key_prefix: "\(prefix)" }
             routes:
             \(routes)
@@ -137,12 +139,14 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(waitUntil { status("/catalog/a").hasSuffix("hit") })
         XCTAssertEqual(status("/fresh/a"), "200 CacheGateway; fwd=bypass; detail=pass")
 
-        // Load from another thread for the whole test: every answer must be a 200.
+        // Load from another thread for the whole test, hits and pass-throughs (which go upstream):
+        // every answer must be a 200.
         let failures = LoadCounter()
         let stop = LoadCounter()
         let load = Thread {
             while stop.value == 0 {
                 if !status("/catalog/a").hasPrefix("200") { failures.bump() }
+                if !status("/load").hasPrefix("200") { failures.bump() }
             }
         }
         load.start()
@@ -152,12 +156,15 @@ final class CommandLineTests: GatewayTestCase {
               - { name: fresh, match: "/fresh/**", class: public, ttl: 1m }
               - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
               - { name: rest, match: "/**", class: pass }
-            """, listen: port + 1).write(toFile: path, atomically: true, encoding: .utf8)
+            """, listen: port + 1, upstream: second.baseURL).write(toFile: path, atomically: true, encoding: .utf8)
         kill(process.processIdentifier, SIGHUP)
         XCTAssertTrue(waitUntil { status("/fresh/a") == "200 CacheGateway; fwd=miss; stored" }, "the new route is in effect")
         XCTAssertTrue(waitUntil { (try? String(contentsOf: log, encoding: .utf8))?.contains("config reloaded") == true })
         let reloaded = try String(contentsOf: log, encoding: .utf8)
         XCTAssertTrue(reloaded.contains("needs_restart=listen"), "a new listen address is reported, not applied: \(reloaded)")
+        XCTAssertTrue(reloaded.contains("applied=routes, upstream.url, upstream.host "), "the upstream is applied: \(reloaded)")
+        XCTAssertTrue(waitUntil { second.requestCount(forPath: "/load") > 0 }, "pass-throughs go to the new upstream")
+        let firstAfterReload = backend.requestCount(forPath: "/load")
         XCTAssertTrue(RedisServerProcess.accepts(port: port), "still on the running address")
 
         try "routes:\n  - { name: broken, match: /x, class: publik, ttl: 1m }\n".write(toFile: path, atomically: true, encoding: .utf8)
@@ -170,6 +177,7 @@ final class CommandLineTests: GatewayTestCase {
         stop.bump()
         Thread.sleep(forTimeInterval: 0.2)
         XCTAssertEqual(failures.value, 0, "no request failed across the reloads")
+        XCTAssertEqual(backend.requestCount(forPath: "/load"), firstAfterReload, "none went to the old upstream after the switch")
     }
 
     func testSIGTERMDrainsAnInFlightRequestThenExitsZero() throws {
