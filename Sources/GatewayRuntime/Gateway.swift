@@ -64,7 +64,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 
     private let policyBox: PolicyBox
     /// Where reloads run, one at a time.
-    let reloadQueue = DispatchQueue(label: "gateway.reload")
+    let reloadQueue = DispatchQueue(label: "gateway.reload-apply")
     var policy: Policy { policyBox.current }
     func replacePolicy(_ policy: Policy) { policyBox.replace(policy) }
     var longestTTLMilliseconds: Int64 { policy.longestTTLMilliseconds }

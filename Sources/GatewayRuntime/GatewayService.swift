@@ -8,6 +8,7 @@ import Logging
 /// The whole gateway as one long-running service: the HTTP server and the read-through handler
 /// with its per-loop Redis and upstream clients. The CLI adds signals; tests start it directly.
 public final class GatewayService: Sendable {
+    /// The configuration the service started with; ``Gateway/runningConfig`` is what is in effect.
     public let config: GatewayConfig
     public let gateway: Gateway
     public let server: HTTPServer
