@@ -35,6 +35,8 @@ extension Gateway {
         effective.fileName = new.fileName
         let policy = Policy(config: effective)
         replacePolicy(policy)
+        metrics.routesChanged(effective.routes.map(\.name))
+        metrics.reloaded(ok: true, errors: [])
         stats.reloaded()
         return restart
     }

@@ -29,8 +29,14 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let purgeToken: String?
     /// The stream consumer's counters, for the stats endpoint (set once by the service, before serving).
     nonisolated(unsafe) var streamSnapshot: @Sendable () -> RedisStreamConsumer.Snapshot? = { nil }
-    /// Told of every answered request (the access log, the metrics); set once, before serving.
-    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = []
+    /// Told of every answered request (the access log); set once, before serving.
+    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = [] {
+        didSet { observers = [metrics] + requestObservers }
+    }
+    /// The metrics, then `requestObservers`: what each request's answer is reported to.
+    nonisolated(unsafe) private var observers: [any RequestObserver]
+    /// This gateway's Prometheus registry and series (`Gateway+Metrics` renders them).
+    public let metrics: GatewayMetrics
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
@@ -65,6 +71,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
+        metrics = GatewayMetrics(routeNames: config.routes.map(\.name))
+        observers = [metrics]
     }
 
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
@@ -75,6 +83,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         resources = loops.map { loop in
             LoopResources(loop: loop, config: config, loopCount: loopCount, upstreamPermits: permits, logger: logger)
         }
+        attachMetrics(permits: permits)
         for resource in resources { resource.loop.queue.sync { resource.start() } }
     }
 
@@ -98,7 +107,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
         let head = request.head
         let trace = RequestTrace()
-        let responder = TracedResponder(observers: requestObservers, head: head, peer: context.peer,
+        let responder = TracedResponder(observers: observers, head: head, peer: context.peer,
                                         responder: httpResponder, trace: trace)
         if head.path == "/healthz" && (head.method == "GET" || head.method == "HEAD") {
             responder.respond(.text(200, "ok"))
@@ -122,6 +131,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count), "
                 + "\"uncacheable_keys\": \(uncacheable.count)\(stream)}\n"
             responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
+            return
+        }
+        if head.path == "/__gateway/metrics" && head.method == "GET" {
+            serveMetrics(responder: responder, on: context.loop)
             return
         }
         if head.method == "PURGE", config.invalidation?.purgeAPI != nil {

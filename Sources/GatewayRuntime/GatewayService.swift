@@ -52,6 +52,8 @@ public final class GatewayService: Sendable {
             streamConsumer = nil
         }
         gateway.streamSnapshot = { [streamConsumer] in streamConsumer?.snapshot }
+        // Weak: the server holds the gateway, which holds its metrics.
+        gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }
     }
 
     /// Connects to Redis (in the background), then binds and starts accepting.

@@ -95,9 +95,11 @@ private func reloadOnSIGHUP(_ service: GatewayService, path: String, logger: Log
             new = try GatewayConfig.load(path: path)
         } catch {
             // The same lines as check-config, so the operator can fix the file and HUP again.
-            for line in "\(error)".split(separator: "\n") {
+            let lines = "\(error)".split(separator: "\n").map(String.init)
+            for line in lines {
                 logger.error("reload failed, keeping the running config", metadata: ["error": "\(line)"])
             }
+            service.gateway.reloadFailed(errors: lines)
             return
         }
         let restart = service.gateway.reload(new)
