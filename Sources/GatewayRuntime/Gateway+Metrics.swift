@@ -2,6 +2,8 @@ import Dispatch
 import GatewayCore
 import GatewayHTTP
 import GatewayUpstream
+import Metrics
+import Prometheus
 import Synchronization
 
 /// Rendering the metrics: `/metrics` (Prometheus text) and the status page's JSON. Both first read
@@ -33,6 +35,13 @@ extension Gateway {
 
     public func statsJSON() async -> String {
         await withCheckedContinuation { continuation in statsJSON { continuation.resume(returning: $0) } }
+    }
+
+    /// Points the process's global swift-metrics `MetricsSystem` at this gateway's registry, so
+    /// that libraries reporting through swift-metrics appear on the same `/metrics`. For the
+    /// `gateway` executable only: it can be done once per process, and tests run many gateways.
+    public func bootstrapGlobalMetrics() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
     }
 
     /// A reload that did not happen (the new file had errors): counted as `result="failed"` and

@@ -41,6 +41,7 @@ struct Serve: ParsableCommand {
         }
         warnIfDescriptorsCannotCover(loaded, limit: OpenFileLimit.raiseToHardLimit(), logger: logger)
         let service = GatewayService(config: loaded, logger: logger)
+        service.gateway.bootstrapGlobalMetrics()
         signal(SIGPIPE, SIG_IGN)
         do {
             try service.start()
