@@ -74,8 +74,11 @@ let package = Package(
                 "GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["GitCommit"]
         ),
+        // `gateway --version` names the commit it was built from (git, at build time).
+        .plugin(name: "GitCommit", capability: .buildTool(), path: "Plugins/GitCommit"),
         // The demo "slow monolith": used by the README's demo, the integration tests and the benchmark.
         .executableTarget(
             name: "demo-monolith",

@@ -8,11 +8,25 @@ import Darwin
 public struct SystemError: Error, Sendable, CustomStringConvertible {
     public var function: String
     public var errno: Int32
+    /// A reason that is not an `errno`: `getaddrinfo`'s, or a timeout.
+    public var detail: String?
     public init(_ function: String, errno: Int32) {
         self.function = function
         self.errno = errno
     }
-    public var description: String { "\(function) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+    /// A failure whose reason is not an `errno`; `what` reads as the start of a sentence
+    /// (`cannot resolve host "x"`).
+    public init(_ what: String, detail: String) {
+        self.function = what
+        self.errno = 0
+        self.detail = detail
+    }
+    /// Why, without the function: `Connection refused`, `Name or service not known`.
+    public var reason: String { detail ?? String(cString: strerror(errno)) }
+    public var description: String {
+        if let detail { return "\(function): \(detail)" }
+        return "\(function) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
 }
 
 /// Every socket call the server makes, in one place: `errno` is read at once and `EINTR` retried,
@@ -174,6 +188,57 @@ enum Syscall {
     static func close(_ fd: Int32) {
         // Linux closes the descriptor even when close reports EINTR: never retry.
         _ = Glibc.close(fd)
+    }
+
+    /// `getaddrinfo` for a TCP `host` and `port`: the addresses in the resolver's order, or its
+    /// reason (`gai_strerror`) for finding none.
+    static func resolve(host: String, port: Int) -> Result<[SocketAddress], SystemError> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        // No retry on EAI_AGAIN: a resolver that is down is worth reporting as such.
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0 else {
+            let reason = rc == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(rc))
+            return .failure(SystemError("cannot resolve host \"\(host)\"", detail: reason))
+        }
+        defer { freeaddrinfo(list) }
+        var addresses: [SocketAddress] = []
+        var next = list
+        while let info = next {
+            if let address = info.pointee.ai_addr, info.pointee.ai_family == AF_INET || info.pointee.ai_family == AF_INET6 {
+                var storage = sockaddr_storage()
+                withUnsafeMutableBytes(of: &storage) { target in
+                    target.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(info.pointee.ai_addrlen)))
+                }
+                addresses.append(SocketAddress(storage: storage))
+            }
+            next = info.pointee.ai_next
+        }
+        if addresses.isEmpty { return .failure(SystemError("cannot resolve host \"\(host)\"", detail: "no IPv4 or IPv6 address")) }
+        return .success(addresses)
+    }
+
+    /// A blocking TCP connect bounded by `milliseconds`: a non-blocking `connect`, then `poll`
+    /// for writability and `SO_ERROR`. The socket is closed before returning.
+    static func connectProbe(_ address: SocketAddress, milliseconds: Int32) throws(SystemError) {
+        let fd = try socket(family: address.family)
+        defer { close(fd) }
+        try setNonBlocking(fd)
+        var rc = address.withSockAddr { Glibc.connect(fd, $0, $1) }
+        if rc == 0 { return }
+        guard errno == EINPROGRESS || errno == EINTR else { throw SystemError("connect", errno: errno) }
+        var watched = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        repeat {
+            rc = poll(&watched, 1, milliseconds)
+        } while rc < 0 && errno == EINTR
+        if rc < 0 { throw SystemError("poll", errno: errno) }
+        if rc == 0 { throw SystemError("connect", detail: "no answer within \(milliseconds) ms") }
+        var failure: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) < 0 { throw SystemError("getsockopt", errno: errno) }
+        if failure != 0 { throw SystemError("connect", errno: failure) }
     }
 }
 

@@ -69,7 +69,7 @@ public final class RedisConnection: @unchecked Sendable {
         self.configuration = configuration
         self.queue = queue
         var logger = logger
-        logger[metadataKey: "redis.address"] = "\(configuration.host):\(configuration.port)"
+        logger[metadataKey: "redis.address"] = "\(configuration.address)"
         self.logger = logger
         self.commandTimeout = max(1, configuration.commandTimeout.clampedNanoseconds)
         self.connectTimeout = max(1, configuration.connectTimeout.clampedNanoseconds)
@@ -235,7 +235,7 @@ public final class RedisConnection: @unchecked Sendable {
     // MARK: Connecting (the rest of the state machine)
 
     private func connect() {
-        switch HiredisContext.connect(owner: self, host: configuration.host, port: configuration.port, queue: queue) {
+        switch HiredisContext.connect(owner: self, configuration: configuration, queue: queue) {
         case .failure(let failure):
             connectFailed(reason: failure.reason)
         case .success(let context):
@@ -276,10 +276,11 @@ public final class RedisConnection: @unchecked Sendable {
         logger.info("redis.connected")
     }
 
-    /// `AUTH` or `SELECT` was refused: drop the connection and try again later.
+    /// `AUTH` or `SELECT` was refused: drop the connection and try again later. Retrying goes on
+    /// (the server's settings may be fixed meanwhile), but the line is logged once a minute.
     func contextHandshakeFailed(_ context: HiredisContext, message: String) {
         guard case .connecting(let current, _) = state, current === context else { return }
-        logger.error("redis.handshake_failed", metadata: ["redis.error": "\(message)"])
+        HandshakeRefusalLog.shared.log(.server(message), address: configuration.address, connection: "cache", logger: logger)
         scheduleReconnect()
         context.abort(with: .disconnected)
     }

@@ -22,10 +22,7 @@ public final class GatewayService: Sendable {
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
-        let url = config.redis.url
-        let redis = RedisConfiguration(
-            host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
-            connectTimeout: max(config.redis.timeout, .milliseconds(500)))
+        let redis = RedisConfiguration(config.redis.url, connectTimeout: max(config.redis.timeout, .milliseconds(500)))
         let gateway = self.gateway
         if let channel = config.invalidation?.channel {
             subscriber = RedisSubscriber(

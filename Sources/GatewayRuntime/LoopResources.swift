@@ -16,12 +16,8 @@ final class LoopResources: @unchecked Sendable {
 
     init(loop: EventLoop, config: GatewayConfig, loopCount: Int, upstreamPermits: UpstreamPermits, logger: Logger) {
         self.loop = loop
-        let url = config.redis.url
         let redisConfiguration = RedisConfiguration(
-            host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
-            commandTimeout: config.redis.timeout,
-            connectTimeout: max(config.redis.timeout, .milliseconds(500))
-        )
+            config.redis.url, commandTimeout: config.redis.timeout, connectTimeout: max(config.redis.timeout, .milliseconds(500)))
         var redisLogger = logger
         redisLogger[metadataKey: "event_loop"] = "\(loop.index)"
         redis = (0..<config.redis.connections).map { [redisLogger] _ in

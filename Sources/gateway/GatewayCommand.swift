@@ -17,7 +17,7 @@ struct GatewayCommand: ParsableCommand {
             Start with `gateway check-config gateway.yaml`, then `gateway serve --config gateway.yaml`.
             """,
         version: GatewayVersion.description,
-        subcommands: [Serve.self, CheckConfig.self, Purge.self],
+        subcommands: [Serve.self, CheckConfig.self, Reload.self, Purge.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -27,7 +27,7 @@ enum GatewayVersion {
     static let number = GatewayRelease.version
 
     static var description: String {
-        "CacheGateway \(number)\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
+        "CacheGateway \(number) (commit \(BuildInfo.gitCommit))\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
     }
 }
 

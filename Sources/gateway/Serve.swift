@@ -23,8 +23,11 @@ struct Serve: ParsableCommand {
     @Option(name: .shortAndLong, help: "The config file.")
     var config: String = "gateway.yaml"
 
-    @Option(name: .long, help: "Override `listen` from the config (host:port).")
+    @Option(name: .long, help: "Override `listen` from the config (host:port; a host name is resolved at start).")
     var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("Write the process ID here at start and remove it at a clean exit (overrides pid_file); `gateway reload` reads it.", valueName: "path"))
+    var pidFile: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -40,16 +43,30 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         warnIfDescriptorsCannotCover(loaded, limit: OpenFileLimit.raiseToHardLimit(), logger: logger)
+        let pidFile = self.pidFile ?? loaded.pidFile
+        if let pidFile {
+            do {
+                try PidFile.claim(pidFile)
+            } catch {
+                printError("gateway: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let service = GatewayService(config: loaded, logger: logger)
         service.gateway.bootstrapGlobalMetrics()
         signal(SIGPIPE, SIG_IGN)
         do {
             try service.start()
         } catch {
+            if let pidFile { PidFile.release(pidFile) }
             printError("gateway: cannot listen on \(loaded.listen): \(error)")
             throw ExitCode(1)
         }
-        stopOnSignals(service)
+        if SocketAddress(host: loaded.listen.host, port: 0) == nil, let bound = service.localAddress {
+            // A name can resolve to several addresses; say which one was taken.
+            logger.info("listen host resolved", metadata: ["listen": "\(loaded.listen)", "listen.address": "\(bound)"])
+        }
+        stopOnSignals(service, pidFile: pidFile)
         reloadOnSIGHUP(service, path: config, logger: logger)
         dispatchMain()
     }
@@ -73,13 +90,17 @@ private func warnIfDescriptorsCannotCover(_ config: GatewayConfig, limit: (soft:
         ])
 }
 
-/// SIGTERM and SIGINT start a graceful shutdown; the process exits 0 once it is done.
-private func stopOnSignals(_ service: GatewayService) {
+/// SIGTERM and SIGINT start a graceful shutdown; the process exits 0 once it is done, after
+/// removing its pid file.
+private func stopOnSignals(_ service: GatewayService, pidFile: String?) {
     for sig in [SIGTERM, SIGINT] {
         signal(sig, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
         source.setEventHandler {
-            service.shutdown { exit(0) }
+            service.shutdown {
+                if let pidFile { PidFile.release(pidFile) }
+                exit(0)
+            }
         }
         source.resume()
         signalSources.append(source)
