@@ -172,6 +172,7 @@ final class HiredisContext: @unchecked Sendable {
             }
             return
         }
+        owner.contextDidReply(to: command)
         command.completion.complete(with: reply)
     }
 

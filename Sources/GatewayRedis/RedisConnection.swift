@@ -52,6 +52,8 @@ public final class RedisConnection: @unchecked Sendable {
     private let timer: DispatchSourceTimer
     /// When the timer is set to fire (uptime ns), or nil when it is idle.
     private var timerDeadline: UInt64?
+    /// Told of each reply's round trip (the metrics); set before ``start()``.
+    public var commandObserver: (any RedisCommandObserver)?
 
     /// Creates a connection; nothing happens until ``start()``.
     ///
@@ -175,6 +177,20 @@ public final class RedisConnection: @unchecked Sendable {
         case .idle, .waiting, .closed:
             break
         }
+    }
+
+    /// A caller's command got its reply: its round trip is the time since it was written, which is
+    /// its deadline less the command timeout.
+    func contextDidReply(to command: PendingCommand) {
+        guard let commandObserver else { return }
+        let kind: RedisCommandKind
+        switch command.completion {
+        case .bulkString: kind = .get
+        case .ok: kind = .set
+        case .reply, .handshake: kind = .other
+        }
+        let written = command.deadline &- commandTimeout
+        commandObserver.redisReplied(kind, nanoseconds: DispatchTime.now().uptimeNanoseconds &- written)
     }
 
     // MARK: Writing commands

@@ -94,12 +94,14 @@ extension Gateway {
             permits = UpstreamPermits(limit: effective.upstream.maxConnections, maxQueued: effective.upstream.maxQueue)
         }
         let clients = zip(loops, running.clients).map { loop, old in
-            LoopClients.make(config: effective, loop: loop, permits: permits, reusing: old, logger: logger)
+            LoopClients.make(config: effective, loop: loop, permits: permits, reusing: old, redisObserver: metrics, logger: logger)
         }
         startNewRedis(clients, replacing: running.clients)
 
         if permits !== running.permits { running.permits.handOver(to: permits) }
         replacePolicy(Policy(config: effective, clients: clients, permits: permits))
+        metrics.routesChanged(effective.routes.map(\.name))
+        metrics.reloaded(ok: true, errors: [])
         stats.reloaded()
 
         let emptyLocal = localChanged || report.redisURLChanged

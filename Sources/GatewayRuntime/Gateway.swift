@@ -30,8 +30,14 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let purgeToken: String?
     /// The stream consumer's counters, for the stats endpoint (set once by the service, before serving).
     nonisolated(unsafe) var streamSnapshot: @Sendable () -> RedisStreamConsumer.Snapshot? = { nil }
-    /// Told of every answered request (the access log, the metrics); set once, before serving.
-    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = []
+    /// Told of every answered request (the access log); set once, before serving.
+    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = [] {
+        didSet { observers = [metrics] + requestObservers }
+    }
+    /// The metrics, then `requestObservers`: what each request's answer is reported to.
+    nonisolated(unsafe) private var observers: [any RequestObserver]
+    /// This gateway's Prometheus registry and series (`Gateway+Metrics` renders them).
+    public let metrics: GatewayMetrics
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
@@ -80,13 +86,15 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
+        metrics = GatewayMetrics(routeNames: config.routes.map(\.name))
+        observers = [metrics]
     }
 
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
     public func attach(to loops: [EventLoop]) {
         let policy = self.policy
         let clients = loops.map { loop in
-            LoopClients.make(config: policy.config, loop: loop, permits: policy.permits, reusing: nil, logger: logger)
+            LoopClients.make(config: policy.config, loop: loop, permits: policy.permits, reusing: nil, redisObserver: metrics, logger: logger)
         }
         replacePolicy(Policy(config: policy.config, clients: clients, permits: policy.permits))
         resources = loops.map { loop in
@@ -115,7 +123,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
         let head = request.head
         let trace = RequestTrace()
-        let responder = TracedResponder(observers: requestObservers, head: head, peer: context.peer,
+        let responder = TracedResponder(observers: observers, head: head, peer: context.peer,
                                         responder: httpResponder, trace: trace)
         if head.path == "/healthz" && (head.method == "GET" || head.method == "HEAD") {
             responder.respond(.text(200, "ok"))
@@ -139,6 +147,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             let body = "{\"stats\": \(stats.json), \"redis_connected\": \(connected), \"in_flight_keys\": \(flights.count), "
                 + "\"uncacheable_keys\": \(uncacheable.count)\(stream)}\n"
             responder.respond(HTTPResponse(status: 200, headers: headers, body: Array(body.utf8)))
+            return
+        }
+        if head.path == "/__gateway/metrics" && head.method == "GET" {
+            serveMetrics(responder: responder, on: context.loop)
             return
         }
         let policy = self.policy

@@ -27,6 +27,8 @@ public final class GatewayService: Sendable {
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
         listeners = InvalidationListeners(invalidation: config.invalidation, redis: config.redis, gateway: gateway, logger: logger)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
+        // Weak: the server holds the gateway, which holds its metrics.
+        gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }
     }
 
     /// Applies `new` to requests from now on (``Gateway/reload(_:)``), and moves the invalidation

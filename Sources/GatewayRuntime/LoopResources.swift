@@ -106,10 +106,11 @@ final class LoopClients: @unchecked Sendable {
 
     /// One loop's clients for `config`, reusing what of `previous` the config does not change.
     static func make(
-        config: GatewayConfig, loop: EventLoop, permits: UpstreamPermits, reusing previous: LoopClients?, logger: Logger
+        config: GatewayConfig, loop: EventLoop, permits: UpstreamPermits, reusing previous: LoopClients?,
+        redisObserver: (any RedisCommandObserver)?, logger: Logger
     ) -> LoopClients {
         let redis = previous.flatMap { $0.redis.settings == RedisPool.Settings(config.redis) ? $0.redis : nil }
-            ?? RedisPool(config.redis, queue: loop.queue, loopIndex: loop.index, logger: logger)
+            ?? RedisPool(config.redis, queue: loop.queue, loopIndex: loop.index, observer: redisObserver, logger: logger)
         let configuration = upstreamConfiguration(config, permits: permits)
         let upstream = previous.flatMap { $0.upstream.configuration.sameSettings(as: configuration) ? $0.upstream : nil }
             ?? UpstreamClient(configuration: configuration, queue: loop.queue)
@@ -170,7 +171,8 @@ final class RedisPool: @unchecked Sendable {
     private let connections: [RedisConnection]
     private var next = 0
 
-    init(_ redis: GatewayConfig.Redis, queue: DispatchQueue, loopIndex: Int, logger: Logger) {
+    /// - Parameter observer: Told how long each command took (the metrics).
+    init(_ redis: GatewayConfig.Redis, queue: DispatchQueue, loopIndex: Int, observer: (any RedisCommandObserver)?, logger: Logger) {
         settings = Settings(redis)
         let configuration = RedisConfiguration(
             redis.url, commandTimeout: redis.timeout, connectTimeout: max(redis.timeout, .milliseconds(500)))
@@ -178,7 +180,9 @@ final class RedisPool: @unchecked Sendable {
         logger[metadataKey: "event_loop"] = "\(loopIndex)"
         connections = (0..<redis.connections).map { [logger] _ in
             // Connection state changes only (connected, lost, reconnecting), never per command.
-            RedisConnection(configuration: configuration, queue: queue, logger: logger)
+            let connection = RedisConnection(configuration: configuration, queue: queue, logger: logger)
+            connection.commandObserver = observer
+            return connection
         }
     }
 

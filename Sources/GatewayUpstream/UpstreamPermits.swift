@@ -134,4 +134,9 @@ public final class UpstreamPermits: Sendable {
 
     /// Permits not held by a transfer (for tests); negative while in debt after a hand-over.
     var availableCount: Int { state.withLock { $0.available } }
+
+    /// Transfers running and requests waiting for a permit, read together (for the metrics).
+    public var usage: (running: Int, queued: Int) {
+        state.withLock { (limit - $0.available, $0.waiters.count) }
+    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import GatewayRedis
+import GatewayRuntime
 import GatewayUpstream
 import Logging
 
@@ -23,8 +24,7 @@ struct GatewayCommand: ParsableCommand {
 
 /// What `gateway --version` prints: the gateway's version and the C libraries it uses.
 enum GatewayVersion {
-    /// Raised with each stop that changes behaviour.
-    static let number = "0.6.0"
+    static let number = GatewayRelease.version
 
     static var description: String {
         "CacheGateway \(number) (commit \(BuildInfo.gitCommit))\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"

@@ -54,6 +54,7 @@ struct Serve: ParsableCommand {
             }
         }
         let service = GatewayService(config: loaded, logger: logger)
+        service.gateway.bootstrapGlobalMetrics()
         signal(SIGPIPE, SIG_IGN)
         do {
             try service.start()
@@ -117,9 +118,11 @@ private func reloadOnSIGHUP(_ service: GatewayService, path: String, logger: Log
             new = try GatewayConfig.load(path: path)
         } catch {
             // The same lines as check-config, so the operator can fix the file and HUP again.
-            for line in "\(error)".split(separator: "\n") {
+            let lines = "\(error)".split(separator: "\n").map(String.init)
+            for line in lines {
                 logger.error("reload failed, keeping the running config", metadata: ["error": "\(line)"])
             }
+            service.gateway.reloadFailed(errors: lines)
             return
         }
         let report = service.reload(new)

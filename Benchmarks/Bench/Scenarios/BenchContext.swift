@@ -24,6 +24,8 @@ struct BenchOptions: Sendable {
     var shieldConcurrency: Int
     /// The gateway's `cache.local_ttl` (in-process tier); "0s" = every hit read from Redis.
     var localTTL: String = "0s"
+    /// Where the gateway's Prometheus text is, on its port (herd reports its coalesced-wait histogram).
+    var metricsPath: String = "/__gateway/metrics"
 }
 
 /// What the demo monolith of one phase looks like.
