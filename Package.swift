@@ -21,6 +21,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // The benchmark's latency histograms (HDR: 3 significant digits from 1 µs to 60 s).
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // The metrics API; `gateway serve` points its global MetricsSystem at the gateway's registry.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        // Prometheus exposition: each Gateway keeps its own registry (tests run many in one process).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // Thin C shims: the only places that include hiredis/libcurl headers.
@@ -60,6 +64,8 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .executableTarget(
@@ -68,8 +74,11 @@ let package = Package(
                 "GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayRedis", "GatewayUpstream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["GitCommit"]
         ),
+        // `gateway --version` names the commit it was built from (git, at build time).
+        .plugin(name: "GitCommit", capability: .buildTool(), path: "Plugins/GitCommit"),
         // The demo "slow monolith": used by the README's demo, the integration tests and the benchmark.
         .executableTarget(
             name: "demo-monolith",

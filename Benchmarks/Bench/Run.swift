@@ -46,6 +46,9 @@ struct Run: ParsableCommand {
     @Option(help: "herd: rounds, each with a fresh key (at most 3 with --smoke).")
     var herdRounds = 5
 
+    @Option(help: "The gateway's Prometheus metrics path on its admin listener (herd reports the gateway's own coalesced-wait histogram).")
+    var metricsPath = "/metrics"
+
     @Option(help: "Gateway event loops, and nginx worker processes.")
     var workers = 2
 
@@ -106,7 +109,7 @@ struct Run: ParsableCommand {
         let options = BenchOptions(
             smoke: smoke, duration: seconds, backendDelayMs: max(1, Int((delay * 1000).rounded())), herdSize: herdSize,
             herdRounds: smoke ? min(herdRounds, 3) : herdRounds, targets: wanted, workers: workers, connections: connections,
-            usersRate: usersRate, shieldConcurrency: shieldConcurrency, localTTL: localTTL)
+            usersRate: usersRate, shieldConcurrency: shieldConcurrency, localTTL: localTTL, metricsPath: metricsPath)
 
         let workDir = try makeWorkDir()
         ProcessRegistry.shared.stopEverythingOnSignals()

@@ -20,8 +20,13 @@ package struct LocalCache {
     /// longer matches the slot's), dropped when it reaches the front or at the next compaction.
     private var order: [(key: String, generation: UInt64)] = []
     private var orderStart = 0
-    private var bytes = 0
+    /// What the entries take, by ``CachedResponse/approximateSize`` plus their keys.
+    package private(set) var bytes = 0
     private var generation: UInt64 = 0
+    /// Lookups answered from the tier, since start (the metrics read them on the loop).
+    package private(set) var hits = 0
+    /// Entries dropped to make room (not those that expired or were purged), since start.
+    package private(set) var evictions = 0
 
     package init(ttlMilliseconds: UInt64, maxBytes: Int, maxEntries: Int = 10_000) {
         self.ttlMilliseconds = ttlMilliseconds
@@ -40,6 +45,7 @@ package struct LocalCache {
             remove(key)
             return nil
         }
+        hits &+= 1
         return slot.entry
     }
 
@@ -56,7 +62,10 @@ package struct LocalCache {
         while bytes > maxBytes || slots.count > maxEntries, orderStart < order.count {
             let oldest = order[orderStart]
             orderStart += 1
-            if slots[oldest.key]?.generation == oldest.generation { remove(oldest.key) }
+            if slots[oldest.key]?.generation == oldest.generation {
+                remove(oldest.key)
+                evictions &+= 1
+            }
         }
         compactIfMostlyStale()
     }

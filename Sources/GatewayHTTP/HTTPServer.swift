@@ -7,7 +7,8 @@ import Glibc
 
 /// What the server needs to know; defaults and units documented on each field.
 public struct HTTPServerConfiguration: Sendable {
-    /// Numeric host to bind (`127.0.0.1`, `0.0.0.0`, `::1`, `::`).
+    /// Host to bind: numeric (`127.0.0.1`, `0.0.0.0`, `::1`, `::`) or a name resolved at
+    /// ``HTTPServer/start()`` (see ``SocketAddress/resolve(host:port:)``).
     public var host: String = "127.0.0.1"
     /// Port to bind; 0 picks a free one (see `HTTPServer.localAddress`).
     public var port: Int = 8080
@@ -102,9 +103,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds, listens and starts accepting. Throws if the address cannot be bound.
     public func start() throws(SystemError) {
-        guard let address = SocketAddress(host: configuration.host, port: configuration.port) else {
-            throw SystemError("inet_pton(\(configuration.host))", errno: EINVAL)
-        }
+        let address = try SocketAddress.resolve(host: configuration.host, port: configuration.port)
         let fd = try Syscall.socket(family: address.family)
         do throws(SystemError) {
             try Syscall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)

@@ -8,11 +8,25 @@ import Darwin
 public struct SystemError: Error, Sendable, CustomStringConvertible {
     public var function: String
     public var errno: Int32
+    /// A reason that is not an `errno`: `getaddrinfo`'s, or a timeout.
+    public var detail: String?
     public init(_ function: String, errno: Int32) {
         self.function = function
         self.errno = errno
     }
-    public var description: String { "\(function) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+    /// A failure whose reason is not an `errno`; `what` reads as the start of a sentence
+    /// (`cannot resolve host "x"`).
+    public init(_ what: String, detail: String) {
+        self.function = what
+        self.errno = 0
+        self.detail = detail
+    }
+    /// Why, without the function: `Connection refused`, `Name or service not known`.
+    public var reason: String { detail ?? String(cString: strerror(errno)) }
+    public var description: String {
+        if let detail { return "\(function): \(detail)" }
+        return "\(function) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
 }
 
 /// Every socket call the server makes, in one place: `errno` is read at once and `EINTR` retried,
@@ -171,44 +185,60 @@ enum Syscall {
         return openFileLimit()
     }
 
-    /// Resolves `host` (`getaddrinfo`) and opens a TCP connection to its first address within
-    /// `timeoutMilliseconds` (non-blocking `connect`, then `poll` for writability and `SO_ERROR`),
-    /// then closes it. Blocks the calling thread for at most about the timeout plus the resolver.
-    /// - Returns: nil when the connection was accepted, else why not.
-    static func probeConnect(host: String, port: Int, timeoutMilliseconds: Int32) -> String? {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        #if canImport(Glibc)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        #else
-        hints.ai_socktype = SOCK_STREAM
-        #endif
-        var list: UnsafeMutablePointer<addrinfo>?
-        let resolved = getaddrinfo(host, String(port), &hints, &list)
-        guard resolved == 0, let first = list else {
-            return "cannot resolve \(host): \(String(cString: gai_strerror(resolved)))"
-        }
-        defer { freeaddrinfo(list) }
-        let fd = Glibc.socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
-        if fd < 0 { return SystemError("socket", errno: errno).description }
-        defer { close(fd) }
-        do { try setNonBlocking(fd) } catch { return error.description }
-        if Glibc.connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 { return nil }
-        guard errno == EINPROGRESS else { return "connect to \(host):\(port): \(String(cString: strerror(errno)))" }
-        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        var ready: Int32
-        repeat { ready = poll(&poller, 1, timeoutMilliseconds) } while ready < 0 && errno == EINTR
-        if ready == 0 { return "connect to \(host):\(port): no answer within \(timeoutMilliseconds) ms" }
-        if ready < 0 { return SystemError("poll", errno: errno).description }
-        var failure: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) < 0 { return SystemError("getsockopt", errno: errno).description }
-        return failure == 0 ? nil : "connect to \(host):\(port): \(String(cString: strerror(failure)))"
-    }
-
     static func close(_ fd: Int32) {
         // Linux closes the descriptor even when close reports EINTR: never retry.
         _ = Glibc.close(fd)
+    }
+
+    /// `getaddrinfo` for a TCP `host` and `port`: the addresses in the resolver's order, or its
+    /// reason (`gai_strerror`) for finding none.
+    static func resolve(host: String, port: Int) -> Result<[SocketAddress], SystemError> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        // No retry on EAI_AGAIN: a resolver that is down is worth reporting as such.
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0 else {
+            let reason = rc == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(rc))
+            return .failure(SystemError("cannot resolve host \"\(host)\"", detail: reason))
+        }
+        defer { freeaddrinfo(list) }
+        var addresses: [SocketAddress] = []
+        var next = list
+        while let info = next {
+            if let address = info.pointee.ai_addr, info.pointee.ai_family == AF_INET || info.pointee.ai_family == AF_INET6 {
+                var storage = sockaddr_storage()
+                withUnsafeMutableBytes(of: &storage) { target in
+                    target.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(info.pointee.ai_addrlen)))
+                }
+                addresses.append(SocketAddress(storage: storage))
+            }
+            next = info.pointee.ai_next
+        }
+        if addresses.isEmpty { return .failure(SystemError("cannot resolve host \"\(host)\"", detail: "no IPv4 or IPv6 address")) }
+        return .success(addresses)
+    }
+
+    /// A blocking TCP connect bounded by `milliseconds`: a non-blocking `connect`, then `poll`
+    /// for writability and `SO_ERROR`. The socket is closed before returning.
+    static func connectProbe(_ address: SocketAddress, milliseconds: Int32) throws(SystemError) {
+        let fd = try socket(family: address.family)
+        defer { close(fd) }
+        try setNonBlocking(fd)
+        var rc = address.withSockAddr { Glibc.connect(fd, $0, $1) }
+        if rc == 0 { return }
+        guard errno == EINPROGRESS || errno == EINTR else { throw SystemError("connect", errno: errno) }
+        var watched = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        repeat {
+            rc = poll(&watched, 1, milliseconds)
+        } while rc < 0 && errno == EINTR
+        if rc < 0 { throw SystemError("poll", errno: errno) }
+        if rc == 0 { throw SystemError("connect", detail: "no answer within \(milliseconds) ms") }
+        var failure: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) < 0 { throw SystemError("getsockopt", errno: errno) }
+        if failure != 0 { throw SystemError("connect", errno: failure) }
     }
 }
 
@@ -221,17 +251,6 @@ public enum OpenFileLimit {
     /// limits then in force.
     @discardableResult
     public static func raiseToHardLimit() -> (soft: Int, hard: Int) { Syscall.raiseOpenFileLimit() }
-}
-
-/// Whether something accepts TCP connections, for readiness checks.
-public enum TCPProbe {
-    /// Connects to `host:port` and closes at once. Blocks the calling thread for up to `timeout`
-    /// (plus name resolution): call it from a queue of its own, never an event loop's.
-    /// - Returns: nil when the connection was accepted, else a reason a person can act on.
-    public static func connect(host: String, port: Int, timeout: Duration) -> String? {
-        let ms = max(1, min(Int(Int32.max), Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)))
-        return Syscall.probeConnect(host: host, port: port, timeoutMilliseconds: Int32(ms))
-    }
 }
 
 /// Wall-clock time for modules that must not touch libc themselves.

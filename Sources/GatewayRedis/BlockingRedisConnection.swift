@@ -33,17 +33,21 @@ final class BlockingRedisConnection {
 
     deinit { redisFree(context) }
 
-    /// Connects (`redisConnectWithTimeout`), sets the socket timeout to `replyTimeout`, enables TCP
-    /// keepalive, and sends `AUTH` and `SELECT` when `configuration` asks for them.
+    /// Connects (`redisConnectWithTimeout`, or `redisConnectUnixWithTimeout` for a unix socket),
+    /// sets the socket timeout to `replyTimeout`, enables TCP keepalive, and sends `AUTH` and
+    /// `SELECT` when `configuration` asks for them.
     static func connect(
         _ configuration: RedisConfiguration, replyTimeout: Duration
     ) -> Result<BlockingRedisConnection, RedisError> {
-        guard let context = redisConnectWithTimeout(configuration.host, Int32(clamping: configuration.port), timeval(configuration.connectTimeout))
-        else { return .failure(.connectFailed("redisConnectWithTimeout: out of memory")) }
+        let timeout = timeval(configuration.connectTimeout)
+        let made = configuration.unixSocketPath.map { redisConnectUnixWithTimeout($0, timeout) }
+            ?? redisConnectWithTimeout(configuration.host, Int32(clamping: configuration.port), timeout)
+        guard let context = made else { return .failure(.connectFailed("redisConnectWithTimeout: out of memory")) }
         let connection = BlockingRedisConnection(context: context)  // frees the context from here on
         if context.pointee.err != 0 { return .failure(.connectFailed(connection.errorText)) }
         _ = redisSetTimeout(context, timeval(replyTimeout))
-        _ = redisEnableKeepAlive(context)
+        // Keepalive is a TCP option: a unix socket has no peer that can vanish unnoticed.
+        if configuration.unixSocketPath == nil { _ = redisEnableKeepAlive(context) }
         if let password = configuration.password {
             var auth: [[UInt8]] = [Array("AUTH".utf8)]
             if let user = configuration.username { auth.append(Array(user.utf8)) }

@@ -12,7 +12,7 @@ import Darwin
 /// never complete a command of a new one. Touched only on the owner's queue.
 ///
 /// Lifetime (see shared/FACTS.md, "hiredis 0.14.1 async on Dispatch"):
-/// - hiredis holds one retain, taken in ``connect(owner:host:port:queue:)`` and stored in `ac->data` and
+/// - hiredis holds one retain, taken in ``connect(owner:configuration:queue:)`` and stored in `ac->data` and
 ///   `ac->ev.data`. The `cleanup` hook gives it back *asynchronously*: hiredis still uses the context
 ///   after `cleanup` returns (it would call `onDisconnect` then). `cleanup` is the one signal that
 ///   comes for every end, a refused connect included, so no `onDisconnect` callback is set.
@@ -69,11 +69,14 @@ final class HiredisContext: @unchecked Sendable {
     /// and watches for the connect to finish; the owner hears of it through `contextDidConnect` or
     /// `contextDidEnd`.
     ///
-    /// `host` is resolved with a blocking `getaddrinfo`: prefer an IP literal.
+    /// A unix socket is connected with `redisAsyncConnectUnix`; a `host` is resolved with a blocking
+    /// `getaddrinfo`: prefer an IP literal.
     static func connect(
-        owner: RedisConnection, host: String, port: Int, queue: DispatchQueue
+        owner: RedisConnection, configuration: RedisConfiguration, queue: DispatchQueue
     ) -> Result<HiredisContext, ConnectFailure> {
-        guard let ac = redisAsyncConnect(host, Int32(clamping: port)) else {
+        let made = configuration.unixSocketPath.map { redisAsyncConnectUnix($0) }
+            ?? redisAsyncConnect(configuration.host, Int32(clamping: configuration.port))
+        guard let ac = made else {
             return .failure(ConnectFailure(reason: "redisAsyncConnect: out of memory"))
         }
         if ac.pointee.err != 0 {  // e.g. an unknown host, or a connect refused at once
@@ -169,6 +172,7 @@ final class HiredisContext: @unchecked Sendable {
             }
             return
         }
+        owner.contextDidReply(to: command)
         command.completion.complete(with: reply)
     }
 
@@ -176,7 +180,9 @@ final class HiredisContext: @unchecked Sendable {
         if status == REDIS_OK {
             inConnectCallback = true
             defer { inConnectCallback = false }
-            _ = redisEnableKeepAlive(&self.ac.pointee.c)  // TCP keepalive, 15 s: finds a silently dead peer on an idle connection
+            // TCP keepalive, 15 s: finds a silently dead peer on an idle connection. Not on a unix
+            // socket, where it fails with EOPNOTSUPP and leaves that error on the context.
+            if self.ac.pointee.c.connection_type == REDIS_CONN_TCP { _ = redisEnableKeepAlive(&self.ac.pointee.c) }
             owner.contextDidConnect(self)
         } else {
             // hiredis frees the context right after this callback; no onDisconnect follows.

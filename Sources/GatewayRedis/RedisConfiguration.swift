@@ -10,6 +10,10 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// TCP port. Default: `6379`.
     public var port: Int
 
+    /// A unix domain socket to connect to instead of ``host`` and ``port`` (`redisConnectUnix`),
+    /// e.g. `/run/redis/redis.sock`. Default: `nil` (TCP).
+    public var unixSocketPath: String?
+
     /// Database index selected with `SELECT` after connecting; `0` sends no `SELECT`. Default: `0`.
     public var database: Int
 
@@ -47,7 +51,8 @@ public struct RedisConfiguration: Sendable, Equatable {
         commandTimeout: Duration = .milliseconds(250),
         connectTimeout: Duration = .milliseconds(500),
         reconnectBackoffMin: Duration = .milliseconds(50),
-        reconnectBackoffMax: Duration = .seconds(1)
+        reconnectBackoffMax: Duration = .seconds(1),
+        unixSocketPath: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -58,6 +63,12 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.connectTimeout = connectTimeout
         self.reconnectBackoffMin = reconnectBackoffMin
         self.reconnectBackoffMax = reconnectBackoffMax
+        self.unixSocketPath = unixSocketPath
+    }
+
+    /// Where it connects, for logs and messages: `host:port`, or the unix socket's path.
+    public var address: String {
+        unixSocketPath ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
     }
 }
 

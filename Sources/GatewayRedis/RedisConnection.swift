@@ -52,6 +52,8 @@ public final class RedisConnection: @unchecked Sendable {
     private let timer: DispatchSourceTimer
     /// When the timer is set to fire (uptime ns), or nil when it is idle.
     private var timerDeadline: UInt64?
+    /// Told of each reply's round trip (the metrics); set before ``start()``.
+    public var commandObserver: (any RedisCommandObserver)?
 
     /// Creates a connection; nothing happens until ``start()``.
     ///
@@ -67,7 +69,7 @@ public final class RedisConnection: @unchecked Sendable {
         self.configuration = configuration
         self.queue = queue
         var logger = logger
-        logger[metadataKey: "redis.address"] = "\(configuration.host):\(configuration.port)"
+        logger[metadataKey: "redis.address"] = "\(configuration.address)"
         self.logger = logger
         self.commandTimeout = max(1, configuration.commandTimeout.clampedNanoseconds)
         self.connectTimeout = max(1, configuration.connectTimeout.clampedNanoseconds)
@@ -185,6 +187,20 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
+    /// A caller's command got its reply: its round trip is the time since it was written, which is
+    /// its deadline less the command timeout.
+    func contextDidReply(to command: PendingCommand) {
+        guard let commandObserver else { return }
+        let kind: RedisCommandKind
+        switch command.completion {
+        case .bulkString: kind = .get
+        case .ok: kind = .set
+        case .reply, .handshake: kind = .other
+        }
+        let written = command.deadline &- commandTimeout
+        commandObserver.redisReplied(kind, nanoseconds: DispatchTime.now().uptimeNanoseconds &- written)
+    }
+
     // MARK: Writing commands
 
     /// Writes the command in `arguments`, or fails it on the next turn of the queue.
@@ -227,7 +243,7 @@ public final class RedisConnection: @unchecked Sendable {
     // MARK: Connecting (the rest of the state machine)
 
     private func connect() {
-        switch HiredisContext.connect(owner: self, host: configuration.host, port: configuration.port, queue: queue) {
+        switch HiredisContext.connect(owner: self, configuration: configuration, queue: queue) {
         case .failure(let failure):
             connectFailed(reason: failure.reason)
         case .success(let context):
@@ -269,10 +285,11 @@ public final class RedisConnection: @unchecked Sendable {
         logger.info("redis.connected")
     }
 
-    /// `AUTH` or `SELECT` was refused: drop the connection and try again later.
+    /// `AUTH` or `SELECT` was refused: drop the connection and try again later. Retrying goes on
+    /// (the server's settings may be fixed meanwhile), but the line is logged once a minute.
     func contextHandshakeFailed(_ context: HiredisContext, message: String) {
         guard case .connecting(let current, _) = state, current === context else { return }
-        logger.error("redis.handshake_failed", metadata: ["redis.error": "\(message)"])
+        HandshakeRefusalLog.shared.log(.server(message), address: configuration.address, connection: "cache", logger: logger)
         failure = "handshake refused: \(message)"
         scheduleReconnect()
         context.abort(with: .disconnected)

@@ -147,6 +147,9 @@ public final class RedisStreamConsumer: Sendable {
         let connection: BlockingRedisConnection
         switch BlockingRedisConnection.connect(redis, replyTimeout: liveness.replyTimeout) {
         case .success(let made): connection = made
+        case .failure(let error) where error.serverMessage != nil:
+            HandshakeRefusalLog.shared.log(error, address: redis.address, connection: "stream consumer", logger: logger)
+            return false
         case .failure(let error):
             // Debug only: while Redis is away this repeats every backoff; the loss was logged once.
             logger.debug("redis stream consumer cannot connect", metadata: metadata.merging(["redis.error": "\(error)"]) { $1 })

@@ -126,6 +126,9 @@ public final class RedisSubscriber: Sendable {
         let connection: BlockingRedisConnection
         switch BlockingRedisConnection.connect(configuration, replyTimeout: liveness.replyTimeout) {
         case .success(let made): connection = made
+        case .failure(let error) where error.serverMessage != nil:
+            HandshakeRefusalLog.shared.log(error, address: configuration.address, connection: "subscriber", logger: logger)
+            return false
         case .failure(let error):
             // Debug only: while Redis is away this repeats every backoff; the loss was logged once.
             logger.debug("redis subscriber cannot connect", metadata: ["redis.error": "\(error)"])

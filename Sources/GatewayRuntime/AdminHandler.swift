@@ -2,16 +2,17 @@ import Foundation
 import GatewayCore
 import GatewayHTTP
 
-/// What the admin listener serves `/metrics` and `/stats` from. The metrics build these; until
-/// they are plugged in, ``AdminHandler/fallbackSources(gateway:openConnections:startedAt:)``
-/// serves the same shapes from ``GatewayStats`` (no per-route rows).
+/// What the admin listener serves `/metrics` and `/stats` from: by default the gateway's metrics
+/// (``Gateway/prometheusText(completion:)``, ``Gateway/statsJSON(completion:)``). Each reads
+/// every event loop's state on its own queue and answers through the completion.
 public struct AdminSources: Sendable {
+    public typealias Source = @Sendable (_ completion: @escaping @Sendable (String) -> Void) -> Void
     /// The Prometheus text exposition (format 0.0.4) for `GET /metrics`.
-    public var metricsText: @Sendable () -> String
+    public var metricsText: Source
     /// The stats JSON for `GET /stats`, the status page's one source (schema in the README).
-    public var statsJSON: @Sendable () -> String
+    public var statsJSON: Source
 
-    public init(metricsText: @escaping @Sendable () -> String, statsJSON: @escaping @Sendable () -> String) {
+    public init(metricsText: @escaping Source, statsJSON: @escaping Source) {
         self.metricsText = metricsText
         self.statsJSON = statsJSON
     }
@@ -60,12 +61,12 @@ public final class AdminHandler: HTTPHandler, @unchecked Sendable {
             response.headers.add(name: "Content-Security-Policy", value: StatusPage.contentSecurityPolicy)
             responder.respond(response)
         case "/metrics":
-            responder.respond(Self.ok("text/plain; version=0.0.4; charset=utf-8", sources.metricsText()))
+            sources.metricsText { responder.respond(Self.ok("text/plain; version=0.0.4; charset=utf-8", $0)) }
         case "/stats":
-            responder.respond(Self.ok("application/json", sources.statsJSON()))
+            sources.statsJSON { responder.respond(Self.ok("application/json", $0)) }
         case "/config":
             // The routes as the last reload left them: what requests are served by now.
-            responder.respond(Self.ok("application/json", gateway.policy.config.redactedJSON()))
+            responder.respond(Self.ok("application/json", gateway.runningConfig.redactedJSON()))
         case "/healthz":
             responder.respond(.text(200, "ok"))
         case "/readyz":

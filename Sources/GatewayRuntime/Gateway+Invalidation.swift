@@ -44,8 +44,9 @@ extension Gateway {
 
     /// Empties every loop's in-process tier (after a gap in the purges it heard).
     func clearLocalTiers() {
-        for resources in resources where resources.local.isEnabled {
-            resources.loop.execute { resources.local.removeAll() }
+        // `local` is read on its loop only: a reload may be replacing it.
+        for resources in resources {
+            resources.loop.execute { if resources.local.isEnabled { resources.local.removeAll() } }
         }
     }
 
@@ -306,8 +307,8 @@ extension Gateway {
     }
 
     func removeFromLocalTiers(where matches: @escaping @Sendable (String) -> Bool) {
-        for resources in resources where resources.local.isEnabled {
-            resources.loop.execute { resources.local.remove(where: matches) }
+        for resources in resources {
+            resources.loop.execute { if resources.local.isEnabled { resources.local.remove(where: matches) } }
         }
     }
 }

@@ -11,7 +11,7 @@ extension Gateway {
         stats.bypass()
         let request = UpstreamRequest(origin)
         let started = RequestTrace.now()
-        exchange.resources.upstream.execute(request) { [self] result in
+        exchange.liveClients.upstream.execute(request) { [self] result in
             exchange.trace.addUpstream(since: started)
             switch result {
             case .success(let response):

@@ -18,7 +18,7 @@ extension Gateway {
     /// port): `Purge-Mode: soft` marks the entries stale instead. Runs on `resources`' loop.
     func purgeRequest(_ head: HTTPRequestHead, path: String, peerHost: String, responder: TracedResponder,
                       on resources: LoopResources) {
-        guard let api = config.invalidation?.purgeAPI else {
+        guard let api = policy.config.invalidation?.purgeAPI else {
             return responder.respond(Self.error(404, "purging over HTTP is off: set invalidation.purge_api"))
         }
         let allowedAddress = api.allow.contains(peerHost)

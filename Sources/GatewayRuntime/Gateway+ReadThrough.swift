@@ -35,6 +35,7 @@ final class ReadThroughTask: @unchecked Sendable {
     }
 
     private var resources: LoopResources { exchange.resources }
+    private var clients: LoopClients { exchange.liveClients }
     private var now: UInt64 { WallClock.nowMilliseconds() }
 
     func start() {
@@ -88,7 +89,7 @@ final class ReadThroughTask: @unchecked Sendable {
         case .fetch(let origin):
             let request = UpstreamRequest(origin)
             let started = RequestTrace.now()
-            resources.upstream.execute(request) { [self] result in
+            clients.upstream.execute(request) { [self] result in
                 exchange.trace.addUpstream(since: started)
                 switch result {
                 case .success(let response):
@@ -147,7 +148,7 @@ final class ReadThroughTask: @unchecked Sendable {
     private func lookup() {
         let key = self.key
         let started = RequestTrace.now()
-        resources.redisGet(Array(key.utf8)) { [self] result in
+        clients.redisGet(Array(key.utf8)) { [self] result in
             exchange.trace.addRedis(since: started)
             let found: ReadThrough.LookupResult
             switch result {
@@ -203,8 +204,8 @@ final class ReadThroughTask: @unchecked Sendable {
         // The path's index first, so that a purge that reads it after this point finds the key,
         // whenever the write lands (a purge before it is caught by the flight's mark below).
         let index = Array(gateway.keySpace.pathIndex(path: exchange.request.head.path).utf8)
-        resources.redisSend([Array("SADD".utf8), index] + indexed.map { Array($0.utf8) }) { _ in }
-        resources.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
+        clients.redisSend([Array("SADD".utf8), index] + indexed.map { Array($0.utf8) }) { _ in }
+        clients.redisSend([Array("PEXPIRE".utf8), index, Array(String(gateway.longestTTLMilliseconds).utf8)]) { _ in }
         // Each tag's index is a sorted set scored by when its entries leave Redis: expired members
         // are pruned on every add, and the set itself lives as long as its longest entry, so a
         // tag that keeps being used does not grow past its live entries.
@@ -212,10 +213,10 @@ final class ReadThroughTask: @unchecked Sendable {
         let ttl = Array(String(ttlMilliseconds).utf8)
         for tag in tags {
             let tagKey = Array(gateway.keySpace.tagIndex(tag: tag).utf8)
-            resources.redisSend([Array("ZADD".utf8), tagKey, leaves, Array(storeKey.utf8)]) { _ in }
-            resources.redisSend([Array("ZREMRANGEBYSCORE".utf8), tagKey, Array("-inf".utf8), Array(String(WallClock.nowMilliseconds()).utf8)]) { _ in }
-            resources.redisSend([Array("PEXPIRE".utf8), tagKey, ttl, Array("NX".utf8)]) { _ in }
-            resources.redisSend([Array("PEXPIRE".utf8), tagKey, ttl, Array("GT".utf8)]) { _ in }
+            clients.redisSend([Array("ZADD".utf8), tagKey, leaves, Array(storeKey.utf8)]) { _ in }
+            clients.redisSend([Array("ZREMRANGEBYSCORE".utf8), tagKey, Array("-inf".utf8), Array(String(WallClock.nowMilliseconds()).utf8)]) { _ in }
+            clients.redisSend([Array("PEXPIRE".utf8), tagKey, ttl, Array("NX".utf8)]) { _ in }
+            clients.redisSend([Array("PEXPIRE".utf8), tagKey, ttl, Array("GT".utf8)]) { _ in }
         }
         if let variant {
             // The marker under the request's key says which headers choose; the entry goes under
@@ -224,19 +225,19 @@ final class ReadThroughTask: @unchecked Sendable {
             let ttl = Array(String(ttlMilliseconds).utf8)
             let member = Array(storeKey.utf8)
             let cap = exchange.route.cache?.maxVariants ?? 8
-            resources.redisSet(Array(primaryKey.utf8), VaryMarker(names: variant.names).encode(), ttlMilliseconds: ttlMilliseconds) { _ in }
-            resources.redisSend([Array("SADD".utf8), Array(variants.utf8), member]) { _ in }
-            resources.redisSend([Array("PEXPIRE".utf8), Array(variants.utf8), ttl]) { _ in }
-            resources.redisSend([Array("SCARD".utf8), Array(variants.utf8)]) { [resources] result in
+            clients.redisSet(Array(primaryKey.utf8), VaryMarker(names: variant.names).encode(), ttlMilliseconds: ttlMilliseconds) { _ in }
+            clients.redisSend([Array("SADD".utf8), Array(variants.utf8), member]) { _ in }
+            clients.redisSend([Array("PEXPIRE".utf8), Array(variants.utf8), ttl]) { _ in }
+            clients.redisSend([Array("SCARD".utf8), Array(variants.utf8)]) { [clients] result in
                 // Over the cap: this variant is served (it was) but not kept.
                 if case .success(.integer(let count)) = result, count > cap {
-                    resources.redisSend([Array("UNLINK".utf8), member]) { _ in }
-                    resources.redisSend([Array("SREM".utf8), Array(variants.utf8), member]) { _ in }
+                    clients.redisSend([Array("UNLINK".utf8), member]) { _ in }
+                    clients.redisSend([Array("SREM".utf8), Array(variants.utf8), member]) { _ in }
                 }
             }
         }
         let started = RequestTrace.now()
-        resources.redisSet(Array(storeKey.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
+        clients.redisSet(Array(storeKey.utf8), entry.encode(), ttlMilliseconds: ttlMilliseconds) { [self] result in
             exchange.trace.addRedis(since: started)
             if case .failure(let error) = result {
                 gateway.storeFailed(error, route: exchange.route.name)
@@ -244,7 +245,7 @@ final class ReadThroughTask: @unchecked Sendable {
             let ok: Bool = if case .success = result { true } else { false }
             // A purge that came while the write was on its way ran before it landed: take it back.
             if ok && flights.isInvalidated(token) {
-                resources.redisSend([Array("UNLINK".utf8), Array(storeKey.utf8)]) { _ in }
+                clients.redisSend([Array("UNLINK".utf8), Array(storeKey.utf8)]) { _ in }
                 perform(machine.storeCompleted(ok: false, purged: true, now: now))
                 return
             }

@@ -22,7 +22,7 @@ extension Gateway {
         for resources in resources {
             resources.loop.execute {
                 let connected = resources.redisConnected
-                let failure = connected ? nil : resources.redis.lazy.compactMap(\.lastFailure).first
+                let failure = connected ? nil : resources.redisFailure
                 // Every report lands on the answering loop: the collector has one owner, no lock.
                 loop.execute { collector.report(loop: resources.loop.index, connected: connected, failure: failure) }
             }

@@ -14,8 +14,9 @@ import Logging
 /// request is looked up, fetched and answered without leaving its loop. What loops share is the
 /// `SingleFlight` table and the hit-for-miss marks, each behind its own short lock.
 public final class Gateway: HTTPHandler, @unchecked Sendable {
-    /// The configuration the gateway started with: what its connections, loops and key space
-    /// were built from. Routes and cache policies come from ``policy``, which a reload replaces.
+    /// The configuration the gateway started with: what its loops and key space were built from.
+    /// What is in effect (routes, cache policies, Redis and upstream settings) is
+    /// ``runningConfig``, which a reload replaces; nothing reads this one at request time.
     public let config: GatewayConfig
     let keySpace: KeySpace
     let logger: Logger
@@ -29,24 +30,37 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let purgeToken: String?
     /// The stream consumer's counters, for the stats endpoint (set once by the service, before serving).
     nonisolated(unsafe) var streamSnapshot: @Sendable () -> RedisStreamConsumer.Snapshot? = { nil }
-    /// Told of every answered request (the access log, the metrics); set once, before serving.
-    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = []
-    /// Whether the upstream accepts connections, for `/readyz`; probing from `attach` to `shutdown`.
+    /// Told of every answered request (the access log); set once, before serving.
+    nonisolated(unsafe) public var requestObservers: [any RequestObserver] = [] {
+        didSet { observers = [metrics] + requestObservers }
+    }
+    /// The metrics, then `requestObservers`: what each request's answer is reported to.
+    nonisolated(unsafe) private var observers: [any RequestObserver]
+    /// This gateway's Prometheus registry and series (`Gateway+Metrics` renders them).
+    public let metrics: GatewayMetrics
+    /// Whether the upstream in effect accepts connections, for `/readyz`; probing from `attach` to `shutdown`.
     let upstreamProbe: UpstreamProbe
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
 
-    /// What requests are served by: routes and cache policies, replaced whole by ``reload(_:)``.
-    /// Each request reads it once, so a request never sees half of one config and half of another.
+    /// What requests are served by: routes, cache policies and each loop's Redis and upstream
+    /// clients, replaced whole by ``reload(_:)``. Each request reads it once, so a request never
+    /// sees half of one config and half of another.
     final class Policy: Sendable {
         let config: GatewayConfig
         let planner: RequestPlanner
+        /// One per event loop, indexed by `EventLoop.index` (empty before `attach`).
+        let clients: [LoopClients]
+        /// The upstream admission shared by every loop's client.
+        let permits: UpstreamPermits
         /// The longest any route keeps an entry in Redis (TTL plus its stale windows and `keep`):
         /// how long a purge index must live.
         let longestTTLMilliseconds: Int64
 
-        init(config: GatewayConfig) {
+        init(config: GatewayConfig, clients: [LoopClients] = [], permits: UpstreamPermits) {
             self.config = config
+            self.clients = clients
+            self.permits = permits
             planner = RequestPlanner(router: Router(config: config), config: config)
             longestTTLMilliseconds = config.routes.compactMap(\.cache).map { settings in
                 let ttl = ([settings.ttl] + Array(settings.ttlByStatus.values)).map(\.wholeMilliseconds).max() ?? 0
@@ -57,30 +71,44 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     }
 
     private let policyBox: PolicyBox
+    /// Where reloads run, one at a time.
+    let reloadQueue = DispatchQueue(label: "gateway.reload-apply")
     var policy: Policy { policyBox.current }
     func replacePolicy(_ policy: Policy) { policyBox.replace(policy) }
     var longestTTLMilliseconds: Int64 { policy.longestTTLMilliseconds }
+    /// The configuration in effect: the one started with, as changed by reloads (settings that
+    /// take a restart keep their starting values).
+    public var runningConfig: GatewayConfig { policy.config }
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
-        self.policyBox = PolicyBox(Policy(config: config))
+        // One pool for all loops: `upstream.max_connections` and `max_queue` are per gateway.
+        let permits = UpstreamPermits(limit: config.upstream.maxConnections, maxQueued: config.upstream.maxQueue)
+        self.policyBox = PolicyBox(Policy(config: config, permits: permits))
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
-        self.upstreamProbe = UpstreamProbe(
-            host: config.upstream.url.host, port: config.upstream.url.port,
-            timeout: min(config.upstream.connectTimeout, .seconds(1)))
+        metrics = GatewayMetrics(routeNames: config.routes.map(\.name))
+        observers = [metrics]
+        let box = policyBox
+        // The upstream in effect: a reload may point the gateway at another.
+        upstreamProbe = UpstreamProbe {
+            let upstream = box.current.config.upstream
+            return (upstream.url.host, upstream.url.port, min(upstream.connectTimeout, .seconds(1)))
+        }
     }
 
     /// Creates each loop's Redis connection and upstream client. Call before `HTTPServer.start`.
     public func attach(to loops: [EventLoop]) {
-        let loopCount = max(1, loops.count)
-        // One pool for all loops: `upstream.max_connections` and `max_queue` are per gateway.
-        let permits = UpstreamPermits(limit: config.upstream.maxConnections, maxQueued: config.upstream.maxQueue)
-        resources = loops.map { loop in
-            LoopResources(loop: loop, config: config, loopCount: loopCount, upstreamPermits: permits, logger: logger)
+        let policy = self.policy
+        let clients = loops.map { loop in
+            LoopClients.make(config: policy.config, loop: loop, permits: policy.permits, reusing: nil, redisObserver: metrics, logger: logger)
         }
-        for resource in resources { resource.loop.queue.sync { resource.start() } }
+        replacePolicy(Policy(config: policy.config, clients: clients, permits: policy.permits))
+        resources = loops.map { loop in
+            LoopResources(loop: loop, policyBox: policyBox, cache: policy.config.cache, loopCount: max(1, loops.count), logger: logger)
+        }
+        for (loop, clients) in zip(loops, clients) { loop.queue.sync { clients.redis.start() } }
         upstreamProbe.start()
     }
 
@@ -105,7 +133,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
         let head = request.head
         let trace = RequestTrace()
-        let responder = TracedResponder(observers: requestObservers, head: head, peer: context.peer,
+        let responder = TracedResponder(observers: observers, head: head, peer: context.peer,
                                         responder: httpResponder, trace: trace)
         // With an admin listener the public port keeps only what `admin.public_health` and
         // `purge_api.public` leave it; every other path belongs to the routes.
@@ -114,21 +142,23 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             if head.path == "/healthz" { return responder.respond(.text(200, "ok")) }
             if head.path == "/readyz" { return readiness(responder: responder, on: context.loop) }
         }
-        if head.method == "PURGE", let api = config.invalidation?.purgeAPI, admin == nil || api.onPublicPort {
+        let policy = self.policy
+        if head.method == "PURGE", let api = policy.config.invalidation?.purgeAPI, admin == nil || api.onPublicPort {
             return purgeRequest(head, path: head.path, peerHost: context.peer.host, responder: responder,
                                 on: resources[context.loop.index])
         }
+        let clients = policy.clients[context.loop.index]
         switch policy.planner.plan(head, peerHost: context.peer.host) {
         case .respond(let status, let message):
             responder.respond(Self.error(status, message), gatewayError: true)
         case .forward(let route, var origin, let cacheStatus):
             origin.body = request.body
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
-                                    resources: resources[context.loop.index])
+                                    resources: resources[context.loop.index], clients: clients)
             forward(exchange, origin, status: cacheStatus)
         case .lookup(let route, let settings, let key, let fill, let tags):
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
-                                    resources: resources[context.loop.index])
+                                    resources: resources[context.loop.index], clients: clients)
             let machine = ReadThrough(settings: settings, routeClass: route.routeClass, fill: fill,
                                       requestHeaders: request.head.headers, routeTags: tags)
             ReadThroughTask(gateway: self, exchange: exchange, key: key, machine: machine).start()
@@ -143,6 +173,8 @@ struct Exchange: @unchecked Sendable {
     let responder: TracedResponder
     let route: Route
     let resources: LoopResources
+    /// The loop's clients in the policy the request was planned with.
+    let clients: LoopClients
 
     var trace: RequestTrace { responder.trace }
 

@@ -8,9 +8,7 @@ import Logging
 /// The whole gateway as one long-running service: the HTTP server and the read-through handler
 /// with its per-loop Redis and upstream clients. The CLI adds signals; tests start it directly.
 public final class GatewayService: Sendable {
-    /// The gateway's version (`gateway --version`, the stats JSON).
-    public static let version = "0.6.0"
-
+    /// The configuration the service started with; ``Gateway/runningConfig`` is what is in effect.
     public let config: GatewayConfig
     public let gateway: Gateway
     public let server: HTTPServer
@@ -18,54 +16,37 @@ public final class GatewayService: Sendable {
     public let admin: AdminHandler
     /// The admin listener (`admin:`), nil when the config has none.
     public let adminServer: HTTPServer?
-    /// Listens for purges when the config names an `invalidation.channel`.
-    public let subscriber: RedisSubscriber?
+    /// Listens for purges when the config names an `invalidation.channel` (on the running
+    /// `redis.url`: a reload that moves Redis makes a new one).
+    public var subscriber: RedisSubscriber? { listeners.subscriber }
     /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
-    public let streamConsumer: RedisStreamConsumer?
+    public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
+    private let listeners: InvalidationListeners
     private let logger: Logger
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
         self.logger = logger
         self.gateway = Gateway(config: config, logger: logger)
-        let server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
-        self.server = server
-        let admin = AdminHandler(
-            gateway: gateway,
-            sources: AdminHandler.fallbackSources(
-                gateway: gateway, openConnections: { server.connectionCount }, startedAt: WallClock.nowMilliseconds()))
+        self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
+        let admin = AdminHandler(gateway: gateway, sources: AdminSources(
+            metricsText: { [gateway] in gateway.prometheusText(completion: $0) },
+            statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        let url = config.redis.url
-        let redis = RedisConfiguration(
-            host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
-            connectTimeout: max(config.redis.timeout, .milliseconds(500)))
-        let gateway = self.gateway
-        if let channel = config.invalidation?.channel {
-            subscriber = RedisSubscriber(
-                configuration: redis, channel: channel, logger: logger,
-                // Messages published while it was away are lost: what the in-process tiers hold
-                // may have been purged meanwhile.
-                onResubscribe: { gateway.clearLocalTiers() }
-            ) { message in gateway.invalidate(message) }
-        } else {
-            subscriber = nil
-        }
-        if let stream = config.invalidation?.stream {
-            // A group of this instance's own: every instance applies every event (its in-process
-            // tier and its flights are its own), and the group keeps its position while it is away.
-            let instance = config.invalidation?.instance ?? ProcessInfo.processInfo.hostName
-            streamConsumer = RedisStreamConsumer(
-                redis: redis,
-                configuration: .init(stream: stream, group: "cachegateway:" + instance, consumer: instance),
-                logger: logger
-            ) { id, fields, completion in
-                gateway.applyStreamEntry(id: id, fields: fields, completion: completion)
-            }
-        } else {
-            streamConsumer = nil
-        }
-        gateway.streamSnapshot = { [streamConsumer] in streamConsumer?.snapshot }
+        listeners = InvalidationListeners(invalidation: config.invalidation, redis: config.redis, gateway: gateway, logger: logger)
+        gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
+        // Weak: the server holds the gateway, which holds its metrics.
+        gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }
+    }
+
+    /// Applies `new` to requests from now on (``Gateway/reload(_:)``), and moves the invalidation
+    /// listeners to a new `redis.url`. Blocks for at most a few Redis connect timeouts; call from
+    /// one thread at a time, never from an event loop.
+    public func reload(_ new: GatewayConfig) -> ReloadReport {
+        let report = gateway.reload(new)
+        if report.redisURLChanged { listeners.replace(redis: gateway.runningConfig.redis) }
+        return report
     }
 
     /// Connects to Redis (in the background), then binds and starts accepting.
@@ -74,8 +55,7 @@ public final class GatewayService: Sendable {
             logger.error("purge API token not set: only addresses in allow may purge", metadata: ["purge_api.token_env": "\(name)"])
         }
         gateway.attach(to: server.loops)
-        subscriber?.start()
-        streamConsumer?.start()
+        listeners.start()
         do throws(SystemError) {
             try server.start()
             do throws(SystemError) {
@@ -85,8 +65,7 @@ public final class GatewayService: Sendable {
                 throw error
             }
         } catch {
-            subscriber?.stop()
-            streamConsumer?.stop()
+            listeners.stop()
             gateway.shutdown()
             throw error
         }
@@ -112,11 +91,10 @@ public final class GatewayService: Sendable {
     /// can watch it), and closes after it.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
-        server.shutdown(drainTimeout: config.server.drainTimeout) { [gateway, logger, subscriber, streamConsumer, adminServer] in
+        server.shutdown(drainTimeout: gateway.runningConfig.server.drainTimeout) { [gateway, logger, listeners, adminServer] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
-                subscriber?.stop()
-                streamConsumer?.stop()
+                listeners.stop()
                 let finish: @Sendable () -> Void = {
                     DispatchQueue.global().async {
                         gateway.shutdown()

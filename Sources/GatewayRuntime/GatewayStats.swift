@@ -51,4 +51,13 @@ public final class GatewayStats: Sendable {
             revalidated: revalidations.load(ordering: .relaxed), poisonEvents: poisonEvents.load(ordering: .relaxed),
             reloads: reloads.load(ordering: .relaxed))
     }
+
+    /// One JSON object: the `totals` of the admin listener's `/stats`.
+    public var json: String {
+        let s = snapshot
+        return "{\"hits\": \(s.hits), \"misses\": \(s.misses), \"collapsed\": \(s.collapsed), \"bypassed\": \(s.bypassed), "
+            + "\"redis_errors\": \(s.redisErrors), \"upstream_errors\": \(s.upstreamErrors), \"purged\": \(s.purged), "
+            + "\"store_errors\": \(s.storeErrors), \"stale\": \(s.stale), \"refreshes\": \(s.refreshes), "
+            + "\"revalidated\": \(s.revalidated), \"poison_events\": \(s.poisonEvents), \"reloads\": \(s.reloads)}"
+    }
 }

@@ -15,27 +15,31 @@ final class UpstreamProbe: @unchecked Sendable {
         case unreachable(String)
     }
 
-    private let host: String
-    private let port: Int
-    private let timeout: Duration
+    private let target: @Sendable () -> (host: String, port: Int, timeout: Duration)
     private let interval: Duration
     private let queue = DispatchQueue(label: "gateway.upstream-probe")
     private let timer: DispatchSourceTimer
     private let last = Mutex(Result.unknown)
 
     /// - Parameters:
-    ///   - timeout: How long one connect may take before the upstream counts as unreachable.
     ///   - interval: Between the start of one probe and the next.
-    init(host: String, port: Int, timeout: Duration, interval: Duration = .seconds(2)) {
-        self.host = host
-        self.port = port
-        self.timeout = timeout
+    ///   - target: Read before each probe: where the upstream is now, and how long one connect
+    ///     may take before it counts as unreachable.
+    init(interval: Duration = .seconds(2), target: @escaping @Sendable () -> (host: String, port: Int, timeout: Duration)) {
+        self.target = target
         self.interval = interval
         timer = DispatchSource.makeTimerSource(queue: queue)
         timer.setEventHandler { [weak self] in
             guard let self else { return }
-            let reason = TCPProbe.connect(host: host, port: port, timeout: timeout)
-            last.withLock { $0 = reason.map(Result.unreachable) ?? .reachable }
+            let (host, port, timeout) = target()
+            let result: Result
+            do throws(SystemError) {
+                try TCPProbe.connect(to: SocketAddress.resolve(host: host, port: port), timeout: timeout)
+                result = .reachable
+            } catch {
+                result = .unreachable(error.function == "connect" ? "connect to \(host):\(port): \(error.reason)" : error.description)
+            }
+            last.withLock { $0 = result }
         }
         // Resumed once and for all, unscheduled until start: a never-resumed source must not be released.
         timer.resume()

@@ -1,5 +1,9 @@
 import ArgumentParser
+import Dispatch
 import GatewayCore
+import GatewayHTTP
+import GatewayRedis
+import GatewayRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -9,22 +13,115 @@ struct CheckConfig: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
         abstract: "Validate a config file and print a summary of its routes.",
-        discussion: "Exits 0 when the file is valid; otherwise prints every problem as file:line:column: error: … and exits 1."
+        discussion: """
+            Exits 0 when the file is valid; otherwise prints every problem as file:line:column: error: … and exits 1. \
+            The listen host is resolved as serve would. With --connect, Redis is also asked for AUTH/SELECT/PING and \
+            the upstream's host is resolved and connected to (nothing is sent): one line per check, exit 1 if any fails.
+            """
     )
 
     @Argument(help: "The config file to check.")
     var path: String = "gateway.yaml"
 
+    @Flag(help: "Also connect to Redis (AUTH, SELECT, PING) and to the upstream (resolve, TCP connect; no request).")
+    var connect = false
+
     func run() throws {
+        let config: GatewayConfig
         do {
-            let config = try GatewayConfig.load(path: path)
-            print(config.summary())
-            print("\(path): OK")
+            config = try GatewayConfig.load(path: path)
         } catch {
             printError("\(error)")
             throw ExitCode(1)
         }
+        // serve resolves a listen host name at start: a name that does not resolve fails here too.
+        do {
+            _ = try SocketAddress.resolve(host: config.listen.host, port: config.listen.port)
+        } catch {
+            printError("\(config.error(at: "listen", "\(error.description)"))")
+            throw ExitCode(1)
+        }
+        print(config.summary())
+        guard connect else {
+            print("\(path): OK")
+            return
+        }
+        let checks = [ConnectionCheck.redis(config.redis.url), ConnectionCheck.upstream(config.upstream)]
+        for check in checks { print(check.line) }
+        guard checks.allSatisfy(\.passed) else {
+            printError("\(path): the file is valid, but \(checks.filter { !$0.passed }.count) connection check(s) failed")
+            throw ExitCode(1)
+        }
+        print("\(path): OK")
     }
+}
+
+/// One `check-config --connect` check: a line a person reads, and whether it passed. Secrets
+/// never appear: URLs print with the password masked.
+struct ConnectionCheck {
+    var passed: Bool
+    var line: String
+
+    /// Connects as the gateway would (AUTH, SELECT), then PING.
+    static func redis(_ url: GatewayConfig.RedisURL) -> ConnectionCheck {
+        let configuration = RedisConfiguration(url, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
+        let started = DispatchTime.now().uptimeNanoseconds
+        do {
+            _ = try RedisOneShot.send([Array("PING".utf8)], configuration: configuration)
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+            return ConnectionCheck(passed: true, line: "redis \(url): ok (connected, PING answered in \(formatMilliseconds(elapsed)))")
+        } catch {
+            return ConnectionCheck(passed: false, line: "redis \(url): FAILED: \(describe(error, url: url))")
+        }
+    }
+
+    /// Resolves the upstream's host and opens (then closes) a TCP connection within its connect_timeout.
+    static func upstream(_ upstream: GatewayConfig.Upstream) -> ConnectionCheck {
+        let url = upstream.url
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.resolve(host: url.host, port: url.port)
+        } catch {
+            return ConnectionCheck(passed: false, line: "upstream \(url): FAILED: \(error)")
+        }
+        let started = DispatchTime.now().uptimeNanoseconds
+        do {
+            try TCPProbe.connect(to: address, timeout: upstream.connectTimeout)
+        } catch {
+            return ConnectionCheck(passed: false, line: "upstream \(url): FAILED: cannot connect to \(address): \(error.reason)")
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+        return ConnectionCheck(passed: true, line: "upstream \(url): ok (connected to \(address) in \(formatMilliseconds(elapsed)))")
+    }
+
+    private static func describe(_ error: RedisError, url: GatewayConfig.RedisURL) -> String {
+        guard let message = error.serverMessage else {
+            let text = "\(error)"
+            return text.hasPrefix("redis: ") ? String(text.dropFirst("redis: ".count)) + " (\(url.address))" : text
+        }
+        let shown = message.hasPrefix("ERR ") ? String(message.dropFirst(4)) : message
+        if message.uppercased().contains("DB INDEX IS OUT OF RANGE"), let count = databaseCount(url) {
+            return "\(shown) (this Redis has \(count) databases: set redis.url's /N below \(count))"
+        }
+        return error.settingsHint.map { "\(shown) (\($0))" } ?? shown
+    }
+
+    /// `CONFIG GET databases` on database 0, for the "DB index is out of range" hint; nil when
+    /// the server will not say (CONFIG may be renamed or denied by ACL).
+    private static func databaseCount(_ url: GatewayConfig.RedisURL) -> Int? {
+        var first = url
+        first.database = 0
+        let configuration = RedisConfiguration(first, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
+        guard case .array(let items)? = try? RedisOneShot.send(["CONFIG", "GET", "databases"].map { Array($0.utf8) }, configuration: configuration),
+              items.count == 2, case .string(let value) = items[1]
+        else { return nil }
+        return Int(String(decoding: value, as: UTF8.self))
+    }
+}
+
+private func formatMilliseconds(_ value: Double) -> String {
+    let tenths = (value * 10).rounded()
+    return "\(Int(tenths) / 10).\(Int(tenths) % 10) ms"
 }
 
 func printError(_ text: String) {

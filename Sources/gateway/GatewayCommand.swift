@@ -17,18 +17,17 @@ struct GatewayCommand: ParsableCommand {
             Start with `gateway check-config gateway.yaml`, then `gateway serve --config gateway.yaml`.
             """,
         version: GatewayVersion.description,
-        subcommands: [Serve.self, CheckConfig.self, Purge.self],
+        subcommands: [Serve.self, CheckConfig.self, Reload.self, Purge.self],
         defaultSubcommand: Serve.self
     )
 }
 
 /// What `gateway --version` prints: the gateway's version and the C libraries it uses.
 enum GatewayVersion {
-    /// Raised with each stop that changes behaviour.
-    static let number = GatewayService.version
+    static let number = GatewayRelease.version
 
     static var description: String {
-        "CacheGateway \(number)\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
+        "CacheGateway \(number) (commit \(BuildInfo.gitCommit))\n\(RedisLibrary.version)\n\(UpstreamLibrary.version)"
     }
 }
 

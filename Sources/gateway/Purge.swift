@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GatewayCore
 import GatewayRedis
+import GatewayRuntime
 
 /// `gateway purge`: announces one purge the way the monolith does, by `XADD` to the config's
 /// `invalidation.stream` (or `PUBLISH` to `invalidation.channel` when only a channel is set), so
@@ -58,8 +59,7 @@ struct Purge: ParsableCommand {
         }
         let event = Self.eventJSON(paths: paths, routes: routes, tags: tags, soft: soft)
         let url = loaded.redis.url
-        let redis = RedisConfiguration(host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
-                                       commandTimeout: .seconds(2), connectTimeout: .seconds(2))
+        let redis = RedisConfiguration(url, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
         let argv: [[UInt8]]
         if let stream = invalidation.stream {
             argv = ["XADD", stream, "MAXLEN", "~", "100000", "*", "event"].map { Array($0.utf8) } + [event]
@@ -109,9 +109,9 @@ struct Purge: ParsableCommand {
     private static func describe(_ error: RedisError, url: GatewayConfig.RedisURL) -> String {
         switch error.shortDescription {
         case "connect_failed", "disconnected", "timeout":
-            "cannot reach Redis at \(url.host):\(url.port) (\(error))"
+            "cannot reach Redis at \(url.address) (\(error))"
         default:
-            "Redis at \(url.host):\(url.port) refused the purge (\(error))"
+            "Redis at \(url.address) refused the purge (\(error))"
         }
     }
 }

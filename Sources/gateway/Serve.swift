@@ -16,15 +16,19 @@ struct Serve: ParsableCommand {
         discussion: """
             SIGTERM or SIGINT stops accepting, lets in-flight requests finish within server.drain_timeout, then exits 0. \
             SIGHUP re-reads the config file: on errors it keeps serving with the running config and logs each error; \
-            otherwise new requests get the new routes and cache policies, and settings that take a restart are named in the log.
+            otherwise new requests get the new routes, cache policies, Redis and upstream settings, \
+            and settings that take a restart are named in the log.
             """
     )
 
     @Option(name: .shortAndLong, help: "The config file.")
     var config: String = "gateway.yaml"
 
-    @Option(name: .long, help: "Override `listen` from the config (host:port).")
+    @Option(name: .long, help: "Override `listen` from the config (host:port; a host name is resolved at start).")
     var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("Write the process ID here at start and remove it at a clean exit (overrides pid_file); `gateway reload` reads it.", valueName: "path"))
+    var pidFile: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -40,15 +44,30 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         warnIfDescriptorsCannotCover(loaded, limit: OpenFileLimit.raiseToHardLimit(), logger: logger)
+        let pidFile = self.pidFile ?? loaded.pidFile
+        if let pidFile {
+            do {
+                try PidFile.claim(pidFile)
+            } catch {
+                printError("gateway: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let service = GatewayService(config: loaded, logger: logger)
+        service.gateway.bootstrapGlobalMetrics()
         signal(SIGPIPE, SIG_IGN)
         do {
             try service.start()
         } catch {
+            if let pidFile { PidFile.release(pidFile) }
             printError("gateway: cannot listen on \(loaded.listen): \(error)")
             throw ExitCode(1)
         }
-        stopOnSignals(service)
+        if SocketAddress(host: loaded.listen.host, port: 0) == nil, let bound = service.localAddress {
+            // A name can resolve to several addresses; say which one was taken.
+            logger.info("listen host resolved", metadata: ["listen": "\(loaded.listen)", "listen.address": "\(bound)"])
+        }
+        stopOnSignals(service, pidFile: pidFile)
         reloadOnSIGHUP(service, path: config, logger: logger)
         dispatchMain()
     }
@@ -72,13 +91,17 @@ private func warnIfDescriptorsCannotCover(_ config: GatewayConfig, limit: (soft:
         ])
 }
 
-/// SIGTERM and SIGINT start a graceful shutdown; the process exits 0 once it is done.
-private func stopOnSignals(_ service: GatewayService) {
+/// SIGTERM and SIGINT start a graceful shutdown; the process exits 0 once it is done, after
+/// removing its pid file.
+private func stopOnSignals(_ service: GatewayService, pidFile: String?) {
     for sig in [SIGTERM, SIGINT] {
         signal(sig, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
         source.setEventHandler {
-            service.shutdown { exit(0) }
+            service.shutdown {
+                if let pidFile { PidFile.release(pidFile) }
+                exit(0)
+            }
         }
         source.resume()
         signalSources.append(source)
@@ -95,15 +118,18 @@ private func reloadOnSIGHUP(_ service: GatewayService, path: String, logger: Log
             new = try GatewayConfig.load(path: path)
         } catch {
             // The same lines as check-config, so the operator can fix the file and HUP again.
-            for line in "\(error)".split(separator: "\n") {
+            let lines = "\(error)".split(separator: "\n").map(String.init)
+            for line in lines {
                 logger.error("reload failed, keeping the running config", metadata: ["error": "\(line)"])
             }
+            service.gateway.reloadFailed(errors: lines)
             return
         }
-        let restart = service.gateway.reload(new)
+        let report = service.reload(new)
         logger.notice("config reloaded", metadata: [
             "config": "\(path)", "routes": "\(new.routes.count)",
-            "needs_restart": "\(restart.isEmpty ? "nothing" : restart.joined(separator: ", "))",
+            "applied": "\(report.applied.joined(separator: ", "))",
+            "needs_restart": "\(report.needsRestart.isEmpty ? "nothing" : report.needsRestart.joined(separator: ", "))",
         ])
     }
     source.resume()

@@ -325,4 +325,27 @@ final class InvalidateBenchTests: XCTestCase {
         XCTAssertEqual(run.p50Micros, 60_000)
         XCTAssertEqual(run.callsPerPurge, 5.0 / 3, accuracy: 1e-9)
     }
+
+    func testTheGatewaysWaitHistogramIsReadFromItsPrometheusText() throws {
+        let text = """
+            # TYPE cachegateway_coalesced_wait_seconds histogram
+            cachegateway_coalesced_wait_seconds_bucket{route="other",le="0.05"} 9
+            cachegateway_coalesced_wait_seconds_bucket{route="catalog",le="0.1"} 10
+            cachegateway_coalesced_wait_seconds_bucket{route="catalog",le="0.05"} 0
+            cachegateway_coalesced_wait_seconds_bucket{route="catalog",le="0.25"} 100
+            cachegateway_coalesced_wait_seconds_bucket{route="catalog",le="+Inf"} 100
+            cachegateway_coalesced_wait_seconds_count{route="catalog"} 100
+            """
+        let histogram = try XCTUnwrap(ScrapedHistogram(text, name: "cachegateway_coalesced_wait_seconds", labels: ["route": "catalog"]))
+        XCTAssertEqual(histogram.buckets.map(\.le), [0.05, 0.1, 0.25, .infinity])
+        XCTAssertEqual(histogram.count, 100)
+        // 50th of 100: 40 of the 90 in (0.1, 0.25]; 10th: all 10 of (0.05, 0.1].
+        XCTAssertEqual(try XCTUnwrap(histogram.quantile(0.5)), 0.1 + 0.15 * 40 / 90, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(histogram.quantile(0.1)), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(histogram.bucket(containing: 0.5)?.lower, 0.1)
+        XCTAssertEqual(histogram.bucket(containing: 0.5)?.upper, 0.25)
+        XCTAssertNil(ScrapedHistogram(text, name: "cachegateway_coalesced_wait_seconds", labels: ["route": "missing"]))
+        let overflow = try XCTUnwrap(ScrapedHistogram("x_bucket{le=\"1.0\"} 1\nx_bucket{le=\"+Inf\"} 4\n", name: "x", labels: [:]))
+        XCTAssertEqual(overflow.quantile(0.99), 1.0, "past the last bound: the last finite bound, as histogram_quantile")
+    }
 }

@@ -20,9 +20,9 @@ let base = """
 
 /// The diagnostics for a configuration that must fail to load, one per line (shared by the
 /// config test files of this target).
-func diagnostics(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+func diagnostics(_ yaml: String, environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) -> String {
     do {
-        let config = try GatewayConfig.parse(yaml: yaml, fileName: "gateway.yaml")
+        let config = try GatewayConfig.parse(yaml: yaml, fileName: "gateway.yaml", environment: environment)
         XCTFail("expected errors, loaded \(config.routes.count) routes", file: file, line: line)
         return ""
     } catch {
@@ -287,7 +287,7 @@ final class ConfigTests: XCTestCase {
             """), """
             gateway.yaml:11:5: error: routes[0]: unknown key "tll" (did you mean "ttl"?)
             gateway.yaml:12:1: error: unknown key "listn" (did you mean "listen"?)
-            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, server, upstream, redis, cache, invalidation, admin, routes)
+            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, pid_file, server, upstream, redis, cache, invalidation, admin, routes)
             gateway.yaml:16:3: error: server: unknown key "max-connections" (did you mean "max_connections"?)
             """)
     }
@@ -360,7 +360,7 @@ final class ConfigTests: XCTestCase {
               - { name: a, match: /a, class: pass }
             """), """
             gateway.yaml:3:8: error: upstream.url: invalid upstream URL "https://api.internal": https is not supported; the upstream must be http://
-            gateway.yaml:5:8: error: redis.url: invalid Redis URL "http://cache.internal" (expected redis://[:password@]host[:port][/db], e.g. redis://127.0.0.1:6379/0)
+            gateway.yaml:5:8: error: redis.url: invalid Redis URL "http://cache.internal" (expected redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0)
             """)
         XCTAssertEqual(diagnostics("""
             listen: a:1

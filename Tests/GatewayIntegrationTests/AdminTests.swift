@@ -25,11 +25,16 @@ final class AdminTests: GatewayTestCase {
 
         let metrics = try admin("/metrics")
         XCTAssertEqual(metrics.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
-        XCTAssertTrue(metrics.text.contains("\ncachegateway_hits_total 1\n"), metrics.text)
+        let exposition = try PrometheusExposition(metrics.text)
+        XCTAssertEqual(exposition.value("cachegateway_requests_total", ["route": "catalog", "outcome": "hit"]), 1)
+        XCTAssertEqual(exposition.value("cachegateway_requests_total", ["route": "-", "outcome": "bypass"]), 0,
+                       "admin requests are not counted")
 
         let stats = try json(admin("/stats"))
         XCTAssertEqual((stats["totals"] as? [String: Int])?["hits"], 1)
         XCTAssertEqual((stats["totals"] as? [String: Int])?["misses"], 1)
+        let routes = try XCTUnwrap(stats["routes"] as? [[String: Any]])
+        XCTAssertEqual((routes.first { $0["name"] as? String == "catalog" }?["requests"] as? [String: Int])?["hit"], 1)
         XCTAssertEqual(stats["redis"] as? [String: Int], ["loops": 2, "connected_loops": 2, "errors": 0])
         XCTAssertNotNil(stats["version"] as? String)
 
@@ -49,7 +54,7 @@ final class AdminTests: GatewayTestCase {
     }
 
     func testAdminPathsGoToTheRoutesOnThePublicPort() throws {
-        let paths = ["/metrics", "/stats", "/config", "/__gateway/stats", "/", "/purge"]
+        let paths = ["/metrics", "/stats", "/config", "/__gateway/stats", "/__gateway/metrics", "/", "/purge"]
         try startGateway(extra: adminBlock)
         for path in paths {
             XCTAssertEqual(try get(path).text, "ok", path)

@@ -76,7 +76,21 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertEqual(result.status, 0)
         let lines = result.stdout.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 3, result.stdout)
-        XCTAssertEqual(lines.first, "CacheGateway 0.6.0")
+        // The commit the binary was built from: this checkout's HEAD, marked when files were modified.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let git = Process()
+        git.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        git.arguments = ["-C", root.path, "rev-parse", "--short=12", "HEAD"]
+        let out = Pipe()
+        git.standardOutput = out
+        try git.run()
+        git.waitUntilExit()
+        let head = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let commit = git.terminationStatus == 0 ? head : "unknown"
+        XCTAssertTrue(
+            [("CacheGateway 0.6.0 (commit \(commit))"), "CacheGateway 0.6.0 (commit \(commit)-modified)"].contains(lines.first ?? ""),
+            "\(lines.first ?? "") vs HEAD \(commit)")
         XCTAssertEqual(lines.dropFirst().first, "hiredis 0.14.1")
         XCTAssertTrue(lines.last?.hasPrefix("libcurl/") == true, result.stdout)
     }
@@ -88,14 +102,16 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(result.stdout.contains("check-config"))
     }
 
-    /// SIGHUP under load: a valid file's routes and TTLs take effect, an invalid one is refused
-    /// with its errors logged and the running config kept; no request fails either way.
+    /// SIGHUP under load: a valid file's routes, TTLs and upstream take effect, an invalid one
+    /// is refused with its errors logged and the running config kept; no request fails either way.
     func testSIGHUPReloadsRoutesUnderLoadAndKeepsTheOldConfigOnErrors() throws {
         let port = try RedisServerProcess.freePort()
-        func yaml(_ routes: String, listen: Int) -> String {
+        let second = try TestHTTPBackend(defaultBehaviour: .ok("second"))
+        defer { second.stop() }
+        func yaml(_ routes: String, listen: Int, upstream: String? = nil) -> String {
             """
             listen: 127.0.0.1:\(listen)
-            upstream: { url: \(backend.baseURL) }
+            upstream: { url: \(upstream ?? backend.baseURL) }
             redis: { url: redis://127.0.0.1:\(redis.port), key_prefix: "\(prefix)" }
             routes:
             \(routes)
@@ -123,12 +139,14 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(waitUntil { status("/catalog/a").hasSuffix("hit") })
         XCTAssertEqual(status("/fresh/a"), "200 CacheGateway; fwd=bypass; detail=pass")
 
-        // Load from another thread for the whole test: every answer must be a 200.
+        // Load from another thread for the whole test, hits and pass-throughs (which go upstream):
+        // every answer must be a 200.
         let failures = LoadCounter()
         let stop = LoadCounter()
         let load = Thread {
             while stop.value == 0 {
                 if !status("/catalog/a").hasPrefix("200") { failures.bump() }
+                if !status("/load").hasPrefix("200") { failures.bump() }
             }
         }
         load.start()
@@ -138,12 +156,15 @@ final class CommandLineTests: GatewayTestCase {
               - { name: fresh, match: "/fresh/**", class: public, ttl: 1m }
               - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
               - { name: rest, match: "/**", class: pass }
-            """, listen: port + 1).write(toFile: path, atomically: true, encoding: .utf8)
+            """, listen: port + 1, upstream: second.baseURL).write(toFile: path, atomically: true, encoding: .utf8)
         kill(process.processIdentifier, SIGHUP)
         XCTAssertTrue(waitUntil { status("/fresh/a") == "200 CacheGateway; fwd=miss; stored" }, "the new route is in effect")
         XCTAssertTrue(waitUntil { (try? String(contentsOf: log, encoding: .utf8))?.contains("config reloaded") == true })
         let reloaded = try String(contentsOf: log, encoding: .utf8)
         XCTAssertTrue(reloaded.contains("needs_restart=listen"), "a new listen address is reported, not applied: \(reloaded)")
+        XCTAssertTrue(reloaded.contains("applied=routes, upstream.url, upstream.host "), "the upstream is applied: \(reloaded)")
+        XCTAssertTrue(waitUntil { second.requestCount(forPath: "/load") > 0 }, "pass-throughs go to the new upstream")
+        let firstAfterReload = backend.requestCount(forPath: "/load")
         XCTAssertTrue(RedisServerProcess.accepts(port: port), "still on the running address")
 
         try "routes:\n  - { name: broken, match: /x, class: publik, ttl: 1m }\n".write(toFile: path, atomically: true, encoding: .utf8)
@@ -156,6 +177,7 @@ final class CommandLineTests: GatewayTestCase {
         stop.bump()
         Thread.sleep(forTimeInterval: 0.2)
         XCTAssertEqual(failures.value, 0, "no request failed across the reloads")
+        XCTAssertEqual(backend.requestCount(forPath: "/load"), firstAfterReload, "none went to the old upstream after the switch")
     }
 
     func testSIGTERMDrainsAnInFlightRequestThenExitsZero() throws {
@@ -403,6 +425,169 @@ final class CommandLineTests: GatewayTestCase {
     }
 
     /// utime + stime of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+    // MARK: - Operations: check-config --connect, listen host names, pid files, reload
+
+    /// A config with this test's backend and Redis unless told otherwise.
+    private func opsConfig(listen: String = "127.0.0.1:0", upstream: String? = nil, redis redisURL: String? = nil, extra: String = "") throws -> String {
+        try writeTemp("""
+            listen: \(listen)
+            upstream: { url: \(upstream ?? backend.baseURL), connect_timeout: 1s }
+            redis: { url: "\(redisURL ?? "redis://127.0.0.1:\(redis.port)/0")", key_prefix: "\(prefix)" }
+            \(extra)
+            routes:
+              - { name: rest, match: "/**", class: pass }
+            """, name: "ops.yaml")
+    }
+
+    func testCheckConfigConnectPassesWhenRedisAndUpstreamAnswer() throws {
+        let path = try opsConfig()
+        let result = try run(["check-config", "--connect", path])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("redis redis://127.0.0.1:\(redis.port)/0: ok (connected, PING answered in ") }, result.stdout)
+        let upstreamPort = URL(string: backend.baseURL)!.port!
+        XCTAssertTrue(lines.contains { $0.hasPrefix("upstream \(backend.baseURL): ok (connected to 127.0.0.1:\(upstreamPort) in ") }, result.stdout)
+        XCTAssertEqual(lines.last, "\(path): OK")
+    }
+
+    func testCheckConfigConnectNamesAWrongPasswordWithoutPrintingIt() throws {
+        let guarded = try RedisServerProcess(extraArguments: ["--requirepass", "the-right-one"])
+        try guarded.start()
+        defer { guarded.stop() }
+        let path = try opsConfig(redis: "redis://:not-the-password@127.0.0.1:\(guarded.port)/0")
+        let result = try run(["check-config", "--connect", path])
+        XCTAssertEqual(result.status, 1)
+        let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("redis redis://") }.map(String.init) ?? ""
+        XCTAssertTrue(line.hasPrefix("redis redis://:***@127.0.0.1:\(guarded.port)/0: FAILED: WRONGPASS invalid username-password pair"), result.stdout)
+        XCTAssertTrue(line.contains("check the password in redis.url or redis.password_file"), line)
+        XCTAssertFalse((result.stdout + result.stderr).contains("not-the-password"), "the secret is never printed")
+        XCTAssertTrue(result.stdout.contains("upstream \(backend.baseURL): ok"), "the other check still runs: \(result.stdout)")
+        XCTAssertEqual(result.stderr, "\(path): the file is valid, but 1 connection check(s) failed\n")
+
+        // Without any password, NOAUTH says that one is needed.
+        let none = try run(["check-config", "--connect", try opsConfig(redis: "redis://127.0.0.1:\(guarded.port)/0")])
+        XCTAssertEqual(none.status, 1)
+        XCTAssertTrue(none.stdout.contains("FAILED: NOAUTH Authentication required. (this Redis requires a password"), none.stdout)
+    }
+
+    func testCheckConfigConnectExplainsADatabaseThatDoesNotExist() throws {
+        let result = try run(["check-config", "--connect", try opsConfig(redis: "redis://127.0.0.1:\(redis.port)/99")])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stdout.contains(
+            "redis redis://127.0.0.1:\(redis.port)/99: FAILED: DB index is out of range (this Redis has 16 databases: set redis.url's /N below 16)\n"),
+            result.stdout)
+    }
+
+    func testCheckConfigConnectReportsAnUpstreamThatIsDownOrUnresolvable() throws {
+        let closed = try RedisServerProcess.freePort()  // bound and released: nothing listens there
+        let down = try run(["check-config", "--connect", try opsConfig(upstream: "http://127.0.0.1:\(closed)")])
+        XCTAssertEqual(down.status, 1)
+        XCTAssertTrue(down.stdout.contains("upstream http://127.0.0.1:\(closed): FAILED: cannot connect to 127.0.0.1:\(closed): Connection refused\n"), down.stdout)
+        XCTAssertTrue(down.stdout.contains("redis redis://127.0.0.1:\(redis.port)/0: ok"), down.stdout)
+
+        let nowhere = try run(["check-config", "--connect", try opsConfig(upstream: "http://monolith.invalid:9000")])
+        XCTAssertEqual(nowhere.status, 1)
+        XCTAssertTrue(nowhere.stdout.contains("upstream http://monolith.invalid:9000: FAILED: cannot resolve host \"monolith.invalid\""), nowhere.stdout)
+        // Without --connect nothing is contacted: the same file is valid.
+        XCTAssertEqual(try run(["check-config", try opsConfig(upstream: "http://monolith.invalid:9000")]).status, 0)
+    }
+
+    func testCheckConfigRejectsAListenHostThatDoesNotResolveNamingTheLine() throws {
+        let path = try opsConfig(listen: "gateway.invalid:8080")
+        let result = try run(["check-config", path])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.stdout, "")
+        XCTAssertTrue(result.stderr.hasPrefix("\(path):1:9: error: listen: cannot resolve host \"gateway.invalid\": "), result.stderr)
+        // serve agrees, and so does its --listen override.
+        let serve = try run(["serve", "--config", try opsConfig(), "--listen", "gateway.invalid:0"])
+        XCTAssertEqual(serve.status, 1)
+        XCTAssertTrue(serve.stderr.contains("cannot listen on gateway.invalid:0: cannot resolve host \"gateway.invalid\""), serve.stderr)
+    }
+
+    /// `serve` on `localhost:0` with a pid file; `gateway reload` HUPs it; a clean exit removes
+    /// the file, after which reload says the gateway is not running.
+    func testServeBindsLocalhostWritesItsPidAndReloadSignalsIt() throws {
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(prefix).pid").path
+        let path = try opsConfig(listen: "localhost:0", extra: "pid_file: \(pidFile)")
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("ops-\(prefix).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--config", path, "--log-level", "info"]
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        func logText() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+        XCTAssertTrue(waitUntil { logText().contains("listen host resolved") }, logText())
+        XCTAssertNotNil(logText().range(of: #"listen=localhost:0 listen.address=127\.0\.0\.1:[0-9]+"#, options: .regularExpression), logText())
+        XCTAssertEqual(try String(contentsOfFile: pidFile, encoding: .utf8), "\(process.processIdentifier)\n")
+
+        // A second gateway with the same pid file is refused while the first runs.
+        let second = try run(["serve", "--config", path, "--pid-file", pidFile])
+        XCTAssertEqual(second.status, 1)
+        XCTAssertTrue(second.stderr.contains("names a running gateway (pid \(process.processIdentifier))"), second.stderr)
+
+        let reload = try run(["reload", "--config", path])
+        XCTAssertEqual(reload.status, 0, reload.stderr)
+        XCTAssertEqual(reload.stdout, "sent SIGHUP to the gateway (pid \(process.processIdentifier)): it re-reads its config and logs the result\n")
+        XCTAssertTrue(waitUntil { logText().contains("config reloaded") }, logText())
+
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pidFile), "removed at a clean exit")
+        let gone = try run(["reload", "--pid-file", pidFile])
+        XCTAssertEqual(gone.status, 1)
+        XCTAssertEqual(gone.stderr, "gateway reload: error: no pid in \(pidFile): no such file (is the gateway running with --pid-file \(pidFile) or pid_file: \(pidFile)?)\n")
+
+        // A stale file: the process it names has exited.
+        try "\(process.processIdentifier)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        defer { unlink(pidFile) }
+        let stale = try run(["reload", "--pid-file", pidFile])
+        XCTAssertEqual(stale.status, 1)
+        XCTAssertTrue(stale.stderr.contains("process \(process.processIdentifier) named in \(pidFile) is not running"), stale.stderr)
+    }
+
+    /// A wrong password is one clear error line (then at most one a minute), however often the
+    /// connections retry, and the gateway keeps serving meanwhile.
+    func testServeWithAWrongPasswordLogsOnceAndKeepsServing() throws {
+        let guarded = try RedisServerProcess(extraArguments: ["--requirepass", "the-right-one"])
+        try guarded.start()
+        defer { guarded.stop() }
+        let port = try RedisServerProcess.freePort()
+        let path = try opsConfig(listen: "127.0.0.1:\(port)", redis: "redis://:wrong-secret@127.0.0.1:\(guarded.port)/0",
+                                 extra: "server: { event_loops: 2 }\ninvalidation: { channel: ops }")
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("wrongpass-\(prefix).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--config", path, "--log-level", "info"]
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil { RedisServerProcess.accepts(port: port) }, "gateway did not start")
+        // Refused several times over (2 loops and the subscriber, backoff up to 1 s)...
+        func refusalsCounted() -> Int {
+            // INFO ends its lines with CRLF, which Swift counts as one Character: search the text.
+            let info = ((try? guarded.cli("-a", "the-right-one", "--no-auth-warning", "INFO", "errorstats")) ?? []).joined()
+            guard let range = info.range(of: #"errorstat_WRONGPASS:count=[0-9]+"#, options: .regularExpression) else { return 0 }
+            return Int(info[range].split(separator: "=").last ?? "") ?? 0
+        }
+        XCTAssertTrue(waitUntil(timeout: 10) { refusalsCounted() >= 8 }, "the gateway keeps retrying: \(refusalsCounted()) refusals")
+        // ...and serving without the cache.
+        let client = try TestClient(port: port, timeout: 5)
+        try client.send("GET /anything HTTP/1.1\r\nHost: t\r\n\r\n")
+        XCTAssertEqual(try client.readResponse().status, 200)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let refusals = text.split(separator: "\n").filter { $0.contains("redis refuses the configured settings") }
+        XCTAssertEqual(refusals.count, 1, text)
+        XCTAssertTrue(refusals.first?.contains("redis.error=WRONGPASS") == true, text)
+        XCTAssertTrue(refusals.first?.contains("redis.fix=the password (or the ACL user) is wrong") == true, text)
+        XCTAssertFalse(text.contains("wrong-secret"), "the password is never logged")
+    }
+
     private func cpuTicks(_ pid: Int32) throws -> Int {
         let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
         // The command name may contain spaces: count fields after its closing parenthesis.
@@ -411,7 +596,8 @@ final class CommandLineTests: GatewayTestCase {
     }
 }
 
-private final class CLIVersionCounter: @unchecked Sendable {
+/// A value tests bump from one thread and read from a backend's.
+final class CLIVersionCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0
     func bump() { lock.withLock { n += 1 } }

@@ -21,7 +21,7 @@ public final class RedisServerProcess {
             switch self {
             case .notInstalled(let path): "redis-server not found at \(path) (apt-get install redis-server)"
             case .noFreePort(let why): "no free port: \(why)"
-            case .didNotStart(let port, let output): "redis-server did not accept on 127.0.0.1:\(port): \(output)"
+            case .didNotStart(let port, let output): "redis-server did not accept (127.0.0.1:\(port) or its unix socket): \(output)"
             }
         }
     }
@@ -36,12 +36,16 @@ public final class RedisServerProcess {
     private(set) var isPaused = false
     /// Extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
     public let extraArguments: [String]
+    /// With `unixSocketOnly`: the socket (`unixsocket`) it listens on instead of TCP (`port 0`).
+    public let unixSocketPath: String?
 
     public var pid: Int32? { process?.processIdentifier }
     public var isRunning: Bool { process?.isRunning ?? false }
 
     /// Picks a free port unless one is given (does not start the server).
-    public init(port: Int? = nil, extraArguments: [String] = []) throws {
+    /// - Parameter unixSocketOnly: listen on `redis.sock` in the server's temporary directory
+    ///   (``unixSocketPath``) and on no TCP port at all.
+    public init(port: Int? = nil, extraArguments: [String] = [], unixSocketOnly: Bool = false) throws {
         self.extraArguments = extraArguments
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw Failure.notInstalled(Self.executable)
@@ -51,6 +55,7 @@ public final class RedisServerProcess {
             .appendingPathComponent("redis-test-\(getpid())-\(self.port)-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         logURL = directory.appendingPathComponent("redis.log")
+        unixSocketPath = unixSocketOnly ? directory.appendingPathComponent("redis.sock").path : nil
     }
 
     deinit {
@@ -65,8 +70,9 @@ public final class RedisServerProcess {
         let log = try FileHandle(forWritingTo: logURL)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.executable)
-        p.arguments = [
-            "--bind", "127.0.0.1", "--port", "\(port)",
+        let listening = unixSocketPath.map { ["--port", "0", "--unixsocket", $0, "--unixsocketperm", "700"] }
+            ?? ["--bind", "127.0.0.1", "--port", "\(port)"]
+        p.arguments = listening + [
             "--save", "", "--appendonly", "no",
             "--enable-debug-command", "yes",
             "--dir", directory.path, "--daemonize", "no",
@@ -80,7 +86,7 @@ public final class RedisServerProcess {
         isPaused = false
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if Self.accepts(port: port) { return }
+            if unixSocketPath.map(Self.accepts(unixSocket:)) ?? Self.accepts(port: port) { return }
             if !p.isRunning { break }
             usleep(10_000)
         }
@@ -158,12 +164,30 @@ public final class RedisServerProcess {
 }
 
 extension RedisServerProcess {
-    /// Runs `redis-cli -p PORT --raw ARGS…` and returns its output lines (for inspecting what the
-    /// gateway stored: keys, values, TTLs).
+    /// Whether a connect to the unix socket at `path` succeeds.
+    public static func accepts(unixSocket path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    /// Runs `redis-cli -p PORT --raw ARGS…` (`-s SOCKET` for a unix-socket-only server) and
+    /// returns its output lines (for inspecting what the gateway stored: keys, values, TTLs).
     public func cli(_ arguments: String...) throws -> [String] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        process.arguments = ["-h", "127.0.0.1", "-p", String(port), "--raw"] + arguments
+        let target = unixSocketPath.map { ["-s", $0] } ?? ["-h", "127.0.0.1", "-p", String(port)]
+        process.arguments = target + ["--raw"] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

@@ -25,6 +25,50 @@ final class UpstreamPermitsTests: XCTestCase {
         XCTAssertEqual(permits.availableCount, 1)
     }
 
+    /// A reload lowers the cap from 3 to 1 while 3 transfers run: the new pool admits no one
+    /// until those have given back enough permits, and then exactly one at a time.
+    func testAHandOverCountsTheOldPoolsHeldPermitsAgainstTheNewLimit() {
+        let old = UpstreamPermits(limit: 3, maxQueued: 4)
+        let a = ObjectIdentifier(NSObject()), b = ObjectIdentifier(NSObject())
+        let woken = Mutex<[Int]>([])
+        for _ in 0..<3 { XCTAssertEqual(old.acquire(orWait: a) { XCTFail("not queued") }, .acquired) }
+        XCTAssertEqual(old.acquire(orWait: a) { woken.withLock { $0.append(0) } }, .queued, "an old waiter")
+        let new = UpstreamPermits(limit: 1, maxQueued: 4)
+        old.handOver(to: new)
+        XCTAssertEqual(new.availableCount, -2, "three held against a limit of one")
+        XCTAssertEqual(new.acquire(orWait: b) { woken.withLock { $0.append(1) } }, .queued)
+        XCTAssertEqual(old.acquire(orWait: a) { woken.withLock { $0.append(2) } }, .queued, "an old client asks the new pool")
+        old.release()
+        old.release()
+        XCTAssertEqual(woken.withLock { $0 }, [], "two releases only pay the debt")
+        old.release()
+        XCTAssertEqual(woken.withLock { $0 }, [0], "the oldest waiter, the old pool's, goes first")
+        new.release()
+        new.release()
+        XCTAssertEqual(woken.withLock { $0 }, [0, 1, 2])
+        new.release()
+        XCTAssertEqual(new.availableCount, 1, "steady state: exactly the new limit")
+        XCTAssertEqual(new.acquire(orWait: b) { XCTFail("not queued") }, .acquired)
+        XCTAssertEqual(old.acquire(orWait: a) { woken.withLock { $0.append(3) } }, .queued, "one at a time across both")
+    }
+
+    /// A higher limit frees permits at once: the old pool's waiters do not wait for a release.
+    func testAHandOverToAHigherLimitWakesWaitersAtOnce() {
+        let old = UpstreamPermits(limit: 1, maxQueued: 4)
+        let a = ObjectIdentifier(NSObject())
+        let woken = Mutex<[Int]>([])
+        XCTAssertEqual(old.acquire(orWait: a) { XCTFail("not queued") }, .acquired)
+        for i in 0..<3 { XCTAssertEqual(old.acquire(orWait: a) { woken.withLock { $0.append(i) } }, .queued) }
+        let new = UpstreamPermits(limit: 3, maxQueued: 4)
+        old.handOver(to: new)
+        XCTAssertEqual(woken.withLock { $0 }, [0, 1], "two free permits, two waiters woken in order")
+        XCTAssertEqual(new.availableCount, 0)
+        old.cancelWaits(of: a)
+        for _ in 0..<3 { old.release() }
+        XCTAssertEqual(woken.withLock { $0 }, [0, 1], "a cancelled waiter is not woken, whichever pool it waits in")
+        XCTAssertEqual(new.availableCount, 3)
+    }
+
     func testTwoClientsSharingPermitsNeverExceedTheCap() throws {
         let backend = try TestHTTPBackend(defaultBehaviour: .delayed(0.1, .ok("slow")))
         defer { backend.stop() }

@@ -16,6 +16,7 @@ enum HerdScenario: Scenario {
         let rounds = o.smoke ? min(o.herdRounds, 3) : o.herdRounds
         var checks = Checks(name)
         var allRounds: [HerdRound] = []
+        var gatewayWait: ScrapedHistogram?
         context.say("== herd: \(size) simultaneous requests for one cold key, \(rounds) rounds with fresh keys")
         let runs = try Stack.withAll(context, context.targets, backend: BackendShape(delayMs: o.backendDelayMs), scenario: name) { stacks in
             var results: [Target: [LoadOutcome]] = [:]
@@ -52,6 +53,14 @@ enum HerdScenario: Scenario {
                     usleep(50_000)
                 }
             }
+            if let gateway = stacks.first(where: { $0.target == .gateway }) {
+                // The gateway's own view of the same waits, all rounds together.
+                let answer = try? ControlHTTP.request(port: gateway.adminPort ?? gateway.port, path: o.metricsPath)
+                gatewayWait = answer.flatMap { $0.status == 200 ? $0.body : nil }.flatMap {
+                    ScrapedHistogram($0, name: "cachegateway_coalesced_wait_seconds", labels: ["route": "catalog"])
+                }
+                if gatewayWait == nil { context.say("   (no coalesced-wait histogram at \(o.metricsPath) on the gateway's admin listener)") }
+            }
             return stacks.map { stack -> TargetRun in
                 // The round with the slowest p99 stands for the target (the goal is about the worst case).
                 let worst = results[stack.target]!.max { $0.p99 < $1.p99 }!
@@ -74,6 +83,16 @@ enum HerdScenario: Scenario {
         if !paired.isEmpty {
             notes.append("Round by round, the gateway's waiters' p99 minus the cache-less burst's p99: median \(Format.deltaMs(paired[paired.count / 2])), "
                 + "from \(Format.deltaMs(paired.first!)) to \(Format.deltaMs(paired.last!)): what coalescing adds to the time the backend takes to answer 200 clients.")
+        }
+        if let wait = gatewayWait, let p50 = wait.bucket(containing: 0.5), let p99 = wait.bucket(containing: 0.99) {
+            func range(_ b: (lower: Double, upper: Double)) -> String { "\(Format.ms(b.lower * 1e6))–\(Format.ms(b.upper * 1e6))" }
+            let clients = allRounds.filter { $0.target == .gateway }.map(\.p99Micros).sorted()
+            let note = "The gateway's own coalesced-wait histogram (cachegateway_coalesced_wait_seconds, \(Int(wait.count)) waiters over all rounds): "
+                + "p50 in \(range(p50)), p99 in \(range(p99)) (histogram_quantile's estimate: \(wait.quantile(0.5).map { Format.ms($0 * 1e6) } ?? "–"), "
+                + "\(wait.quantile(0.99).map { Format.ms($0 * 1e6) } ?? "–")); the clients measured a median round p99 of "
+                + "\(Format.ms(clients.isEmpty ? 0 : clients[clients.count / 2])), their own connection included."
+            notes.append(note)
+            context.say("   " + note)
         }
         if let nginx = runs.first(where: { $0.target == .nginx }), nginx.result.p50 >= 400_000 {
             notes.append("nginx's proxy_cache_lock lets waiters look at the cache again only every 500 ms: its herd waits about half a second however fast the backend is.")

@@ -7,9 +7,13 @@ import Yams
 
 extension GatewayConfig {
     /// Reads, parses and validates a configuration file.
-    /// - Parameter path: the file; messages name it as given.
+    /// - Parameters:
+    ///   - path: the file; messages name it as given.
+    ///   - environment: what `${NAME}` in secret-holding values expands to (default: the process's).
     /// - Throws: ``ConfigErrors`` with every problem found, in file order.
-    public static func load(path: String) throws(ConfigErrors) -> GatewayConfig {
+    public static func load(
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigErrors) -> GatewayConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file"
             throw ConfigErrors([ConfigError(file: path, line: nil, column: nil, path: "", message: reason)])
@@ -17,15 +21,18 @@ extension GatewayConfig {
         guard let text = String(validating: data, as: UTF8.self) else {
             throw ConfigErrors([ConfigError(file: path, line: nil, column: nil, path: "", message: "the file is not valid UTF-8")])
         }
-        return try parse(yaml: text, fileName: path)
+        return try parse(yaml: text, fileName: path, environment: environment)
     }
 
     /// Parses and validates configuration text.
     /// - Parameters:
     ///   - yaml: the YAML text.
     ///   - fileName: the name used in messages.
+    ///   - environment: what `${NAME}` in secret-holding values expands to (default: the process's).
     /// - Throws: ``ConfigErrors`` with every problem found, in file order.
-    public static func parse(yaml: String, fileName: String) throws(ConfigErrors) -> GatewayConfig {
+    public static func parse(
+        yaml: String, fileName: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigErrors) -> GatewayConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -38,7 +45,7 @@ extension GatewayConfig {
             throw ConfigErrors([ConfigError(file: fileName, line: nil, column: nil, path: "",
                                             message: "the file is empty; expected listen, upstream, redis and routes")])
         }
-        let reader = ConfigReader(file: fileName)
+        let reader = ConfigReader(file: fileName, environment: environment)
         let config = reader.readConfig(root)
         if let config, reader.errors.isEmpty { return config }
         throw ConfigErrors(reader.sortedErrors)
@@ -48,7 +55,7 @@ extension GatewayConfig {
 // MARK: - Schema
 
 private enum Keys {
-    static let root = ["listen", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes"]
+    static let root = ["listen", "pid_file", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes"]
     static let invalidation = ["channel", "stream", "instance", "purge_api"]
     static let purgeAPI = ["token", "token_env", "allow", "public"]
     static let server = [
@@ -56,7 +63,7 @@ private enum Keys {
         "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
     ]
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
-    static let redis = ["url", "timeout", "key_prefix", "connections"]
+    static let redis = ["url", "password_file", "timeout", "key_prefix", "connections"]
     static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers",
         "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants"]
     static let route = [
@@ -77,6 +84,10 @@ private let maxStoredBody = 512 << 20 // Redis' largest string
 
 // MARK: - Reader
 
+extension GatewayConfig.SourcePosition {
+    init(_ mark: Mark) { self.init(line: mark.line, column: mark.column) }
+}
+
 /// The fields of one YAML mapping whose keys were checked against the schema.
 struct Fields {
     let path: String
@@ -91,10 +102,15 @@ struct Fields {
 /// Walks the node tree, collecting every problem.
 final class ConfigReader {
     let file: String
+    let environment: [String: String]
     private(set) var errors: [ConfigError] = []
+    /// Where the addresses that the CLI checks after loading were written.
+    private var upstreamURLMark: Mark?
+    private var redisURLMark: Mark?
 
-    init(file: String) {
+    init(file: String, environment: [String: String] = [:]) {
         self.file = file
+        self.environment = environment
     }
 
     /// Errors by position (stable for errors at the same place).
@@ -237,9 +253,21 @@ final class ConfigReader {
         return value
     }
 
+    /// A string that may hold a secret, with `${NAME}` expanded (see ``EnvironmentSubstitution``).
+    func secret(_ node: Node, _ path: String, expected: String = "a string") -> String? {
+        guard let text = string(node, path, expected: expected) else { return nil }
+        switch EnvironmentSubstitution.expand(text, environment: environment) {
+        case .success(let expanded): return expanded
+        case .failure(let failure):
+            report(node, path, "\(failure)")
+            return nil
+        }
+    }
+
     /// A value parsed by one of the address types; their message is reported as is.
-    func parsed<T>(_ node: Node, _ path: String, _ parse: (String) throws -> T) -> T? {
-        guard let text = string(node, path) else { return nil }
+    /// - Parameter expandingEnvironment: expand `${NAME}` first (values that may hold a secret).
+    func parsed<T>(_ node: Node, _ path: String, expandingEnvironment: Bool = false, _ parse: (String) throws -> T) -> T? {
+        guard let text = expandingEnvironment ? secret(node, path) : string(node, path) else { return nil }
         do {
             return try parse(text)
         } catch {
@@ -272,8 +300,13 @@ final class ConfigReader {
         guard let fields = fields(root, "", known: Keys.root, nullIsEmpty: false,
                                   expected: "a mapping with listen, upstream, redis and routes")
         else { return nil }
-        let listen = required(fields, "listen").flatMap { node in
+        let listenNode = required(fields, "listen")
+        let listen = listenNode.flatMap { node in
             parsed(node, "listen") { try GatewayConfig.ListenAddress(parsing: $0) }
+        }
+        var pidFile: String?
+        if let node = fields["pid_file"], let path = string(node, "pid_file", expected: "a file path") {
+            if path.isEmpty { report(node, "pid_file", "must not be empty (leave it out for no pid file)") } else { pidFile = path }
         }
         let server = readServer(fields)
         let upstream = readUpstream(fields)
@@ -286,6 +319,10 @@ final class ConfigReader {
                                    routes: routes, fileName: file)
         config.invalidation = invalidation
         config.admin = readAdmin(fields)
+        config.pidFile = pidFile
+        config.sourcePositions["listen"] = listenNode?.mark.map(GatewayConfig.SourcePosition.init)
+        config.sourcePositions["upstream.url"] = upstreamURLMark.map(GatewayConfig.SourcePosition.init)
+        config.sourcePositions["redis.url"] = redisURLMark.map(GatewayConfig.SourcePosition.init)
         return config
     }
 
@@ -309,7 +346,7 @@ final class ConfigReader {
         var purgeAPI: GatewayConfig.PurgeAPI?
         if let node = f["purge_api"], let p = fields(node, f.path("purge_api"), known: Keys.purgeAPI, nullIsEmpty: false) {
             var api = GatewayConfig.PurgeAPI()
-            if let node = p["token"], let token = string(node, p.path("token")) {
+            if let node = p["token"], let token = secret(node, p.path("token")) {
                 if token.utf8.count < 16 {
                     report(node, p.path("token"), "must be at least 16 characters (a guessable token opens purging to anyone)")
                 } else {
@@ -357,7 +394,9 @@ final class ConfigReader {
         guard let node = required(root, "upstream"),
               let f = fields(node, "upstream", known: Keys.upstream, nullIsEmpty: true)
         else { return nil }
-        let url = required(f, "url").flatMap { node in
+        let urlNode = required(f, "url")
+        upstreamURLMark = urlNode?.mark
+        let url = urlNode.flatMap { node in
             parsed(node, f.path("url")) { try GatewayConfig.UpstreamURL(parsing: $0) }
         }
         let defaults = GatewayConfig.Upstream(url: GatewayConfig.UpstreamURL(host: "localhost"))
@@ -382,8 +421,24 @@ final class ConfigReader {
         guard let node = required(root, "redis"),
               let f = fields(node, "redis", known: Keys.redis, nullIsEmpty: true)
         else { return nil }
-        let url = required(f, "url").flatMap { node in
-            parsed(node, f.path("url")) { try GatewayConfig.RedisURL(parsing: $0) }
+        let urlNode = required(f, "url")
+        redisURLMark = urlNode?.mark
+        var url = urlNode.flatMap { node in
+            parsed(node, f.path("url"), expandingEnvironment: true) { try GatewayConfig.RedisURL(parsing: $0) }
+        }
+        var passwordFile: String?
+        if let node = f["password_file"], let path = secret(node, f.path("password_file"), expected: "a file path") {
+            switch readPasswordFile(path) {
+            case .failure(let why):
+                report(node, f.path("password_file"), why.message)
+            case .success(let password):
+                passwordFile = path
+                if url?.password != nil {
+                    report(node, f.path("password_file"), "redis.url has a password too: give it in one place (remove it from the URL, or drop password_file)")
+                } else {
+                    url?.password = password
+                }
+            }
         }
         let defaults = GatewayConfig.Redis(url: GatewayConfig.RedisURL(host: "localhost"))
         let timeout = duration(f, "timeout", default: defaults.timeout)
@@ -397,7 +452,29 @@ final class ConfigReader {
         }
         let connections = int(f, "connections", default: defaults.connections, 1...64)
         guard let url else { return nil }
-        return GatewayConfig.Redis(url: url, timeout: timeout, keyPrefix: keyPrefix, connections: connections)
+        var redis = GatewayConfig.Redis(url: url, timeout: timeout, keyPrefix: keyPrefix, connections: connections)
+        redis.passwordFile = passwordFile
+        return redis
+    }
+
+    /// The password in `path`, trailing line breaks removed; the reason (naming the path, never
+    /// the contents) when it cannot be used.
+    func readPasswordFile(_ path: String) -> Result<String, ConfigValueError> {
+        guard !path.isEmpty else { return .failure(ConfigValueError("must name a file")) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it (permission denied, or not a file)" : "no such file"
+            return .failure(ConfigValueError("cannot read the password from \"\(path)\": \(reason)"))
+        }
+        guard var text = String(validating: data, as: UTF8.self) else {
+            return .failure(ConfigValueError("the password in \"\(path)\" is not valid UTF-8"))
+        }
+        // "\r\n" is one Character in Swift, hence the three suffixes.
+        while text.hasSuffix("\n") || text.hasSuffix("\r") || text.hasSuffix("\r\n") { text.removeLast() }
+        guard !text.isEmpty else { return .failure(ConfigValueError("\"\(path)\" is empty (expected the Redis password)")) }
+        guard !text.contains(where: \.isNewline) else {
+            return .failure(ConfigValueError("\"\(path)\" holds more than one line (expected only the Redis password)"))
+        }
+        return .success(text)
     }
 
     func readCache(_ root: Fields) -> GatewayConfig.Cache {

@@ -107,11 +107,15 @@ extension GatewayConfig {
         public var description: String { "http://\(bracketed(host)):\(port)\(basePath)" }
     }
 
-    /// `redis.url:` — `redis://[[user]:password@]host[:port][/db]`.
+    /// `redis.url:` — `redis://[[user]:password@]host[:port][/db]`, or a unix socket:
+    /// `unix://[[user]:password@]/path/to/redis.sock[?db=N]`.
     public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+        /// Host name or address; empty for a unix socket.
         public var host: String
-        /// 1–65535, default 6379.
+        /// 1–65535, default 6379; 0 for a unix socket.
         public var port: Int
+        /// The socket's absolute path (`unix://…`); nil for TCP.
+        public var unixSocketPath: String?
         /// For `AUTH user password` (Redis 6 ACL); nil for plain `AUTH password`.
         public var username: String?
         /// Percent-decoded; nil when the URL has none.
@@ -127,32 +131,44 @@ extension GatewayConfig {
             self.database = database
         }
 
+        public init(unixSocketPath: String, username: String? = nil, password: String? = nil, database: Int = 0) {
+            self.init(host: "", port: 0, username: username, password: password, database: database)
+            self.unixSocketPath = unixSocketPath
+        }
+
         public init(parsing text: String) throws(ConfigValueError) {
-            let usage = "expected redis://[:password@]host[:port][/db], e.g. redis://127.0.0.1:6379/0"
+            let usage = "expected redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0"
             let lower = text.lowercased()
             if lower.hasPrefix("rediss://") {
-                throw ConfigValueError("invalid Redis URL \"\(text)\": TLS (rediss://) is not supported")
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": TLS (rediss://) is not supported")
             }
-            guard lower.hasPrefix("redis://") else {
-                throw ConfigValueError("invalid Redis URL \"\(text)\" (\(usage))")
+            let isUnix = lower.hasPrefix("unix://")
+            guard isUnix || lower.hasPrefix("redis://") else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\" (\(usage))")
             }
-            var rest = Substring(text.dropFirst("redis://".count))
+            var rest = Substring(text.dropFirst(isUnix ? "unix://".count : "redis://".count))
             var username: String?
             var password: String?
-            if let at = rest.lastIndex(of: "@") {
+            // A unix path may contain "@" itself: only userinfo before the path's first "/" counts.
+            let userinfoEnd = isUnix ? rest.firstIndex(of: "/").flatMap { slash in rest[..<slash].lastIndex(of: "@") } : rest.lastIndex(of: "@")
+            if let at = userinfoEnd {
                 let userinfo = rest[..<at]
                 rest = rest[rest.index(after: at)...]
                 guard let colon = userinfo.firstIndex(of: ":") else {
-                    throw ConfigValueError("invalid Redis URL \"\(text)\": write the password as :password@ before the host")
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": write the password as :password@ before the \(isUnix ? "path" : "host")")
                 }
                 let user = String(userinfo[..<colon])
                 guard let secret = percentDecode(userinfo[userinfo.index(after: colon)...]), !secret.isEmpty,
                       let decodedUser = percentDecode(Substring(user))
                 else {
-                    throw ConfigValueError("invalid Redis URL \"\(text)\": invalid or empty password")
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": invalid or empty password")
                 }
                 username = decodedUser.isEmpty ? nil : decodedUser
                 password = secret
+            }
+            if isUnix {
+                self = try Self.unix(rest, text: text, username: username, password: password)
+                return
             }
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
             guard let (host, portText) = splitHostPort(String(rest[..<slash])) else {
@@ -172,7 +188,7 @@ extension GatewayConfig {
             if slash != rest.endIndex {
                 let dbText = rest[rest.index(after: slash)...]
                 if !dbText.isEmpty {
-                    guard dbText.count <= 5, dbText.allSatisfy({ $0.isASCII && $0.isNumber }), let db = Int(dbText) else {
+                    guard let db = parseDatabase(dbText) else {
                         throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": the database must be a number, e.g. redis://127.0.0.1:6379/0")
                     }
                     database = db
@@ -181,12 +197,49 @@ extension GatewayConfig {
             self.init(host: host, port: port, username: username, password: password, database: database)
         }
 
-        /// The URL with the password masked: `redis://:***@host:6379/0`.
+        /// `/path[?db=N]`, what follows `unix://` and any userinfo.
+        private static func unix(_ rest: Substring, text: String, username: String?, password: String?) throws(ConfigValueError) -> RedisURL {
+            let query = rest.firstIndex(of: "?")
+            let path = String(rest[..<(query ?? rest.endIndex)])
+            guard path.hasPrefix("/"), path.count > 1 else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": a unix socket needs an absolute path, e.g. unix:///run/redis/redis.sock")
+            }
+            if let bad = path.utf8.first(where: { $0 < 0x20 || $0 == 0x7F }) {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": \(describeByte(bad)) is not allowed in a socket path")
+            }
+            // sun_path holds 108 bytes with the terminating NUL.
+            guard path.utf8.count <= 107 else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": a unix socket path is at most 107 bytes long, got \(path.utf8.count)")
+            }
+            var database = 0
+            if let query {
+                let parameter = rest[rest.index(after: query)...]
+                guard parameter.hasPrefix("db="), let db = parseDatabase(parameter.dropFirst(3)) else {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": the only parameter is db=N, e.g. unix:///run/redis/redis.sock?db=2")
+                }
+                database = db
+            }
+            return RedisURL(unixSocketPath: path, username: username, password: password, database: database)
+        }
+
+        /// Where it connects, for messages: `host:port` or the socket's path.
+        public var address: String { unixSocketPath ?? "\(bracketed(host)):\(port)" }
+
+        /// The URL with the password masked: `redis://:***@host:6379/0`, `unix://:***@/path?db=2`.
         public var description: String {
             let auth = password == nil ? "" : "\(username ?? ""):***@"
+            if let unixSocketPath {
+                return "unix://\(auth)\(unixSocketPath)" + (database == 0 ? "" : "?db=\(database)")
+            }
             return "redis://\(auth)\(bracketed(host)):\(port)/\(database)"
         }
     }
+}
+
+/// A database index: decimal digits only, at most 5.
+private func parseDatabase(_ text: Substring) -> Int? {
+    guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+    return Int(text)
 }
 
 // MARK: - Helpers
@@ -233,12 +286,14 @@ private func bracketed(_ host: String) -> String {
     host.contains(":") ? "[\(host)]" : host
 }
 
-/// The text with any `:password@` masked, for messages.
+/// The text with any `:password@` masked, for messages: whatever sits between the authority's
+/// first `:` and the last `@`, with or without a scheme (a URL missing its `redis://` may still
+/// carry a password).
 private func redacted(_ url: String) -> String {
-    let schemeLength = "redis://".count
-    guard url.count > schemeLength, let at = url.lastIndex(of: "@") else { return url }
-    let authorityStart = url.index(url.startIndex, offsetBy: schemeLength)
-    guard authorityStart < at, let colon = url[authorityStart..<at].firstIndex(of: ":") else { return url }
+    let authorityStart = url.range(of: "://")?.upperBound ?? url.startIndex
+    guard let at = url.lastIndex(of: "@"), authorityStart < at,
+          let colon = url[authorityStart..<at].firstIndex(of: ":")
+    else { return url }
     return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
 }
 

@@ -27,6 +27,12 @@ public struct GatewayConfig: Sendable {
     public var routes: [Route]
     /// The file it was loaded from, as given to the loader (for messages).
     public var fileName: String
+    /// `pid_file`: where `gateway serve` writes its process ID (and `gateway reload` reads it).
+    /// Optional; `serve --pid-file` overrides it.
+    public var pidFile: String?
+    /// Where `listen`, `upstream.url` and `redis.url` were written, for checks made after loading
+    /// (`check-config` resolving the listen host), so that they can name the line like the loader.
+    public var sourcePositions: [String: SourcePosition] = [:]
 
     public init(
         listen: ListenAddress, server: Server = Server(), upstream: Upstream, redis: Redis,
@@ -133,6 +139,8 @@ extension GatewayConfig {
         public var keyPrefix: String
         /// Redis connections per event loop. `connections`, 1–64, default 1.
         public var connections: Int
+        /// `password_file`: the file the password was read from at load (already in `url.password`).
+        public var passwordFile: String?
 
         public init(url: RedisURL, timeout: Duration = .milliseconds(50), keyPrefix: String = "gw:", connections: Int = 1) {
             self.url = url
@@ -254,5 +262,26 @@ extension GatewayConfig {
             self.localMaxEntries = localMaxEntries
             self.forwardHeaders = forwardHeaders
         }
+    }
+}
+
+extension GatewayConfig {
+    /// A line and column in the config file (1-based, as in ``ConfigError``).
+    public struct SourcePosition: Sendable, Equatable {
+        public var line: Int
+        public var column: Int
+        public init(line: Int, column: Int) {
+            self.line = line
+            self.column = column
+        }
+    }
+
+    /// A diagnostic about a field found after loading, positioned where the field was written.
+    /// - Parameters:
+    ///   - field: a key of ``sourcePositions``, e.g. `listen`.
+    ///   - message: what is wrong.
+    public func error(at field: String, _ message: String) -> ConfigError {
+        let position = sourcePositions[field]
+        return ConfigError(file: fileName, line: position?.line, column: position?.column, path: field, message: message)
     }
 }
