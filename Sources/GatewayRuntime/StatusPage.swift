@@ -226,7 +226,9 @@ function routeRow(r, before, dt) {
   const p = (q) => before ? quantile(q, r.latency, latencyBefore) : null;
   const errors = (now.error || 0) + (now.rejected || 0);
   const bar = (v) => v === null ? "" : `<span class="bar"><i style="width:${Math.min(100, v).toFixed(0)}%"></i></span>`;
-  return `<tr><td class="name">${esc(r.name)}</td><td>${rate === null ? "…" : num(rate)}</td>` +
+  // "-" is the metrics' label for the gateway's own answers and refusals (no route).
+  const label = r.name === "-" ? `<span title="answers no route took: refusals, /healthz, /readyz">(no route)</span>` : esc(r.name);
+  return `<tr><td class="name">${label}</td><td>${rate === null ? "…" : num(rate)}</td>` +
     `<td><canvas data-route="${esc(r.name)}"></canvas></td>` +
     `<td>${pctText(hit)}${bar(hit)}</td><td>${pctText(stale)}</td><td>${pctText(collapsed)}</td>` +
     `<td>${ms(p(0.5))}</td><td>${ms(p(0.9))}</td><td>${ms(p(0.99))}</td>` +
@@ -301,7 +303,7 @@ function render(s) {
   } else { reloadEl.textContent = "none"; reloadEl.className = "value"; $("t-reload-sub").textContent = "since start"; }
 
   $("routes").innerHTML = routes.length
-    ? routes.map((r) => routeRow(r, beforeRoutes.get(r.name), dt)).join("")
+    ? routes.filter((r) => r.name !== "-" || sum(r.requests || {}) > 0).map((r) => routeRow(r, beforeRoutes.get(r.name), dt)).join("")
     : `<tr><td class="empty" colspan="11">${sum(s.totals || {}) > 0 ? "this gateway's stats have no per-route figures (totals below)"
         : "no data yet: no route has answered a request"}</td></tr>`;
   document.querySelectorAll("canvas[data-route]").forEach((c) => spark(c, routeHistory.get(c.dataset.route) || [], "#2f7d8c"));
