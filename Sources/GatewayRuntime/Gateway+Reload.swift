@@ -16,6 +16,8 @@ extension Gateway {
         if new.server != running.server { restart.append("server") }
         if new.redis != running.redis { restart.append("redis") }
         if new.invalidation != running.invalidation { restart.append("invalidation") }
+        if new.accessLog != running.accessLog { restart.append("access_log") }
+        if new.log != running.log { restart.append("log") }
         var upstream = new.upstream
         upstream.host = running.upstream.host
         if upstream != running.upstream { restart.append("upstream (all but host)") }

@@ -24,6 +24,10 @@ public struct GatewayConfig: Sendable {
     public var routes: [Route]
     /// The file it was loaded from, as given to the loader (for messages).
     public var fileName: String
+    /// One line per answered request (`access_log`); nil when `access_log: off`.
+    public var accessLog: AccessLog? = AccessLog()
+    /// The application log's format and destination (`log`).
+    public var log = Log()
 
     public init(
         listen: ListenAddress, server: Server = Server(), upstream: Upstream, redis: Redis,
