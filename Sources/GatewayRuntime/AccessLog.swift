@@ -63,7 +63,10 @@ public final class AccessLog: RequestObserver, Sendable {
             loop.queue.sync {
                 let timer = DispatchSource.makeTimerSource(queue: loop.queue)
                 timer.schedule(deadline: .now() + Self.flushInterval, repeating: Self.flushInterval, leeway: .milliseconds(50))
-                timer.setEventHandler { [unowned self, unowned buffer] in self.handOff(buffer) }
+                // Weak: a service dropped without `shutdown` must not leave a timer on a freed log.
+                timer.setEventHandler { [weak self, weak buffer] in
+                    if let self, let buffer { self.handOff(buffer) }
+                }
                 timer.resume()
                 buffer.timer = timer
             }
@@ -134,8 +137,8 @@ public final class AccessLog: RequestObserver, Sendable {
         writer.sync {}
     }
 
-    /// SIGUSR1: opens the file again at its path (after logrotate moved it). Lines being written
-    /// meanwhile land in the old file or the new one, whole.
+    /// SIGUSR1: opens the file again at its path (after logrotate moved it). A write under way
+    /// finishes in the old file; the next ones go to the new file.
     public func reopen() throws(SystemError) {
         try descriptor.reopen()
     }
