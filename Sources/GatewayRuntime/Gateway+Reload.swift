@@ -48,6 +48,8 @@ extension Gateway {
         effective.server.drainTimeout = new.server.drainTimeout
         effective.redis.keyPrefix = was.redis.keyPrefix
         effective.invalidation = was.invalidation
+        effective.accessLog = was.accessLog
+        effective.log = was.log
 
         func changed<Value: Equatable>(_ field: KeyPath<GatewayConfig, Value>) -> Bool {
             was[keyPath: field] != new[keyPath: field]
@@ -66,6 +68,8 @@ extension Gateway {
             ("redis.key_prefix", changed(\.redis.keyPrefix)),
             ("invalidation", changed(\.invalidation)),
             ("pid_file", changed(\.pidFile)),
+            ("access_log", changed(\.accessLog)),
+            ("log", changed(\.log)),
         ]
         report.needsRestart = restartOnly.filter(\.1).map(\.0)
         report.redisURLChanged = changed(\.redis.url)
