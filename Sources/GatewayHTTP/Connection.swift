@@ -277,7 +277,7 @@ final class Connection: @unchecked Sendable {
         }
         if bodyAllowed && !hasContentLength {
             head.append(contentsOf: "Content-Length: ".utf8)
-            Connection.appendDecimal(response.body.count, to: &head)
+            DecimalText.append(UInt64(response.body.count), to: &head)
             head.append(contentsOf: "\r\n".utf8)
         }
         if !slot.keepAlive {
@@ -299,24 +299,6 @@ final class Connection: @unchecked Sendable {
 
     private static func statusLine(_ status: Int) -> [UInt8] {
         commonStatusLines[status] ?? Array("HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
-    }
-
-    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        if value < 10 {
-            out.append(UInt8(ascii: "0") + UInt8(value))
-            return
-        }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var n = value, count = 0
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            while n > 0 {
-                buffer[count] = UInt8(ascii: "0") + UInt8(n % 10)
-                n /= 10
-                count += 1
-            }
-            for i in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[i]) }
-        }
     }
 
     // MARK: Writing

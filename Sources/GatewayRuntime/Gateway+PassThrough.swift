@@ -23,7 +23,7 @@ extension Gateway {
                     exchange.respond(answer, status: status)
                 }
             case .failure(let error):
-                upstreamFailed(error, request: request)
+                upstreamFailed(error, request: request, requestID: exchange.trace.requestID)
                 let code = error.suggestedStatus
                 let failed = status.with(detail: error.shortDescription)
                 exchange.respond(Self.error(code, ReadThrough.upstreamMessage(code), status: failed), status: failed, gatewayError: true)
@@ -33,12 +33,13 @@ extension Gateway {
 
     /// Counts and logs (at most every few seconds) an upstream failure. Its detail names
     /// addresses and libcurl's words: for the operator's log, never for the client.
-    func upstreamFailed(_ error: UpstreamError, request: UpstreamRequest) {
+    func upstreamFailed(_ error: UpstreamError, request: UpstreamRequest, requestID: String?) {
         stats.upstreamError()
         let (log, suppressed) = upstreamFailureLog.admit(now: Self.nowMilliseconds())
         if log {
             logger.warning("upstream request failed", metadata: [
                 "error": "\(error)", "method": "\(request.method)", "suppressed": "\(suppressed)",
+                "request_id": "\(requestID ?? "-")",
             ])
         }
     }

@@ -96,7 +96,7 @@ final class ReadThroughTask: @unchecked Sendable {
                     if response.status == 304 { gateway.stats.revalidated() }
                     perform(machine.fetched(.success(OriginResponse(response)), now: now))
                 case .failure(let error):
-                    gateway.upstreamFailed(error, request: request)
+                    gateway.upstreamFailed(error, request: request, requestID: exchange.trace.requestID)
                     perform(machine.fetched(.failure(OriginFailure(error)), now: now))
                 }
             }

@@ -49,6 +49,8 @@ extension Gateway {
         effective.redis.keyPrefix = was.redis.keyPrefix
         effective.invalidation = was.invalidation
         effective.admin = was.admin
+        effective.accessLog = was.accessLog
+        effective.log = was.log
 
         func changed<Value: Equatable>(_ field: KeyPath<GatewayConfig, Value>) -> Bool {
             was[keyPath: field] != new[keyPath: field]
@@ -68,6 +70,8 @@ extension Gateway {
             ("invalidation", changed(\.invalidation)),
             ("admin", changed(\.admin)),
             ("pid_file", changed(\.pidFile)),
+            ("access_log", changed(\.accessLog)),
+            ("log", changed(\.log)),
         ]
         report.needsRestart = restartOnly.filter(\.1).map(\.0)
         report.redisURLChanged = changed(\.redis.url)

@@ -42,6 +42,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let upstreamProbe: UpstreamProbe
     /// One per event loop, indexed by `EventLoop.index`; written once in `attach`, before serving.
     private(set) var resources: [LoopResources] = []
+    /// Request ID sources, one per event loop (indexed like `resources`); written once in `attach`.
+    private var requestIDs: [RequestIDGenerator] = []
 
     /// What requests are served by: routes, cache policies and each loop's Redis and upstream
     /// clients, replaced whole by ``reload(_:)``. Each request reads it once, so a request never
@@ -109,6 +111,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             LoopResources(loop: loop, policyBox: policyBox, cache: policy.config.cache, loopCount: max(1, loops.count), logger: logger)
         }
         for (loop, clients) in zip(loops, clients) { loop.queue.sync { clients.redis.start() } }
+        requestIDs = loops.map { _ in RequestIDGenerator() }
         upstreamProbe.start()
     }
 
@@ -133,6 +136,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
         let head = request.head
         let trace = RequestTrace()
+        let requestID = RequestID.incoming(head.headers.values(RequestID.header)) ?? requestIDs[context.loop.index].next()
+        trace.requestID = requestID
         let responder = TracedResponder(observers: observers, head: head, peer: context.peer,
                                         responder: httpResponder, trace: trace)
         // With an admin listener the public port keeps only what `admin.public_health` and
@@ -153,16 +158,27 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             responder.respond(Self.error(status, message), gatewayError: true)
         case .forward(let route, var origin, let cacheStatus):
             origin.body = request.body
+            origin.setRequestID(requestID)
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
                                     resources: resources[context.loop.index], clients: clients)
             forward(exchange, origin, status: cacheStatus)
-        case .lookup(let route, let settings, let key, let fill, let tags):
+        case .lookup(let route, let settings, let key, var fill, let tags):
+            // A fill shared by waiters carries its leader's ID: it is one upstream request.
+            fill.setRequestID(requestID)
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
                                     resources: resources[context.loop.index], clients: clients)
             let machine = ReadThrough(settings: settings, routeClass: route.routeClass, fill: fill,
                                       requestHeaders: request.head.headers, routeTags: tags)
             ReadThroughTask(gateway: self, exchange: exchange, key: key, machine: machine).start()
         }
+    }
+}
+
+extension OriginRequest {
+    /// The gateway's ID for the request, in place of any the client sent (an invalid one among them).
+    mutating func setRequestID(_ id: String) {
+        headers.removeAll { HTTPHeaders.equalsIgnoringCase($0.name, RequestID.header) }
+        headers.append((name: RequestID.header, value: id))
     }
 }
 

@@ -23,10 +23,18 @@ public final class GatewayService: Sendable {
     public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
     private let listeners: InvalidationListeners
     private let logger: Logger
+    /// `access_log`: the log, or why its file could not be opened (reported by `start`).
+    private let accessLogOpening: Result<AccessLog, SystemError>?
+
+    /// The access log, when `access_log` is not off and its destination opened.
+    public var accessLog: AccessLog? { try? accessLogOpening?.get() }
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        accessLogOpening = config.accessLog.map { settings in
+            Result { () throws(SystemError) in try AccessLog(settings: settings, logger: logger) }
+        }
         self.gateway = Gateway(config: config, logger: logger)
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
         let admin = AdminHandler(gateway: gateway, sources: AdminSources(
@@ -53,6 +61,11 @@ public final class GatewayService: Sendable {
     public func start() throws(SystemError) {
         if let api = config.invalidation?.purgeAPI, let name = api.tokenEnvironmentVariable, gateway.purgeToken == nil {
             logger.error("purge API token not set: only addresses in allow may purge", metadata: ["purge_api.token_env": "\(name)"])
+        }
+        if let accessLogOpening {
+            let log = try accessLogOpening.get()
+            log.attach(to: server.loops)
+            gateway.requestObservers.append(log)
         }
         gateway.attach(to: server.loops)
         listeners.start()
@@ -81,6 +94,12 @@ public final class GatewayService: Sendable {
             ])
     }
 
+    /// SIGUSR1: reopens the access log's file at its path (logrotate moved it); a no-op when
+    /// it logs to stdout or stderr.
+    public func reopenAccessLog() throws(SystemError) {
+        try accessLog?.reopen()
+    }
+
     /// The bound address (useful with port 0).
     public var localAddress: SocketAddress? { server.localAddress }
     /// The admin listener's bound address; nil without `admin:`.
@@ -91,13 +110,16 @@ public final class GatewayService: Sendable {
     /// can watch it), and closes after it.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
-        server.shutdown(drainTimeout: gateway.runningConfig.server.drainTimeout) { [gateway, logger, listeners, adminServer] in
+        // `drain_timeout` as reloaded: it is read only here.
+        server.shutdown(drainTimeout: gateway.runningConfig.server.drainTimeout) { [gateway, logger, listeners, accessLog, adminServer] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
                 listeners.stop()
                 let finish: @Sendable () -> Void = {
                     DispatchQueue.global().async {
                         gateway.shutdown()
+                        // After the drain: the last requests answered are in the log.
+                        accessLog?.flush()
                         logger.info("stopped")
                         completion()
                     }

@@ -70,6 +70,9 @@ struct TracedResponder: Sendable {
     ///   - status: The answer's `Cache-Status`, when it went through the cache's decisions.
     ///   - gatewayError: The gateway wrote this error itself (not the upstream's answer).
     func respond(_ response: HTTPResponse, route: String? = nil, status: CacheStatus? = nil, gatewayError: Bool = false) {
+        var response = response
+        // Replaces one a stored or upstream answer may carry: the client gets its own request's ID.
+        if let id = trace.requestID { response.headers.replaceOrAdd(name: RequestID.header, value: id) }
         if !observers.isEmpty {
             let record = RequestRecord(
                 startedAt: trace.startedAt, client: peer, method: head.method, target: head.target,

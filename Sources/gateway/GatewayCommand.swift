@@ -1,4 +1,7 @@
 import ArgumentParser
+import GatewayCore
+import GatewayHTTP
+import GatewayRuntime
 import GatewayRedis
 import GatewayRuntime
 import GatewayUpstream
@@ -36,13 +39,32 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    func bootstrap() {
+    /// Installs the application log handler: `log.format` and `log.path` from the config
+    /// (swift-log's plain text on stderr without one).
+    /// - Returns: The log file, when `log.path` is one (SIGUSR1 reopens it).
+    @discardableResult
+    func bootstrap(_ log: GatewayConfig.Log = GatewayConfig.Log()) throws(SystemError) -> LogDescriptor? {
         let level = logLevel
+        if log.format == .text && log.destination == .stderr {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            return nil
+        }
+        let descriptor: LogDescriptor
+        switch log.destination {
+        case .stdout: descriptor = .standardOutput
+        case .stderr: descriptor = .standardError
+        case .file(let path): descriptor = try LogDescriptor(path: path)
+        }
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = StructuredLogHandler(label: label, format: log.format, descriptor: descriptor)
             handler.logLevel = level
             return handler
         }
+        return descriptor.path == nil ? nil : descriptor
     }
 }
 

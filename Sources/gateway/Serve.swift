@@ -33,8 +33,8 @@ struct Serve: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
-        logging.bootstrap()
-        let logger = Logger(label: "gateway")
+        // The config first, for its `log` section: its errors go to stderr as plain text, as in
+        // check-config, whatever the file asks for.
         var loaded: GatewayConfig
         do {
             loaded = try GatewayConfig.load(path: config)
@@ -43,6 +43,14 @@ struct Serve: ParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
+        let logFile: LogDescriptor?
+        do {
+            logFile = try logging.bootstrap(loaded.log)
+        } catch {
+            printError("gateway: cannot open log.path: \(error)")
+            throw ExitCode(1)
+        }
+        let logger = Logger(label: "gateway")
         warnIfDescriptorsCannotCover(loaded, limit: OpenFileLimit.raiseToHardLimit(), logger: logger)
         let pidFile = self.pidFile ?? loaded.pidFile
         if let pidFile {
@@ -60,7 +68,11 @@ struct Serve: ParsableCommand {
             try service.start()
         } catch {
             if let pidFile { PidFile.release(pidFile) }
-            printError("gateway: cannot listen on \(loaded.listen): \(error)")
+            if service.accessLog == nil, loaded.accessLog != nil {
+                printError("gateway: cannot open access_log.path: \(error)")
+            } else {
+                printError("gateway: cannot listen on \(loaded.listen): \(error)")
+            }
             throw ExitCode(1)
         }
         if SocketAddress(host: loaded.listen.host, port: 0) == nil, let bound = service.localAddress {
@@ -68,6 +80,7 @@ struct Serve: ParsableCommand {
             logger.info("listen host resolved", metadata: ["listen": "\(loaded.listen)", "listen.address": "\(bound)"])
         }
         stopOnSignals(service, pidFile: pidFile)
+        reopenLogsOnSIGUSR1(service, logFile: logFile, logger: logger)
         reloadOnSIGHUP(service, path: config, logger: logger)
         dispatchMain()
     }
@@ -131,6 +144,25 @@ private func reloadOnSIGHUP(_ service: GatewayService, path: String, logger: Log
             "applied": "\(report.applied.joined(separator: ", "))",
             "needs_restart": "\(report.needsRestart.isEmpty ? "nothing" : report.needsRestart.joined(separator: ", "))",
         ])
+    }
+    source.resume()
+    signalSources.append(source)
+}
+
+/// SIGUSR1 (logrotate's `postrotate`): reopens the access log's and the application log's files
+/// at their paths, so that new lines go to new files once the old ones were renamed.
+private func reopenLogsOnSIGUSR1(_ service: GatewayService, logFile: LogDescriptor?, logger: Logger) {
+    signal(SIGUSR1, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: DispatchQueue(label: "gateway.reopen"))
+    source.setEventHandler {
+        do {
+            try service.reopenAccessLog()
+            try logFile?.reopen()
+            logger.info("log files reopened")
+        } catch {
+            // The old files stay in use: no line is lost, they land in the renamed file.
+            logger.error("cannot reopen a log file, still writing to the old one", metadata: ["error": "\(error)"])
+        }
     }
     source.resume()
     signalSources.append(source)

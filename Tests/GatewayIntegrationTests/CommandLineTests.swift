@@ -212,6 +212,68 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertFalse(RedisServerProcess.accepts(port: port))
     }
 
+    /// logrotate's way: rename the files, SIGUSR1, and the next lines land in new files at the
+    /// configured paths, the earlier ones stay in the renamed files; the application log is in
+    /// the configured format; the last request before SIGTERM is logged before the exit.
+    func testSIGUSR1ReopensTheLogFilesAfterARename() throws {
+        backend.setBehaviour(.ok("x"), forPath: "/a")
+        let port = try RedisServerProcess.freePort()
+        let dir = URL(fileURLWithPath: try writeTemp("", name: "placeholder")).deletingLastPathComponent().path
+        let access = dir + "/access.log", app = dir + "/app.log"
+        let path = try writeTemp("""
+            listen: 127.0.0.1:\(port)
+            upstream: { url: \(backend.baseURL) }
+            redis: { url: redis://127.0.0.1:\(redis.port), key_prefix: "\(prefix)" }
+            access_log: { path: \(access), format: json }
+            log: { format: json, path: \(app) }
+            routes:
+              - { name: rest, match: "/**", class: pass }
+            """, name: "rotate.yaml")
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--config", path, "--log-level", "info"]
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitUntil { RedisServerProcess.accepts(port: port) }, "gateway did not start")
+
+        func lines(_ file: String) -> [String] {
+            guard let data = FileManager.default.contents(atPath: file) else { return [] }
+            return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        }
+        func request(_ id: String) throws {
+            let client = try TestClient(port: port, timeout: 5)
+            try client.send("GET /a HTTP/1.1\r\nHost: t\r\nX-Request-ID: \(id)\r\n\r\n")
+            XCTAssertEqual(try client.readResponse().status, 200)
+        }
+        try request("before-1")
+        try request("before-2")
+        XCTAssertTrue(waitUntil { lines(access).count == 2 }, "\(lines(access))")
+        try FileManager.default.moveItem(atPath: access, toPath: access + ".1")
+        try FileManager.default.moveItem(atPath: app, toPath: app + ".1")
+        kill(process.processIdentifier, SIGUSR1)
+        XCTAssertTrue(waitUntil { lines(app).contains { $0.contains("log files reopened") } }, "no new application log")
+        try request("after-1")
+        try request("after-2")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+
+        func ids(_ file: String) throws -> [String] {
+            try lines(file).map { line in
+                let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line)
+                return try XCTUnwrap(object["request_id"] as? String, line)
+            }
+        }
+        // Sorted: each event loop writes its own lines, so two loops' lines may swap.
+        XCTAssertEqual(try ids(access + ".1").sorted(), ["before-1", "before-2"])
+        XCTAssertEqual(try ids(access).sorted(), ["after-1", "after-2"], "written after the reopen")
+        let started = try XCTUnwrap(lines(app + ".1").first { $0.contains("gateway listening") })
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(started.utf8)) as? [String: String])
+        XCTAssertEqual(object["level"], "info")
+        XCTAssertEqual(object["routes"], "1")
+        XCTAssertTrue(lines(app).contains { $0.contains("\"message\":\"stopped\"") }, "\(lines(app))")
+    }
+
     /// Run out of descriptors (a limit of 64 against `max_connections: 10000`): a new client gets a
     /// quick 503 instead of waiting unanswered, the accept loop does not spin, the log says so once,
     /// and once clients leave the gateway serves again.

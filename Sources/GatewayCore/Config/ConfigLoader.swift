@@ -55,7 +55,7 @@ extension GatewayConfig {
 // MARK: - Schema
 
 private enum Keys {
-    static let root = ["listen", "pid_file", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes"]
+    static let root = ["listen", "pid_file", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes", "access_log", "log"]
     static let invalidation = ["channel", "stream", "instance", "purge_api"]
     static let purgeAPI = ["token", "token_env", "allow", "public"]
     static let server = [
@@ -314,6 +314,8 @@ final class ConfigReader {
         let cache = readCache(fields)
         let invalidation = readInvalidation(fields)
         let routes = readRoutes(fields, cache: cache)
+        let accessLog = readAccessLog(fields)
+        let log = readLog(fields)
         guard let listen, let upstream, let redis, let routes else { return nil }
         var config = GatewayConfig(listen: listen, server: server, upstream: upstream, redis: redis, cache: cache,
                                    routes: routes, fileName: file)
@@ -323,6 +325,8 @@ final class ConfigReader {
         config.sourcePositions["listen"] = listenNode?.mark.map(GatewayConfig.SourcePosition.init)
         config.sourcePositions["upstream.url"] = upstreamURLMark.map(GatewayConfig.SourcePosition.init)
         config.sourcePositions["redis.url"] = redisURLMark.map(GatewayConfig.SourcePosition.init)
+        config.accessLog = accessLog
+        config.log = log
         return config
     }
 

@@ -33,6 +33,10 @@ public struct GatewayConfig: Sendable {
     /// Where `listen`, `upstream.url` and `redis.url` were written, for checks made after loading
     /// (`check-config` resolving the listen host), so that they can name the line like the loader.
     public var sourcePositions: [String: SourcePosition] = [:]
+    /// One line per answered request (`access_log`); nil when `access_log: off`.
+    public var accessLog: AccessLog? = AccessLog()
+    /// The application log's format and destination (`log`).
+    public var log = Log()
 
     public init(
         listen: ListenAddress, server: Server = Server(), upstream: Upstream, redis: Redis,
