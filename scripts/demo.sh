@@ -143,7 +143,7 @@ awk -v n="$BURST" '
     END {
         print "  by Cache-Status:"
         for (i = 1; i <= k; i++) print counts[i]
-        printf "  answered within %s ms (p50) to %s ms (max)\n", v[2], v[6]
+        printf "  answered in %.1f ms (median), %.1f ms at most: the one fetch, shared\n", v[2], v[6]
     }' "$work/burst.txt"
 printf '  backend calls for that key: '
 curl -s "$BACKEND/__stats"
