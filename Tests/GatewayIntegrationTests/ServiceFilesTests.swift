@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import GatewayTestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -12,10 +13,7 @@ final class ServiceFilesTests: XCTestCase {
     private static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
     private static let unitPath = repository.appendingPathComponent("contrib/systemd/cachegateway.service").path
-    /// The executables sit next to the test bundle in the build folder.
-    private var gateway: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gateway")
-    }
+    private let gateway = ChildProcess.built("gateway")
 
     func testSystemdAcceptsTheUnitWithoutWarnings() throws {
         guard let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first(where: FileManager.default.isExecutableFile) else {
@@ -88,16 +86,7 @@ final class ServiceFilesTests: XCTestCase {
     }
 
     private func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        try ChildProcess.run(URL(fileURLWithPath: executable), arguments)
     }
 
     private func temporaryDirectory() throws -> URL {

@@ -15,19 +15,8 @@ final class LoadCommandTests: XCTestCase {
         backend = nil
     }
 
-    /// The executables sit next to the test bundle in the build folder.
     private func bench(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("cachegateway-bench")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        try ChildProcess.run(ChildProcess.built("cachegateway-bench"), arguments)
     }
 
     func testBurstSendsOneRequestPerConnectionAndCountsCacheStatus() throws {
