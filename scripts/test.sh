@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_packages "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}"
+# systemd: only for systemd-analyze, which ServiceFilesTests runs on contrib/systemd's unit.
+need_packages "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" systemd
 export REDIS_SERVER="${REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 echo "==> swift build --build-tests"
 swift build --build-tests

@@ -10,7 +10,8 @@ struct Load: ParsableCommand {
         discussion: """
             Stops after --duration or --requests, whichever comes first; Ctrl-C stops early and prints what \
             was measured so far (a second Ctrl-C quits at once). A request without an answer within \
-            --timeout counts as a timeout.
+            --timeout counts as a timeout. With --burst N: opens N connections, then sends one request on \
+            each as close together as possible and waits for every answer (a herd on a cold key).
             """
     )
 
@@ -41,6 +42,9 @@ struct Load: ParsableCommand {
     @Option(name: .long, help: "Event-loop threads of the generator.")
     var threads = 1
 
+    @Option(name: .long, help: "Open this many connections, send one request on each at once, wait for every answer (--connections, --duration, --requests and --rate do not apply).")
+    var burst: Int?
+
     @Option(name: .long, help: "Also write the result as JSON to this file.")
     var json: String?
 
@@ -49,10 +53,16 @@ struct Load: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if let r = rate, !(r > 0) { throw ValidationError("--rate must be above 0") }
         if let n = requests, n < 1 { throw ValidationError("--requests must be at least 1") }
+        if let n = burst, n < 1 { throw ValidationError("--burst must be at least 1") }
     }
 
     func run() throws {
         let request = LoadRequest(method: method, target: url.target, headers: header.map { ($0.name, $0.value) })
+        if let count = burst {
+            print("\(method) \(url.text)  \(NumberText.grouped(count)) requests at once, one per connection")
+            try report(try LoadGenerator.burst(host: url.host, port: url.port, count: count, request: request, timeout: timeout.value))
+            return
+        }
         let mode: LoadMode = rate.map { .openLoop(connections: connections, ratePerSecond: $0) } ?? .closedLoop(connections: connections)
         let spec = LoadSpec(host: url.host, port: url.port, mode: mode, duration: duration.value, maxRequests: requests,
                             timeout: timeout.value, threads: threads, request: request)
@@ -72,13 +82,17 @@ struct Load: ParsableCommand {
         let result = try LoadGenerator.run(spec, progress: interactive ? liveLine : nil)
         if interactive { print("\r\u{1B}[K", terminator: "") }
         if stopper.interrupted { print("(stopped by Ctrl-C)") }
+        try report(result)
+        stopper.cancel()
+    }
+
+    private func report(_ result: LoadResult) throws {
         print(result.summary)
         if let path = json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(result).write(to: URL(fileURLWithPath: path))
         }
-        stopper.cancel()
     }
 }
 
