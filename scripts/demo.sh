@@ -174,7 +174,8 @@ sleep 0.3
 show "alice, after the stream event" -H "Authorization: Bearer alice" "$GATEWAY/users/42/resources"
 
 echo
-echo "== gateway counters (admin listener): $(curl -s "$ADMIN/stats" | head -c 400)…"
+echo "== requests by route and cache outcome, from the admin listener's /metrics:"
+curl -s "$ADMIN/metrics" | grep '^cachegateway_requests_total' | sed 's/^/    /'
 echo "== readiness: $(curl -s "$ADMIN/readyz")"
 echo "== status page: $ADMIN/   metrics: $ADMIN/metrics"
 if [ -t 0 ] && [ -t 1 ]; then
