@@ -175,7 +175,10 @@ show "alice, after the stream event" -H "Authorization: Bearer alice" "$GATEWAY/
 
 echo
 echo "== requests by route and cache outcome, from the admin listener's /metrics:"
-curl -s "$ADMIN/metrics" | grep '^cachegateway_requests_total' | sed 's/^/    /'
+curl -s "$ADMIN/metrics" | grep '^cachegateway_requests_total' | grep -v ' 0$' | sort | sed 's/^/    /'
+sleep 0.3   # the access log is written in batches, at most 200 ms apart
+echo "== the access log (the gateway's stdout; JSON, one line per request), its last two lines:"
+grep '^{"time"' "$work/gateway.log" | tail -n 2 | sed 's/^/    /'
 echo "== readiness: $(curl -s "$ADMIN/readyz")"
 echo "== status page: $ADMIN/   metrics: $ADMIN/metrics"
 if [ -t 0 ] && [ -t 1 ]; then

@@ -71,7 +71,7 @@ def stats():
     totals["reloads"] = 1
     up = clock[0] - START + 7260
     return {
-        "version": "0.6.0", "uptime_seconds": round(up, 1), "time_ms": int(clock[0] * 1000),
+        "version": "0.7.0", "uptime_seconds": round(up, 1), "time_ms": int(clock[0] * 1000),
         "totals": totals,
         "routes": [{"name": n, "requests": dict(s["requests"]),
                     "latency": {"le_seconds": LE, "counts": list(s["counts"]), "count": s["count"], "sum_seconds": s["sum"]}}

@@ -113,7 +113,7 @@ final class ScrapeSeries: Sendable {
 /// `cachegateway_build_info`.
 public enum GatewayRelease {
     /// Raised with each stop that changes behaviour.
-    public static let version = "0.6.0"
+    public static let version = "0.7.0"
     /// e.g. `0.14.1`.
     public static var hiredisVersion: String { versionNumber(RedisLibrary.version, after: "hiredis ") }
     /// e.g. `7.88.1`.

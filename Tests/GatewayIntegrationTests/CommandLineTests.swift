@@ -89,7 +89,7 @@ final class CommandLineTests: GatewayTestCase {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let commit = git.terminationStatus == 0 ? head : "unknown"
         XCTAssertTrue(
-            [("CacheGateway 0.6.0 (commit \(commit))"), "CacheGateway 0.6.0 (commit \(commit)-modified)"].contains(lines.first ?? ""),
+            [("CacheGateway 0.7.0 (commit \(commit))"), "CacheGateway 0.7.0 (commit \(commit)-modified)"].contains(lines.first ?? ""),
             "\(lines.first ?? "") vs HEAD \(commit)")
         XCTAssertEqual(lines.dropFirst().first, "hiredis 0.14.1")
         XCTAssertTrue(lines.last?.hasPrefix("libcurl/") == true, result.stdout)
