@@ -50,6 +50,7 @@ extension Gateway {
         scrape.inFlightKeys = flights.count
         scrape.uncacheableKeys = uncacheable.count
         scrape.openConnections = metrics.openConnections()
+        scrape.accessLogDropped = metrics.accessLogDropped()
         // The pool in effect: a reload with new limits replaces it.
         let permits = policy.permits
         (scrape.upstreamRunning, scrape.upstreamQueued) = permits.usage

@@ -24,6 +24,7 @@ struct MetricsScrape: Sendable {
     var inFlightKeys = 0
     var uncacheableKeys = 0
     var openConnections = 0
+    var accessLogDropped = 0
     var upstreamRunning = 0
     var upstreamQueued = 0
     var upstreamLimit = 0
@@ -40,7 +41,7 @@ final class ScrapeSeries: Sendable {
     private let registry: PrometheusCollectorRegistry
     let upstreamInFlight, upstreamQueued, inFlightKeys, uncacheableKeys, openConnections: Gauge
     let localEntries, localBytes, invalidationLag: Gauge
-    let redisErrors, storeErrors, upstreamErrors, localHits, localEvictions: Counter
+    let redisErrors, storeErrors, upstreamErrors, localHits, localEvictions, accessLogDropped: Counter
     let invalidationApplied, invalidationPoison, invalidationRetried: Counter
 
     init(registry: PrometheusCollectorRegistry) {
@@ -62,6 +63,7 @@ final class ScrapeSeries: Sendable {
         upstreamErrors = counter("cachegateway_upstream_errors_total", "Upstream calls that failed (answered 502/504 or stale).")
         localHits = counter("cachegateway_local_tier_hits_total", "Lookups answered from the in-process tier.")
         localEvictions = counter("cachegateway_local_tier_evictions_total", "In-process tier entries dropped to make room.")
+        accessLogDropped = counter("cachegateway_access_log_dropped_lines_total", "Access log lines lost because the destination stalled or failed.")
         let invalidationHelp = "Invalidation stream entries, by result: applied, poison (not an event), retried."
         invalidationApplied = counter("cachegateway_invalidation_events_total", invalidationHelp, [("result", "applied")])
         invalidationPoison = counter("cachegateway_invalidation_events_total", invalidationHelp, [("result", "poison")])
@@ -89,6 +91,7 @@ final class ScrapeSeries: Sendable {
         Self.set(redisErrors, scrape.stats.redisErrors)
         Self.set(storeErrors, scrape.stats.storeErrors)
         Self.set(upstreamErrors, scrape.stats.upstreamErrors)
+        Self.set(accessLogDropped, scrape.accessLogDropped)
         for loop in scrape.loops {
             registry.makeGauge(
                 name: "cachegateway_redis_connected", labels: [("loop", "\(loop.index)")],

@@ -46,6 +46,8 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
     /// The server's open connections (the service sets it before serving; the gateway does not
     /// know its server).
     nonisolated(unsafe) public var openConnections: @Sendable () -> Int = { 0 }
+    /// Access log lines lost to a stalled or full destination (set with the access log, before serving).
+    nonisolated(unsafe) public var accessLogDropped: @Sendable () -> Int = { 0 }
 
     /// The last reload's result, for the status page.
     struct LastReload: Sendable {

@@ -66,6 +66,7 @@ public final class GatewayService: Sendable {
             let log = try accessLogOpening.get()
             log.attach(to: server.loops)
             gateway.requestObservers.append(log)
+            gateway.metrics.accessLogDropped = { [log] in log.dropped }
         }
         gateway.attach(to: server.loops)
         listeners.start()

@@ -181,6 +181,15 @@ final class MetricsTests: GatewayTestCase {
         XCTAssertEqual(try XCTUnwrap(statsJSON()["local_tier"] as? [String: Int])["hits"], Int(hits))
     }
 
+    func testAccessLogLinesLostToAFullDiskAreCounted() throws {
+        backend.setBehaviour(.ok("hot"), forPath: "/catalog/hot")
+        // /dev/full takes the open and refuses every write with ENOSPC: a disk that filled up.
+        try startGateway(extra: "access_log: { path: /dev/full }")
+        for _ in 0..<3 { XCTAssertEqual(try get("/catalog/hot").status, 200, "a failing log never fails a request") }
+        XCTAssertTrue(waitUntil { (try? self.scrape().value("cachegateway_access_log_dropped_lines_total")) == 3 },
+                      "\((try? scrape().value("cachegateway_access_log_dropped_lines_total")) ?? -1) lines counted as dropped")
+    }
+
     func testAReloadAddsTheNewRoutesSeriesAndFailuresAreCounted() throws {
         backend.setBehaviour(.ok("new"), forPath: "/fresh/x")
         try startGateway()
