@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import GatewayRedis
 import GatewayRuntime
 import GatewayTestSupport
 import XCTest
@@ -20,7 +21,7 @@ final class ClusterTests: GatewayTestCase {
         cluster = nil
     }
 
-    private func startOnCluster() throws {
+    private func startOnCluster(invalidation: String? = nil) throws {
         for path in ["/catalog/p", "/catalog/q"] {
             backend.setBehaviour(.perRequest { request in .ok("body of \(request.target)") }, forPath: path)
         }
@@ -29,11 +30,11 @@ final class ClusterTests: GatewayTestCase {
             server: { event_loops: 2, drain_timeout: 1s }
             upstream: { url: \(backend.baseURL), timeout: 5s, connect_timeout: 1s, max_connections: 16 }
             redis: { url: "\(cluster.url)", timeout: 500ms, key_prefix: "\(prefix)" }
-            invalidation: { channel: "\(channel)" }
+            invalidation: \(invalidation ?? "{ channel: \"\(channel)\" }")
             \(Self.defaultRoutes)
             """
         try startGateway(yaml: yaml)
-        XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true })
+        if invalidation == nil { XCTAssertTrue(waitUntil { self.service?.subscriber?.isSubscribed == true }) }
     }
 
     /// Keys of this test on each node (`SCAN` per node: each sees only its own slots).
@@ -140,6 +141,30 @@ final class ClusterTests: GatewayTestCase {
         for page in stride(from: 1, through: pages, by: 7) {
             XCTAssertEqual(try get("/catalog/p?page=\(page)").header("Cache-Status"), "CacheGateway; hit", "page \(page)")
         }
+    }
+
+    func testTheStreamConsumerFollowsItsStreamToTheMasterThatServesIt() throws {
+        let stream = "stream-" + prefix
+        try startOnCluster(invalidation: "{ stream: \"\(stream)\", instance: gw-a }")
+        XCTAssertTrue(waitUntil { self.service?.streamConsumer?.snapshot.isConnected == true })
+        let slot = ClusterSlots.slot(of: stream)
+        let owner = try XCTUnwrap(try cluster.owner(ofSlot: slot))
+        XCTAssertEqual(try cluster.nodes[owner].cli("EXISTS", stream), ["1"], "the group was created on the stream's master")
+
+        for page in 1...10 { try get("/catalog/p?page=\(page)") }
+        _ = try cluster.nodes[owner].cli("XADD", stream, "*", "event", "purge /catalog/p")
+        XCTAssertTrue(waitUntil { (try? self.keysPerNode().reduce(0, +)) == 0 }, "\((try? keysPerNode()) ?? [])")
+
+        // The stream's slot moves to another master: the consumer's next command there is
+        // answered -MOVED (or its connection ends), and it reconnects to the new owner.
+        let target = (owner + 1) % cluster.nodes.count
+        try cluster.moveSlot(slot, keys: [stream], from: owner, to: target)
+        XCTAssertEqual(try cluster.owner(ofSlot: slot), target)
+        for page in 1...10 { try get("/catalog/p?page=\(page)") }
+        let applied = service?.streamConsumer?.snapshot.applied ?? 0
+        _ = try cluster.nodes[target].cli("XADD", stream, "*", "event", "purge /catalog/p")
+        XCTAssertTrue(waitUntil(timeout: 15) { (self.service?.streamConsumer?.snapshot.applied ?? 0) > applied })
+        XCTAssertTrue(waitUntil { (try? self.keysPerNode().reduce(0, +)) == 0 }, "\((try? keysPerNode()) ?? [])")
     }
 
     private func scrape() throws -> PrometheusExposition {

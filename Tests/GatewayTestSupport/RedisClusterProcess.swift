@@ -77,6 +77,35 @@ public final class RedisClusterProcess {
         guard result.status == 0 else { throw Failure.command("redis-cli --cluster reshard", output: String(result.output.suffix(2000))) }
     }
 
+    /// The index of the node serving `slot` now, as each node's own `CLUSTER NODES` line says.
+    public func owner(ofSlot slot: Int) throws -> Int? {
+        for (index, node) in nodes.enumerated() {
+            let mine = try node.cli("CLUSTER", "NODES").first { $0.contains("myself") } ?? ""
+            // Fields 9… are the node's slots: `a-b` ranges, single slots, `[…]` migrations.
+            for field in mine.split(separator: " ").dropFirst(8) where !field.hasPrefix("[") {
+                let bounds = field.split(separator: "-").compactMap { Int($0) }
+                if let low = bounds.first, (low...(bounds.last ?? low)).contains(slot) { return index }
+            }
+        }
+        return nil
+    }
+
+    /// Moves one slot and the given keys in it from node `from` to node `to` by hand, the steps
+    /// `redis-cli --cluster reshard` takes for each slot (`SETSLOT IMPORTING/MIGRATING`,
+    /// `MIGRATE`, `SETSLOT NODE` on every node).
+    public func moveSlot(_ slot: Int, keys: [String], from: Int, to: Int) throws {
+        let fromID = try nodeID(from), toID = try nodeID(to)
+        let steps: [(RedisServerProcess, [String])] = [
+            (nodes[to], ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", fromID]),
+            (nodes[from], ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", toID]),
+        ] + keys.map { (nodes[from], ["MIGRATE", "127.0.0.1", String(nodes[to].port), $0, "0", "5000"]) }
+            + nodes.map { ($0, ["CLUSTER", "SETSLOT", String(slot), "NODE", toID]) }
+        for (node, command) in steps {
+            let reply = try node.cli(command)
+            guard reply == ["OK"] || reply == ["NOKEY"] else { throw Failure.command(command.joined(separator: " "), output: reply.joined(separator: "\n")) }
+        }
+    }
+
     /// Runs `/usr/bin/redis-cli ARGS…`; its status and its output (stdout and stderr).
     public static func redisCLI(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()

@@ -154,10 +154,10 @@ extension GatewayConfig {
         }
 
         public init(parsing text: String) throws(ConfigValueError) {
-            let usage = "expected redis://[:password@]host[:port][/db], redis+cluster://[:password@]host:port,host:port[/0] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0"
+            let usage = "expected redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0"
             let lower = text.lowercased()
             if lower.hasPrefix("redis+cluster://") {
-                self = try Self.cluster(text, usage: usage)
+                self = try Self.cluster(text, usage: "expected redis+cluster://[:password@]host:port,host:port[/0], e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
                 return
             }
             if lower.hasPrefix("rediss://") {
