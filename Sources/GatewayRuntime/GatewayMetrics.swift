@@ -19,7 +19,7 @@ import Synchronization
 /// swift-metrics' `Counter(label:dimensions:factory:)`: that path registers every series without
 /// its `# HELP` line and gives every timer the factory's default buckets, where each histogram here
 /// needs the gateway's own.
-public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendable {
+public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisRedirectObserver, Sendable {
     /// Latency buckets in seconds, for every histogram: 1, 2.5, 5 per decade from 100 µs (an
     /// in-process hit; a Redis hit is a few hundred µs) to 10 s (past the usual upstream timeout),
     /// the spacing of nginx-vts' and Envoy's defaults, so a p50 and a p99 land in distinct buckets
@@ -35,6 +35,8 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
     private let routes: Mutex<RouteTable>
     /// Indexed by `RedisCommandKind.rawValue`.
     private let redisCommands: [ValueHistogram]
+    /// Indexed by `RedisRedirectKind.rawValue`.
+    private let redisRedirects: [Counter]
     let reloadsOK: Counter
     let reloadsFailed: Counter
     private let lastReloadState = Mutex<LastReload?>(nil)
@@ -63,6 +65,11 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
             registry.makeValueHistogram(
                 name: "cachegateway_redis_command_duration_seconds", labels: [("command", kind.name)],
                 buckets: Self.latencyBuckets, help: "Redis commands from sending to their reply, by command.")
+        }
+        redisRedirects = RedisRedirectKind.allCases.map { kind in
+            registry.makeCounter(
+                name: "cachegateway_redis_redirects_total", labels: [("kind", kind.name)],
+                help: "Redis Cluster redirections followed (-MOVED: the slot map was out of date; -ASK: a slot was migrating).")
         }
         let reloadHelp = "Configuration reloads (SIGHUP), by result."
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
@@ -98,6 +105,10 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
 
     public func redisReplied(_ kind: RedisCommandKind, nanoseconds: UInt64) {
         redisCommands[kind.rawValue].record(Self.seconds(nanoseconds))
+    }
+
+    public func redisRedirected(_ kind: RedisRedirectKind) {
+        redisRedirects[kind.rawValue].increment()
     }
 
     static func seconds(_ nanoseconds: UInt64) -> Double { Double(nanoseconds) / 1e9 }
