@@ -87,6 +87,15 @@ package enum RemoteFill: Sendable, Equatable {
 ///
 /// A request may be answered before it is finished: a stale entry served while it refreshes the
 /// key in the background (`stale_while_revalidate`) goes on to lead that refresh.
+///
+/// With ``lease`` (`cache.cross_instance`) the local leader coalesces across instances too: it
+/// takes the key's lease in Redis before fetching (``Action/acquireLease(ttlMilliseconds:)``); the
+/// holder announces how its fill ended (``Action/announce(_:)``, after the store); a leader that
+/// finds the lease taken registers for that announcement, reads the key once more, and waits for
+/// the announcement, the lease's expiry (then it looks again and may take over) or `max_wait`
+/// (then a 504, as for a local waiter). Only the holder announces, and only `stored` lets another
+/// instance answer, from what it reads in Redis: an answer that was not stored is fetched again
+/// by each instance, so nothing personal crosses instances.
 package struct ReadThrough: Sendable {
     package enum State: Sendable, Equatable {
         case idle

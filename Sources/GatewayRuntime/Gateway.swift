@@ -139,6 +139,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// Keys being fetched, or whose stored result is still held for late arrivals.
     public var inFlightKeyCount: Int { flights.count }
 
+    /// Requests waiting for another instance's fill of their key (`cache.cross_instance`).
+    public var remoteFillWaitCount: Int { remoteFills.count }
+
     // MARK: Routing
 
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
