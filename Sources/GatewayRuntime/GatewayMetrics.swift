@@ -39,6 +39,10 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
     private let redisRedirects: [Counter]
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// Indexed by `LeaseMetric.rawValue`.
+    private let leaseResults: [Counter]
+    /// How long local leaders waited for another instance's fill (its count: the remote waits).
+    let remoteFillWait: ValueHistogram
     private let lastReloadState = Mutex<LastReload?>(nil)
     /// Renders one scrape at a time: the values read at scrape time are written into the registry
     /// and emitted under this lock, so two scrapes never interleave them.
@@ -75,7 +79,30 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
         levels = ScrapeSeries(registry: registry)
+        leaseResults = LeaseMetric.allCases.map { result in
+            registry.makeCounter(
+                name: "cachegateway_leases_total", labels: [("result", result.name)],
+                help: "Cross-instance fill leases asked for, by what came of it.")
+        }
+        remoteFillWait = registry.makeValueHistogram(
+            name: "cachegateway_remote_fill_wait_seconds", labels: [], buckets: Self.latencyBuckets,
+            help: "Time a local leader waited for another instance's fill (lease held elsewhere).")
     }
+
+    /// What came of one lease request (`cache.cross_instance`).
+    enum LeaseMetric: Int, CaseIterable {
+        case acquired, heldElsewhere, takenOver, unavailable
+        var name: String {
+            switch self {
+            case .acquired: "acquired"
+            case .heldElsewhere: "held_elsewhere"
+            case .takenOver: "taken_over"
+            case .unavailable: "unavailable"
+            }
+        }
+    }
+
+    func leases(_ result: LeaseMetric) { leaseResults[result.rawValue].increment() }
 
     /// Gives routes new since the last call their series; those of removed routes stay (their
     /// counters keep their totals, as Prometheus expects of a counter).

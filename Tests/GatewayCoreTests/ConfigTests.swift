@@ -174,6 +174,21 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.routes.map(\.line), [25, 37, 42])
     }
 
+    func testCrossInstanceCoalescing() throws {
+        XCTAssertFalse(try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml").cache.crossInstance)
+        let config = try GatewayConfig.parse(yaml: base + """
+            cache: { cross_instance: true }
+            """, fileName: "gateway.yaml")
+        XCTAssertTrue(config.cache.crossInstance)
+        XCTAssertTrue(config.summary().contains("coalesce  across instances: a lease in Redis per cold key, for 10s + 1s; fills announced on gw:fills"),
+                      config.summary())
+        XCTAssertEqual(diagnostics(base + """
+            cache: { cross_instance: sometimes }
+            """), """
+            gateway.yaml:11:26: error: cache.cross_instance: expected true or false, found "sometimes"
+            """)
+    }
+
     func testLocalTierLimits() throws {
         let config = try GatewayConfig.parse(yaml: base + """
             cache: { local_ttl: 100ms, local_max_bytes: 1MiB, local_max_entries: 500 }
@@ -206,6 +221,7 @@ final class ConfigTests: XCTestCase {
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
             stale     not served while refreshing, not on upstream errors; uncacheable keys remembered 30s; 10000 waiters per key; Redis down: origin (defaults)
             local     no in-process tier (every hit is read from Redis)
+            coalesce  per instance (cross_instance off)
 
             routes (first match wins):
               NAME     METHODS      PATTERN        CLASS     TTL            QUERY KEY          IDENTITY
