@@ -37,6 +37,11 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
     private let redisCommands: [ValueHistogram]
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// The coherent tier's tracking connection (events, counted as they come).
+    let localTracking: Gauge
+    let localInvalidations: Counter
+    let localFlushesLost: Counter
+    let localFlushesRedis: Counter
     private let lastReloadState = Mutex<LastReload?>(nil)
     /// Renders one scrape at a time: the values read at scrape time are written into the registry
     /// and emitted under this lock, so two scrapes never interleave them.
@@ -68,6 +73,16 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
         levels = ScrapeSeries(registry: registry)
+        localTracking = registry.makeGauge(
+            name: "cachegateway_local_tier_tracking", labels: [],
+            help: "1 while Redis tracking keeps the in-process tier coherent, else 0 (tier bypassed, TTL-only or off).")
+        localTracking.set(to: 0)
+        localInvalidations = registry.makeCounter(
+            name: "cachegateway_local_tier_invalidations_total", labels: [],
+            help: "Keys Redis reported changed to the tracking connection (each evicted from every loop's tier).")
+        let flushHelp = "Times every loop's in-process tier was emptied by tracking, by reason: lost (tracking connection down), redis_flush (FLUSHALL/FLUSHDB)."
+        localFlushesLost = registry.makeCounter(name: "cachegateway_local_tier_flushes_total", labels: [("reason", "lost")], help: flushHelp)
+        localFlushesRedis = registry.makeCounter(name: "cachegateway_local_tier_flushes_total", labels: [("reason", "redis_flush")], help: flushHelp)
     }
 
     /// Gives routes new since the last call their series; those of removed routes stay (their

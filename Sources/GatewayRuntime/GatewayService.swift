@@ -21,6 +21,8 @@ public final class GatewayService: Sendable {
     public var subscriber: RedisSubscriber? { listeners.subscriber }
     /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
     public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
+    /// Keeps the in-process tier coherent (`cache.local_tracking`), on the running `redis.url`.
+    public var trackingListener: RedisSubscriber? { listeners.trackingListener }
     private let listeners: InvalidationListeners
     private let logger: Logger
     /// `access_log`: the log, or why its file could not be opened (reported by `start`).
@@ -42,7 +44,7 @@ public final class GatewayService: Sendable {
             statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        listeners = InvalidationListeners(invalidation: config.invalidation, redis: config.redis, gateway: gateway, logger: logger)
+        listeners = InvalidationListeners(config: config, gateway: gateway, logger: logger)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
         // Weak: the server holds the gateway, which holds its metrics.
         gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }

@@ -92,9 +92,7 @@ class GatewayTestCase: XCTestCase {
     /// Starts the gateway with exactly this configuration.
     /// - Parameter waitForRedis: false for configs whose Redis is meant to stay unreachable.
     func startGateway(yaml: String, waitForRedis: Bool = true) throws {
-        var config = try GatewayConfig.parse(yaml: yaml, fileName: "test.yaml")
-        // The access log is on by default, to stdout: only the tests that ask for it get one.
-        if !yaml.contains("access_log") { config.accessLog = nil }
+        let config = try Self.parseConfig(yaml, fileName: "test.yaml")
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let service = GatewayService(config: config, logger: logger)
@@ -104,6 +102,19 @@ class GatewayTestCase: XCTestCase {
         // Requests before Redis is connected are served from upstream; tests want the cache.
         guard waitForRedis else { return }
         XCTAssertTrue(waitUntil { service.gateway.redisConnected }, "gateway never connected to Redis")
+    }
+
+    /// `yaml` as the tests' gateways run it: the access log (on by default, to stdout) and the
+    /// in-process tier (on by default, where a test reading Redis behind the gateway's back
+    /// would race the invalidations) only when the YAML asks for them.
+    static func parseConfig(_ yaml: String, fileName: String) throws -> GatewayConfig {
+        var config = try GatewayConfig.parse(yaml: yaml, fileName: fileName)
+        if !yaml.contains("access_log") { config.accessLog = nil }
+        if !yaml.contains("local_ttl") && !yaml.contains("local_tracking") {
+            config.cache.localTTL = .zero
+            config.cache.localTTLWithoutTracking = .zero
+        }
+        return config
     }
 
     func stopGateway() {
