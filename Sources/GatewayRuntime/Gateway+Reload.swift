@@ -67,6 +67,7 @@ extension Gateway {
             ("server.max_headers", changed(\.server.maxHeaders)),
             ("server.max_body_bytes", changed(\.server.maxBodyBytes)),
             ("redis.key_prefix", changed(\.redis.keyPrefix)),
+            ("cache.local_tracking", changed(\.cache.localTracking)),
             ("invalidation", changed(\.invalidation)),
             ("admin", changed(\.admin)),
             ("pid_file", changed(\.pidFile)),
@@ -117,7 +118,8 @@ extension Gateway {
                 // Entries read from the old Redis are not the new one's; purges sent to the old
                 // one while switching are not heard.
                 if emptyLocal {
-                    resource.local = LoopResources.localCache(cache, loopCount: max(1, loops.count))
+                    // Tracking's state carries over: it belongs to the listener, not the tier.
+                    resource.local = LoopResources.localCache(cache, loopCount: max(1, loops.count), coherence: resource.local.coherence)
                 }
                 resource.retire(old)
             }

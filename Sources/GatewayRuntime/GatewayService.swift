@@ -23,6 +23,8 @@ public final class GatewayService: Sendable {
     public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
     /// Hears the other instances' fill announcements (`cache.cross_instance`).
     public var fillsSubscriber: RedisSubscriber? { listeners.fills }
+    /// Keeps the in-process tier coherent (`cache.local_tracking`), on the running `redis.url`.
+    public var trackingListener: RedisSubscriber? { listeners.trackingListener }
     private let listeners: InvalidationListeners
     private let logger: Logger
     /// `access_log`: the log, or why its file could not be opened (reported by `start`).
@@ -44,9 +46,7 @@ public final class GatewayService: Sendable {
             statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        listeners = InvalidationListeners(
-            invalidation: config.invalidation, redis: config.redis,
-            fillsChannel: config.cache.crossInstance ? gateway.keySpace.fillsChannel : nil, gateway: gateway, logger: logger)
+        listeners = InvalidationListeners(config: config, gateway: gateway, logger: logger)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
         gateway.fillsListening = { [listeners] in listeners.fills?.isSubscribed ?? false }
         // Weak: the server holds the gateway, which holds its metrics.

@@ -189,6 +189,30 @@ final class ConfigTests: XCTestCase {
             """)
     }
 
+    /// On by default, with a long cap, only while tracking keeps it coherent; a TTL-only tier
+    /// only when the file asks for one.
+    func testLocalTierDefaultsFollowTracking() throws {
+        func cache(_ yaml: String) throws -> GatewayConfig.Cache {
+            try GatewayConfig.parse(yaml: base + yaml, fileName: "gateway.yaml").cache
+        }
+        let byDefault = try cache("")
+        XCTAssertEqual([byDefault.localTTL, byDefault.localTTLWithoutTracking], [.seconds(300), .zero])
+        XCTAssertTrue(byDefault.localTracking)
+        XCTAssertTrue(byDefault.tracksLocalTier)
+        let given = try cache("cache: { local_ttl: 2s }")
+        XCTAssertEqual([given.localTTL, given.localTTLWithoutTracking], [.seconds(2), .seconds(2)])
+        let untracked = try cache("cache: { local_tracking: false }")
+        XCTAssertEqual([untracked.localTTL, untracked.localTTLWithoutTracking], [.zero, .zero], "TTL-only stays opt-in")
+        XCTAssertFalse(untracked.tracksLocalTier)
+        let off = try cache("cache: { local_ttl: 0s }")
+        XCTAssertFalse(off.tracksLocalTier, "no tier, no tracking connection")
+        XCTAssertEqual(diagnostics(base + """
+            cache: { local_tracking: sometimes }
+            """), """
+            gateway.yaml:11:26: error: cache.local_tracking: expected true or false, found "sometimes"
+            """)
+    }
+
     func testLocalTierLimits() throws {
         let config = try GatewayConfig.parse(yaml: base + """
             cache: { local_ttl: 100ms, local_max_bytes: 1MiB, local_max_entries: 500 }
@@ -220,7 +244,7 @@ final class ConfigTests: XCTestCase {
             redis     redis://:***@127.0.0.1:6379/1 (timeout 50ms, key prefix "gw:", 1 per loop)
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
             stale     not served while refreshing, not on upstream errors; uncacheable keys remembered 30s; 10000 waiters per key; Redis down: origin (defaults)
-            local     no in-process tier (every hit is read from Redis)
+            local     in-process tier: 5m, 64MiB, 10000 entries; coherent through Redis tracking (without it: off)
             coalesce  per instance (cross_instance off)
 
             routes (first match wins):
