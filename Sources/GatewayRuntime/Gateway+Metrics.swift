@@ -56,6 +56,8 @@ extension Gateway {
         (scrape.upstreamRunning, scrape.upstreamQueued) = permits.usage
         scrape.upstreamLimit = permits.limit
         scrape.stream = streamSnapshot()
+        let url = policy.config.redis.url
+        if url.sentinel != nil { scrape.redisMaster = url.host.isEmpty ? nil : url.address }
         let loops = resources
         guard !loops.isEmpty else { return done(scrape) }
         let collector = LoopCollector(scrape, count: loops.count, done: done)

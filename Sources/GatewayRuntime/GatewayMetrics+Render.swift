@@ -51,7 +51,8 @@ extension GatewayMetrics {
             + "\"in_flight_keys\":\(scrape.inFlightKeys),\"uncacheable_keys\":\(scrape.uncacheableKeys),"
             + "\"open_connections\":\(scrape.openConnections),"
             + "\"upstream\":{\"in_flight\":\(scrape.upstreamRunning),\"queued\":\(scrape.upstreamQueued),\"max_connections\":\(scrape.upstreamLimit)},"
-            + "\"redis\":{\"loops\":\(scrape.loops.count),\"connected_loops\":\(connectedLoops),\"errors\":\(scrape.stats.redisErrors)},"
+            + "\"redis\":{\"loops\":\(scrape.loops.count),\"connected_loops\":\(connectedLoops),\"errors\":\(scrape.stats.redisErrors),"
+            + "\"master\":\(scrape.redisMaster.map(JSON.string) ?? "null"),\"master_switches\":\(masterSwitchCount.load(ordering: .relaxed))},"
             + "\"local_tier\":{\"hits\":\(local.hits),\"entries\":\(local.entries),\"bytes\":\(local.bytes),\"evictions\":\(local.evictions)},"
             + "\"stream\":\(stream),\"last_reload\":\(reload)}"
     }

@@ -37,6 +37,9 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
     private let redisCommands: [ValueHistogram]
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// Moves to a new master named by Redis Sentinel (`redis+sentinel://`).
+    let masterSwitches: Counter
+    let masterSwitchCount = Atomic<Int>(0)
     private let lastReloadState = Mutex<LastReload?>(nil)
     /// Renders one scrape at a time: the values read at scrape time are written into the registry
     /// and emitted under this lock, so two scrapes never interleave them.
@@ -67,7 +70,15 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
         let reloadHelp = "Configuration reloads (SIGHUP), by result."
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
+        masterSwitches = registry.makeCounter(
+            name: "cachegateway_redis_master_switches_total", labels: [],
+            help: "Moves of every event loop's Redis to a new master named by the Sentinels (redis+sentinel:// only).")
         levels = ScrapeSeries(registry: registry)
+    }
+
+    func masterSwitched() {
+        masterSwitches.increment()
+        masterSwitchCount.add(1, ordering: .relaxed)
     }
 
     /// Gives routes new since the last call their series; those of removed routes stay (their
