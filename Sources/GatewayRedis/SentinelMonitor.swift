@@ -136,7 +136,8 @@ public final class SentinelMonitor: Sendable {
         direct.connectTimeout = timeout
         switch command(["ROLE"], at: direct, timeout: timeout) {
         case .failure(let error):
-            return .failure(.connectFailed("the master it names, \(named), does not answer: \(error)"))
+            let why = "\(error)"
+            return .failure(.connectFailed("the master it names, \(named), does not answer (\(why.hasPrefix("redis: ") ? String(why.dropFirst(7)) : why))"))
         case .success(.array(let parts)) where parts.first == .string(Array("master".utf8)):
             return .success(named)
         case .success:

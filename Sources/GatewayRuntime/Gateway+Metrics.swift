@@ -57,7 +57,8 @@ extension Gateway {
         scrape.upstreamLimit = permits.limit
         scrape.stream = streamSnapshot()
         let url = policy.config.redis.url
-        if url.sentinel != nil { scrape.redisMaster = url.host.isEmpty ? nil : url.address }
+        scrape.sentinel = url.sentinel != nil
+        if url.sentinel != nil, !url.host.isEmpty { scrape.redisMaster = url.address }
         let loops = resources
         guard !loops.isEmpty else { return done(scrape) }
         let collector = LoopCollector(scrape, count: loops.count, done: done)

@@ -29,6 +29,8 @@ struct MetricsScrape: Sendable {
     var upstreamQueued = 0
     var upstreamLimit = 0
     var stream: RedisStreamConsumer.Snapshot?
+    /// `redis.url` is `redis+sentinel://`.
+    var sentinel = false
     /// `host:port` of the master in use, for `redis+sentinel://` only (never a metric label).
     var redisMaster: String?
 

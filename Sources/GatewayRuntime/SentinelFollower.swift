@@ -45,7 +45,7 @@ final class SentinelFollower: Sendable {
         let configuration = RedisConfiguration(url, connectTimeout: .milliseconds(500))
         // Weak: the follower holds the monitor.
         let monitor = SentinelMonitor(
-            sentinels: sentinel.nodes.map { SentinelMonitor.Endpoint(host: $0.host, port: $0.port) },
+            sentinels: sentinel.endpoints,
             masterName: sentinel.masterName, master: configuration, logger: logger
         ) { [weak self] master in
             self?.follow(master, name: sentinel.masterName)

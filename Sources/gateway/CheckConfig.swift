@@ -70,16 +70,16 @@ struct ConnectionCheck {
         guard let sentinel = url.sentinel else { return [redis(url)] }
         let master = RedisConfiguration(url, connectTimeout: .seconds(2))
         var found: SentinelMonitor.Endpoint?
-        var checks = sentinel.nodes.map { node in
+        var checks = sentinel.endpoints.map { node in
             let asked = SentinelMonitor.discover(
-                sentinels: [SentinelMonitor.Endpoint(host: node.host, port: node.port)], masterName: sentinel.masterName,
-                master: master, timeout: .seconds(2)).answers[0]
+                sentinels: [node], masterName: sentinel.masterName, master: master, timeout: .seconds(2)).answers[0]
             switch asked.result {
             case .success(let named):
                 found = found ?? named
                 return ConnectionCheck(passed: true, line: "sentinel \(node): ok (master \"\(sentinel.masterName)\" is \(named))")
             case .failure(let error):
-                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(error.serverMessage ?? "\(error)")")
+                let why = error.serverMessage ?? "\(error)"
+                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(why.hasPrefix("redis: ") ? String(why.dropFirst(7)) : why)")
             }
         }
         guard let found else {

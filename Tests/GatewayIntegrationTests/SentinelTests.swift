@@ -47,8 +47,12 @@ final class SentinelTests: GatewayTestCase {
         "redis+sentinel://" + sentinels.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/mymaster/0"
     }
 
-    private func startSentinelGateway() throws {
-        try startGateway(yaml: """
+    private func startSentinelGateway(waitForRedis: Bool = true) throws {
+        try startGateway(yaml: sentinelYAML, waitForRedis: waitForRedis)
+    }
+
+    private var sentinelYAML: String {
+        """
             listen: 127.0.0.1:0
             server: { event_loops: 2, drain_timeout: 1s }
             upstream: { url: \(backend.baseURL), timeout: 5s, connect_timeout: 1s, max_connections: 16 }
@@ -56,7 +60,7 @@ final class SentinelTests: GatewayTestCase {
             invalidation: { channel: "events-\(prefix)" }
             admin: { listen: 127.0.0.1:0 }
             \(GatewayTestCase.defaultRoutes)
-            """)
+            """
     }
 
     private var masterPortInUse: Int? { service?.gateway.runningConfig.redis.url.port }
@@ -132,7 +136,7 @@ final class SentinelTests: GatewayTestCase {
         let metrics = try admin("/metrics").text
         XCTAssertTrue(metrics.contains("cachegateway_redis_master_switches_total 1"), metrics)
         let stats = try admin("/stats").text
-        XCTAssertTrue(stats.contains("\"master\":\"127.0.0.1:\(replica.port)\""), stats)
+        XCTAssertTrue(stats.contains("\"sentinel\":{\"master\":\"127.0.0.1:\(replica.port)\",\"master_switches\":1}"), stats)
         // The invalidation subscriber moved too: a purge published on the new master is heard.
         XCTAssertTrue(waitUntil(timeout: 10) { (try? self.replica.cli("PUBLISH", "events-\(self.prefix)", "ping")) == ["1"] },
                       "subscribed on the new master")
@@ -159,5 +163,54 @@ final class SentinelTests: GatewayTestCase {
         let before = entries(on: replica).count
         XCTAssertEqual(try get("/catalog/planned").cacheStatus, "CacheGateway; fwd=miss; stored")
         XCTAssertEqual(entries(on: replica).count, before + 1, "the new entry landed on the new master")
+    }
+
+    func testReloadKeepsTheMasterItFollowsAndStartsWithoutSentinelsOnUpstream() throws {
+        // No Sentinel up at start: the gateway serves from upstream and finds the master later.
+        for sentinel in sentinels { sentinel.stop() }
+        try startSentinelGateway(waitForRedis: false)
+        XCTAssertEqual(service?.gateway.runningConfig.redis.url.host, "")
+        backend.setBehaviour(.perRequest { _ in .ok("fresh") }, forPath: "/catalog/early")
+        let early = try get("/catalog/early")
+        XCTAssertEqual(early.status, 200)
+        XCTAssertEqual(early.text, "fresh")
+        for sentinel in sentinels { try sentinel.start() }
+        XCTAssertTrue(waitUntil(timeout: 10) { self.masterPortInUse == self.master.port }, "found the master once a Sentinel answered")
+        XCTAssertTrue(waitUntil { self.service?.gateway.redisConnected == true })
+
+        // A reload of the same file stays on the master (the file cannot name it) and moves nothing.
+        let report = try XCTUnwrap(service).reload(try GatewayConfig.parse(yaml: sentinelYAML, fileName: "test.yaml"))
+        XCTAssertFalse(report.redisURLChanged, "\(report)")
+        XCTAssertEqual(masterPortInUse, master.port)
+        XCTAssertEqual(try get("/catalog/early").cacheStatus, "CacheGateway; fwd=miss; stored")
+        XCTAssertEqual(try get("/catalog/early").cacheStatus, "CacheGateway; hit")
+    }
+
+    func testCheckConfigConnectAsksEverySentinelThenPingsTheMaster() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gateway")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-check-\(prefix).yaml")
+        try sentinelYAML.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        sentinels[2].stop()
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["check-config", "--connect", file.path]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, "a Sentinel down fails the check: \(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        for sentinel in sentinels.prefix(2) {
+            XCTAssertTrue(lines.contains("sentinel 127.0.0.1:\(sentinel.port): ok (master \"mymaster\" is 127.0.0.1:\(master.port))"), text)
+        }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("sentinel 127.0.0.1:\(sentinels[2].port): FAILED: ") }, text)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("redis \(sentinelURLShown): ok (connected to master 127.0.0.1:\(master.port), PING answered in ") }, text)
+    }
+
+    private var sentinelURLShown: String {
+        "redis+sentinel://" + sentinels.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/mymaster/0"
     }
 }
