@@ -233,6 +233,9 @@ public final class SentinelMonitor: Sendable {
         old?.stop()
         let name = masterName
         let wake = self.wake
+        // Its lines speak of an "invalidation channel"; the metadata says which one this is.
+        var logger = self.logger
+        logger[metadataKey: "redis.sentinel"] = "\(sentinel)"
         let subscriber = RedisSubscriber(
             configuration: RedisConfiguration(host: sentinel.host, port: sentinel.port, connectTimeout: timeout),
             channel: "+switch-master", logger: logger

@@ -184,6 +184,14 @@ final class SentinelTests: GatewayTestCase {
         XCTAssertEqual(masterPortInUse, master.port)
         XCTAssertEqual(try get("/catalog/early").cacheStatus, "CacheGateway; fwd=miss; stored")
         XCTAssertEqual(try get("/catalog/early").cacheStatus, "CacheGateway; hit")
+
+        // Other Sentinels: asked at the reload, followed from then on.
+        let fewer = sentinelYAML.replacingOccurrences(of: sentinelURL, with: "redis+sentinel://127.0.0.1:\(sentinels[2].port)/mymaster/0")
+        let moved = try XCTUnwrap(service).reload(try GatewayConfig.parse(yaml: fewer, fileName: "test.yaml"))
+        XCTAssertTrue(moved.redisURLChanged)
+        XCTAssertEqual(masterPortInUse, master.port)
+        XCTAssertEqual(service?.sentinelMonitor?.sentinels.map(\.port), [sentinels[2].port])
+        XCTAssertEqual(try get("/catalog/early").cacheStatus, "CacheGateway; hit", "the same master: the entry is still there")
     }
 
     func testCheckConfigConnectAsksEverySentinelThenPingsTheMaster() throws {
