@@ -21,6 +21,8 @@ public final class GatewayService: Sendable {
     public var subscriber: RedisSubscriber? { listeners.subscriber }
     /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
     public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
+    /// Hears the other instances' fill announcements (`cache.cross_instance`).
+    public var fillsSubscriber: RedisSubscriber? { listeners.fills }
     private let listeners: InvalidationListeners
     private let sentinel: SentinelFollower
     private let logger: Logger
@@ -49,9 +51,12 @@ public final class GatewayService: Sendable {
             statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        listeners = InvalidationListeners(invalidation: config.invalidation, redis: resolved.redis, gateway: gateway, logger: logger)
+        listeners = InvalidationListeners(
+            invalidation: config.invalidation, redis: resolved.redis,
+            fillsChannel: config.cache.crossInstance ? gateway.keySpace.fillsChannel : nil, gateway: gateway, logger: logger)
         sentinel.attach(gateway: gateway, listeners: listeners)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
+        gateway.fillsListening = { [listeners] in listeners.fills?.isSubscribed ?? false }
         // Weak: the server holds the gateway, which holds its metrics.
         gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }
     }
