@@ -39,6 +39,9 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
     private let redisRedirects: [Counter]
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// Moves to a new master named by Redis Sentinel (`redis+sentinel://`).
+    let masterSwitches: Counter
+    let masterSwitchCount = Atomic<Int>(0)
     /// Indexed by `LeaseMetric.rawValue`.
     private let leaseResults: [Counter]
     /// How long local leaders waited for another instance's fill (its count: the remote waits).
@@ -83,6 +86,9 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         let reloadHelp = "Configuration reloads (SIGHUP), by result."
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
+        masterSwitches = registry.makeCounter(
+            name: "cachegateway_redis_master_switches_total", labels: [],
+            help: "Moves of every event loop's Redis to a new master named by the Sentinels (redis+sentinel:// only).")
         levels = ScrapeSeries(registry: registry)
         leaseResults = LeaseMetric.allCases.map { result in
             registry.makeCounter(
@@ -102,6 +108,11 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         let flushHelp = "Times every loop's in-process tier was emptied by tracking, by reason: lost (tracking connection down), redis_flush (FLUSHALL/FLUSHDB)."
         localFlushesLost = registry.makeCounter(name: "cachegateway_local_tier_flushes_total", labels: [("reason", "lost")], help: flushHelp)
         localFlushesRedis = registry.makeCounter(name: "cachegateway_local_tier_flushes_total", labels: [("reason", "redis_flush")], help: flushHelp)
+    }
+
+    func masterSwitched() {
+        masterSwitches.increment()
+        masterSwitchCount.add(1, ordering: .relaxed)
     }
 
     /// What came of one lease request (`cache.cross_instance`).
