@@ -175,11 +175,11 @@ final class ConfigTests: XCTestCase {
     }
 
     func testCrossInstanceCoalescing() throws {
-        XCTAssertFalse(try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml").cache.crossInstance)
-        let config = try GatewayConfig.parse(yaml: base + """
-            cache: { cross_instance: true }
-            """, fileName: "gateway.yaml")
-        XCTAssertTrue(config.cache.crossInstance)
+        let config = try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml")
+        XCTAssertTrue(config.cache.crossInstance, "on by default: N instances make one backend call per cold key")
+        XCTAssertFalse(try GatewayConfig.parse(yaml: base + """
+            cache: { cross_instance: false }
+            """, fileName: "gateway.yaml").cache.crossInstance)
         XCTAssertTrue(config.summary().contains("coalesce  across instances: a lease in Redis per cold key, for 10s + 1s; fills announced on gw:fills"),
                       config.summary())
         XCTAssertEqual(diagnostics(base + """
@@ -245,7 +245,7 @@ final class ConfigTests: XCTestCase {
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
             stale     not served while refreshing, not on upstream errors; uncacheable keys remembered 30s; 10000 waiters per key; Redis down: origin (defaults)
             local     in-process tier: 5m, 64MiB, 10000 entries; coherent through Redis tracking (without it: off)
-            coalesce  per instance (cross_instance off)
+            coalesce  across instances: a lease in Redis per cold key, for 10s + 1s; fills announced on gw:fills
 
             routes (first match wins):
               NAME     METHODS      PATTERN        CLASS     TTL            QUERY KEY          IDENTITY

@@ -272,7 +272,7 @@ extension GatewayConfig {
         /// the holder's announcement instead of fetching too (see ``ReadThrough``).
         /// `cross_instance`, default false; turning it on or off takes a restart (the announcement
         /// subscription is made at start).
-        public var crossInstance: Bool = false
+        public var crossInstance: Bool = true
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
