@@ -90,7 +90,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
-        metrics = GatewayMetrics(routeNames: config.routes.map(\.name))
+        metrics = GatewayMetrics(routeNames: config.routes.map(\.name), instanceID: config.instanceID.value)
         observers = [metrics]
         let box = policyBox
         // The upstream in effect: a reload may point the gateway at another.

@@ -42,6 +42,8 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
     /// and emitted under this lock, so two scrapes never interleave them.
     let scrapeLock = Mutex(())
     let levels: ScrapeSeries
+    /// `instance_id`, named by `/stats` and `cachegateway_build_info`.
+    let instanceID: String
     /// The upstream pool, read at scrape time; set by `Gateway.attach`.
     /// The server's open connections (the service sets it before serving; the gateway does not
     /// know its server).
@@ -56,8 +58,9 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
         var errors: [String]
     }
 
-    init(routeNames: [String]) {
+    init(routeNames: [String], instanceID: String) {
         let registry = self.registry
+        self.instanceID = instanceID
         routes = Mutex(RouteTable(names: routeNames, registry: registry))
         redisCommands = RedisCommandKind.allCases.map { kind in
             registry.makeValueHistogram(
@@ -67,7 +70,7 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
         let reloadHelp = "Configuration reloads (SIGHUP), by result."
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
-        levels = ScrapeSeries(registry: registry)
+        levels = ScrapeSeries(registry: registry, instanceID: instanceID)
     }
 
     /// Gives routes new since the last call their series; those of removed routes stay (their

@@ -30,6 +30,10 @@ public final class GatewayService: Sendable {
     public var accessLog: AccessLog? { try? accessLogOpening?.get() }
 
     public init(config: GatewayConfig, logger: Logger) {
+        var logger = logger
+        // Several instances write to one log pipeline: every line says whose it is (the `gateway`
+        // executable's log handler adds it too, for the lines written before the service exists).
+        logger[metadataKey: "instance"] = "\(config.instanceID)"
         self.config = config
         self.logger = logger
         accessLogOpening = config.accessLog.map { settings in
@@ -42,7 +46,7 @@ public final class GatewayService: Sendable {
             statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        listeners = InvalidationListeners(invalidation: config.invalidation, redis: config.redis, gateway: gateway, logger: logger)
+        listeners = InvalidationListeners(invalidation: config.invalidation, consumerName: config.streamConsumerName, redis: config.redis, gateway: gateway, logger: logger)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
         // Weak: the server holds the gateway, which holds its metrics.
         gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }

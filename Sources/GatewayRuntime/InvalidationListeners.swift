@@ -17,12 +17,15 @@ final class InvalidationListeners: Sendable {
     }
 
     private let invalidation: GatewayConfig.Invalidation?
+    /// The stream's consumer (and group) name: ``GatewayConfig/streamConsumerName``.
+    private let consumerName: String
     private let gateway: Gateway
     private let logger: Logger
     private let current: Mutex<Current>
 
-    init(invalidation: GatewayConfig.Invalidation?, redis: GatewayConfig.Redis, gateway: Gateway, logger: Logger) {
+    init(invalidation: GatewayConfig.Invalidation?, consumerName: String, redis: GatewayConfig.Redis, gateway: Gateway, logger: Logger) {
         self.invalidation = invalidation
+        self.consumerName = consumerName
         self.gateway = gateway
         self.logger = logger
         current = Mutex(Current())
@@ -90,7 +93,7 @@ final class InvalidationListeners: Sendable {
         if let stream = invalidation?.stream {
             // A group of this instance's own: every instance applies every event (its in-process
             // tier and its flights are its own), and the group keeps its position while it is away.
-            let instance = invalidation?.instance ?? ProcessInfo.processInfo.hostName
+            let instance = consumerName
             consumer = RedisStreamConsumer(
                 redis: configuration,
                 configuration: .init(stream: stream, group: "cachegateway:" + instance, consumer: instance),
