@@ -81,6 +81,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// The configuration in effect: the one started with, as changed by reloads (settings that
     /// take a restart keep their starting values).
     public var runningConfig: GatewayConfig { policy.config }
+    /// This instance's name (`instance_id`): what the Redis leases it takes hold as their value, so
+    /// that `GET <lease key>` says who is fetching. Fixed for the process (a reload keeps it).
+    public var instanceID: String { config.instanceID.value }
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config

@@ -1,5 +1,7 @@
 import Foundation
 import GatewayTestSupport
+import GatewayCore
+import GatewayRuntime
 import XCTest
 
 /// `instance_id` where an operator looks for it: `/stats`, `/config`, `cachegateway_build_info`,
@@ -19,6 +21,27 @@ final class InstanceIDTests: GatewayTestCase {
         let info = exposition.samples.filter { $0.name == "cachegateway_build_info" }
         XCTAssertEqual(info.count, 1, "one series per process")
         XCTAssertEqual(info.first?.labels["instance_id"], "web-7.eu:a")
+        XCTAssertEqual(service?.gateway.instanceID, "web-7.eu:a", "the accessor the leases read")
+    }
+
+    /// The id is the process's: a reload that names another one is told it takes a restart.
+    func testAReloadKeepsTheRunningID() throws {
+        let yaml = { (id: String) in """
+            listen: 127.0.0.1:0
+            instance_id: \(id)
+            upstream: { url: \(self.backend.baseURL) }
+            redis: { url: redis://127.0.0.1:\(self.redis.port)/0, key_prefix: "\(self.prefix)" }
+            \(self.adminBlock)
+            \(GatewayTestCase.defaultRoutes)
+            """ }
+        try startGateway(yaml: yaml("web-a"))
+        var next = try GatewayConfig.parse(yaml: yaml("web-b"), fileName: "reloaded.yaml")
+        next.accessLog = nil
+        let report = try XCTUnwrap(service).reload(next)
+        XCTAssertEqual(report.needsRestart, ["instance_id"])
+        XCTAssertEqual(service?.gateway.instanceID, "web-a")
+        XCTAssertEqual(try json(admin("/stats"))["instance_id"] as? String, "web-a")
+        XCTAssertEqual(try json(admin("/config"))["instance_id"] as? String, "web-a")
     }
 
     func testTheDefaultIDIsHostNameAndThisProcess() throws {
