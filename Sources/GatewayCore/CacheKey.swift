@@ -62,6 +62,15 @@ public struct KeySpace: Sendable {
     /// `<prefix>t:<tag>`.
     public func tagIndex(tag: String) -> String { prefix + "t:" + tag }
 
+    /// The lease on filling one entry key across instances: `<prefix>l:<entry key>` (the entry
+    /// key whole, so that a lease can never name two entries).
+    public func lease(entryKey: String) -> String { prefix + "l:" + entryKey }
+
+    /// The one pub/sub channel on which lease holders announce how their fill ended, for every
+    /// key: `<prefix>fills` (a channel, not a key: it cannot collide with the namespaces above,
+    /// and one subscription made at start is in place before any lease is waited on).
+    public var fillsChannel: String { prefix + "fills" }
+
     /// A SCAN MATCH pattern for every entry of a route; glob characters of the prefix are escaped.
     public func entryPattern(route: String) -> String {
         Self.escapeGlob(entryPrefix(route: route)) + "*"

@@ -40,6 +40,46 @@ package enum FlightOutcome: Sendable {
     case refetch
 }
 
+/// How a lease holder's fill ended, as it announces it to the other instances (`<prefix>fills`).
+package enum RemoteFill: Sendable, Equatable {
+    /// The entry is in Redis: read it there.
+    case stored
+    /// Nothing was stored (personal, uncacheable, a purge, a failed write): each instance fetches
+    /// its own, so no answer crosses instances except through Redis.
+    case notStored
+    /// The upstream failed with this status.
+    case failed(status: Int)
+    /// Announcements may have been missed (the subscription was lost): look again.
+    case unknown
+
+    /// The announcement's text: `stored <key>`, `not-stored <key>`, `failed <status> <key>`.
+    package func message(key: String) -> String {
+        switch self {
+        case .stored: "stored " + key
+        case .notStored: "not-stored " + key
+        case .failed(let status): "failed \(status) " + key
+        case .unknown: "unknown " + key
+        }
+    }
+
+    /// Reads ``message(key:)``; nil for anything else (a bad message is ignored, never trusted).
+    package static func parse(_ message: [UInt8]) -> (key: String, fill: RemoteFill)? {
+        guard let text = String(validating: message, as: UTF8.self) else { return nil }
+        let parts = text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[1].isEmpty else { return nil }
+        switch parts[0] {
+        case "stored": return (String(parts[1]), .stored)
+        case "not-stored": return (String(parts[1]), .notStored)
+        case "unknown": return (String(parts[1]), .unknown)
+        case "failed":
+            let rest = parts[1].split(separator: " ", maxSplits: 1)
+            guard rest.count == 2, let status = Int(rest[0]), (100...599).contains(status) else { return nil }
+            return (String(rest[1]), .failed(status: status))
+        default: return nil
+        }
+    }
+}
+
 /// One request on a cached route, from lookup to answer, as a state machine: the driver feeds it
 /// events (what Redis, the flight table, the upstream and the clock said) and performs the actions
 /// it returns. It never touches a socket, a queue or a client, so every path is tested in
@@ -47,6 +87,15 @@ package enum FlightOutcome: Sendable {
 ///
 /// A request may be answered before it is finished: a stale entry served while it refreshes the
 /// key in the background (`stale_while_revalidate`) goes on to lead that refresh.
+///
+/// With ``lease`` (`cache.cross_instance`) the local leader coalesces across instances too: it
+/// takes the key's lease in Redis before fetching (``Action/acquireLease(ttlMilliseconds:)``); the
+/// holder announces how its fill ended (``Action/announce(_:)``, after the store); a leader that
+/// finds the lease taken registers for that announcement, reads the key once more, and waits for
+/// the announcement, the lease's expiry (then it looks again and may take over) or `max_wait`
+/// (then a 504, as for a local waiter). Only the holder announces, and only `stored` lets another
+/// instance answer, from what it reads in Redis: an answer that was not stored is fetched again
+/// by each instance, so nothing personal crosses instances.
 package struct ReadThrough: Sendable {
     package enum State: Sendable, Equatable {
         case idle
@@ -64,7 +113,38 @@ package struct ReadThrough: Sendable {
         case waiting
         /// Fetching for this request alone; the answer is relayed as it is.
         case forwarding
+        /// The local leader asked Redis for the key's lease (`cache.cross_instance`).
+        case leasing
+        /// Another instance holds the lease: waiting for its announcement, the lease's expiry or
+        /// `max_wait`, whichever comes first; `rechecking` while a read of the key is out.
+        case awaitingRemote(rechecking: Bool)
         case done
+    }
+
+    /// Cross-instance coalescing for this request's fill.
+    package struct Lease: Sendable, Equatable {
+        /// How long a lease lives unless released: the upstream timeout and a margin, so that a
+        /// holder that died or was cut off frees the key on its own.
+        package var ttlMilliseconds: Int
+        package init(ttlMilliseconds: Int) { self.ttlMilliseconds = ttlMilliseconds }
+    }
+
+    package enum LeaseResult: Sendable, Equatable {
+        case acquired
+        /// Another instance holds it, for about this much longer (`PTTL`; negative when it just
+        /// went away).
+        case heldElsewhere(remainingMilliseconds: Int)
+        /// Redis did not answer, or the announcement subscription is not up: coalesce locally.
+        case unavailable
+    }
+
+    /// What a read of the key while awaiting another instance's fill is for.
+    private enum RecheckPurpose {
+        /// Right after registering for the announcement: a fill that landed between the lookup
+        /// and the registration is found here; a miss means wait on.
+        case confirm
+        /// An announcement or the lease's expiry: a miss means take the lease.
+        case beforeLease
     }
 
     package enum LookupResult: Sendable {
@@ -126,6 +206,18 @@ package struct ReadThrough: Sendable {
         case armDeadline(milliseconds: Int)
         /// Stop waiting for the flight (answered without it).
         case leaveFlight
+        /// Take the key's lease in Redis for this long; answer with ``leaseResult(_:now:)``.
+        case acquireLease(ttlMilliseconds: Int)
+        /// Listen for the key's announcement; pass it on with ``remoteFillAnnounced(_:now:)``.
+        case awaitRemoteFill
+        /// Read the key again; answer with ``rechecked(_:now:)``.
+        case recheck
+        /// (Re)arm the one timer of the remote wait; when it passes, send ``leaseRetryDue(now:)``.
+        case armLeaseRetry(milliseconds: Int)
+        /// Stop listening for the announcement and cancel the timer.
+        case stopAwaitingRemote
+        /// Tell the other instances how this fill ended, and give the lease back.
+        case announce(RemoteFill)
     }
 
     package let settings: RouteCacheSettings
@@ -146,6 +238,15 @@ package struct ReadThrough: Sendable {
     private var pending: CachedResponse?
     /// The variant this request looked up, once a marker sent it there.
     private var selectedVariant: String?
+    /// Cross-instance coalescing, when `cache.cross_instance` is on.
+    package let lease: Lease?
+    /// This request holds the key's lease: it must announce how its fill ended.
+    private var holdsLease = false
+    /// When waiting for other instances must end (`max_wait` after it began).
+    private var remoteDeadline: UInt64?
+    private var recheckPurpose: RecheckPurpose = .confirm
+    /// An announcement that came while a recheck was out, handled once it is back.
+    private var pendingAnnouncement: RemoteFill?
 
     /// Where a varying answer goes: the marker's names and the variant's selector.
     package struct VariantStore: Sendable, Equatable {
@@ -157,7 +258,8 @@ package struct ReadThrough: Sendable {
     package static let holdGraceMilliseconds = 1000
 
     package init(settings: RouteCacheSettings, routeClass: RouteClass, fill: OriginRequest, requestHeaders: HTTPHeaders,
-                 routeTags: [String] = []) {
+                 routeTags: [String] = [], lease: Lease? = nil) {
+        self.lease = lease
         self.routeTags = routeTags
         self.settings = settings
         self.routeClass = routeClass
@@ -223,6 +325,12 @@ package struct ReadThrough: Sendable {
         precondition(state == .joining)
         switch result {
         case .leader:
+            // Only the local leader talks to Redis about the lease: one lease request per key
+            // per instance, however many of its clients ask.
+            if let lease {
+                state = .leasing
+                return [.acquireLease(ttlMilliseconds: lease.ttlMilliseconds)]
+            }
             state = .leading(background: false)
             return [.fetch(conditionalFill())]
         case .waiter:
@@ -318,13 +426,13 @@ package struct ReadThrough: Sendable {
                 ? .shared(entry, vary: nil)
                 : varied.contains("*") ? .refetch : .shared(entry, vary: VaryMatch(varied, in: requestHeaders))
             state = .done
-            var actions: [Action] = [.complete(outcome, hold: false)]
+            var actions: [Action] = [.complete(outcome, hold: false)] + announce(.notStored)
             if uncacheable > 0 { actions.append(.markUncacheable(milliseconds: uncacheable)) }
             if !background { actions.append(.reply(.entry(entry, .miss("not-stored-\(reason)"), age: false))) }
             return actions
         case .doNotShare(let reason):
             state = .done
-            var actions: [Action] = [.complete(.refetch, hold: false)]
+            var actions: [Action] = [.complete(.refetch, hold: false)] + announce(.notStored)
             if uncacheable > 0 { actions.append(.markUncacheable(milliseconds: uncacheable)) }
             if !background {
                 // The leader's own answer, Set-Cookie and all.
@@ -349,6 +457,7 @@ package struct ReadThrough: Sendable {
         // failed write leaves nothing to bridge.
         let fresh = entry.expiresAt > now ? Int(entry.expiresAt - now) : 0
         var actions: [Action] = [.release(afterMilliseconds: ok ? min(Self.holdGraceMilliseconds, fresh) : 0)]
+        actions += announce(ok ? .stored : .notStored)
         guard !background else { return actions }
         var status = revalidated ? CacheStatus(forward: .stale, forwardStatus: 304) : CacheStatus(forward: .miss)
         if ok {
@@ -378,7 +487,120 @@ package struct ReadThrough: Sendable {
                               CacheStatus(forward: .miss, collapsed: true, detail: "max-wait")))]
     }
 
+    // MARK: Events across instances
+
+    /// Redis answered ``Action/acquireLease(ttlMilliseconds:)``.
+    package mutating func leaseResult(_ result: LeaseResult, now: UInt64) -> [Action] {
+        precondition(state == .leasing, "leaseResult in \(state)")
+        switch result {
+        case .acquired:
+            holdsLease = true
+            state = .leading(background: false)
+            return (remoteDeadline == nil ? [] : [.stopAwaitingRemote]) + [.fetch(conditionalFill())]
+        case .unavailable:
+            // Per-instance coalescing, as without the lease: the local flight still stands.
+            state = .leading(background: false)
+            return (remoteDeadline == nil ? [] : [.stopAwaitingRemote]) + [.fetch(conditionalFill())]
+        case .heldElsewhere(let remaining):
+            let first = remoteDeadline == nil
+            if first { remoteDeadline = now + UInt64(max(1, settings.maxWait.wholeMilliseconds)) }
+            guard let deadline = remoteDeadline, deadline > now else { return gaveUp() }
+            // Registered before the key is read again, so a fill that lands in between is either
+            // seen by that read or announced to the registration.
+            state = .awaitingRemote(rechecking: true)
+            recheckPurpose = .confirm
+            // A holder that dies frees the key when its lease expires: look again then, never
+            // past max_wait. A lease that just went (-2) is tried again at once.
+            let untilExpiry = remaining < 0 ? 1 : remaining + 1
+            let delay = max(1, min(untilExpiry, Int(deadline - now)))
+            return (first ? [.awaitRemoteFill] : []) + [.recheck, .armLeaseRetry(milliseconds: delay)]
+        }
+    }
+
+    /// The lease holder announced how its fill ended (or the announcements may have been missed).
+    package mutating func remoteFillAnnounced(_ fill: RemoteFill, now: UInt64) -> [Action] {
+        guard case .awaitingRemote(let rechecking) = state else { return [] }
+        if rechecking {
+            // The read out may predate the fill: act on the announcement once it is back.
+            pendingAnnouncement = fill
+            return []
+        }
+        switch fill {
+        case .stored, .unknown:
+            state = .awaitingRemote(rechecking: true)
+            recheckPurpose = .beforeLease
+            return [.recheck]
+        case .notStored:
+            // A personal or uncacheable answer is never handed across instances: fetch our own
+            // (the local flight then shares it locally by the usual rules).
+            state = .leading(background: false)
+            return [.stopAwaitingRemote, .fetch(conditionalFill())]
+        case .failed(let status):
+            // At once, not at the lease's expiry; a stale entry of our own may stand in.
+            return [.stopAwaitingRemote] + failed(status: status, reason: "remote-fill-failed", background: false, now: now)
+        }
+    }
+
+    /// Redis answered ``Action/recheck``.
+    package mutating func rechecked(_ result: LookupResult, now: UInt64) -> [Action] {
+        guard state == .awaitingRemote(rechecking: true) else { preconditionFailure("rechecked in \(state)") }
+        switch result {
+        case .entry(let entry) where entry.freshness(at: now) == .fresh:
+            // The other instance's fill, as stored: share it with the local waiters and hold it
+            // for late local arrivals, like a fill of our own.
+            state = .done
+            let fresh = entry.expiresAt > now ? Int(entry.expiresAt - now) : 0
+            return [.stopAwaitingRemote, .complete(.shared(entry, vary: nil), hold: true),
+                    .release(afterMilliseconds: min(Self.holdGraceMilliseconds, fresh)),
+                    .reply(.entry(entry, CacheStatus(forward: .miss, collapsed: true, detail: "remote-fill"), age: true))]
+        case .entry, .missing:
+            // Nothing new yet (a stale entry is what sent this request to fetch).
+            state = .awaitingRemote(rechecking: false)
+            if let pending = pendingAnnouncement {
+                pendingAnnouncement = nil
+                return remoteFillAnnounced(pending, now: now)
+            }
+            guard recheckPurpose == .beforeLease, let lease else { return [] }
+            state = .leasing
+            return [.acquireLease(ttlMilliseconds: lease.ttlMilliseconds)]
+        case .marker, .failed:
+            // A varying answer (its variant is chosen per request) or Redis failing: fetch here.
+            state = .leading(background: false)
+            pendingAnnouncement = nil
+            return [.stopAwaitingRemote, .fetch(conditionalFill())]
+        }
+    }
+
+    /// The remote wait's timer passed: the lease may have expired, or `max_wait` is up.
+    package mutating func leaseRetryDue(now: UInt64) -> [Action] {
+        guard case .awaitingRemote(let rechecking) = state else { return [] }
+        if let deadline = remoteDeadline, now >= deadline { return gaveUp() }
+        if rechecking {
+            recheckPurpose = .beforeLease
+            return []
+        }
+        state = .awaitingRemote(rechecking: true)
+        recheckPurpose = .beforeLease
+        return [.recheck]
+    }
+
     // MARK: Decisions
+
+    /// `max_wait` passed awaiting another instance: the same 504 a local waiter gets, for this
+    /// request and its local waiters (which a later request does not inherit).
+    private mutating func gaveUp() -> [Action] {
+        state = .done
+        let message = "timed out waiting for the upstream response"
+        return [.stopAwaitingRemote, .complete(.failed(status: 504, message: message), hold: false),
+                .reply(.error(status: 504, message: message, CacheStatus(forward: .miss, collapsed: true, detail: "max-wait")))]
+    }
+
+    /// The announcement of this request's fill, once: only the lease's holder announces.
+    private mutating func announce(_ fill: RemoteFill) -> [Action] {
+        guard holdsLease else { return [] }
+        holdsLease = false
+        return [.announce(fill)]
+    }
 
     private mutating func deliver(_ outcome: FlightOutcome, now: UInt64) -> [Action] {
         switch outcome {
@@ -405,6 +627,7 @@ package struct ReadThrough: Sendable {
         let message = Self.upstreamMessage(status)
         // A failed refresh leaves the stale entry in place; a later request tries again.
         var actions: [Action] = [.complete(.failed(status: status, message: message), hold: false)]
+        if holdsLease { actions.append(contentsOf: announce(.failed(status: status))) }
         guard !background else { return actions }
         if let stale, stale.usableOnError(at: now) {
             actions.append(.reply(.entry(stale, CacheStatus(forward: .stale, forwardStatus: status, detail: "stale-if-error"), age: true)))

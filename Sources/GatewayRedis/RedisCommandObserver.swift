@@ -22,3 +22,23 @@ public enum RedisCommandKind: Int, Sendable, CaseIterable {
 public protocol RedisCommandObserver: AnyObject, Sendable {
     func redisReplied(_ kind: RedisCommandKind, nanoseconds: UInt64)
 }
+
+/// A cluster redirection a ``RedisClusterConnection`` followed, as a metric label.
+public enum RedisRedirectKind: Int, Sendable, CaseIterable {
+    /// `-MOVED`: the slot map was out of date.
+    case moved
+    /// `-ASK`: the key's slot was migrating.
+    case ask
+
+    public var name: String {
+        switch self {
+        case .moved: "moved"
+        case .ask: "ask"
+        }
+    }
+}
+
+/// Told of every cluster redirection followed, on the cluster connection's queue.
+public protocol RedisRedirectObserver: AnyObject, Sendable {
+    func redisRedirected(_ kind: RedisRedirectKind)
+}

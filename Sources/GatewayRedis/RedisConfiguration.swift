@@ -42,6 +42,11 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// within about this long. Default: 1 s.
     public var reconnectBackoffMax: Duration
 
+    /// The seed nodes of a Redis Cluster (``host`` and ``port`` are then the first one's), for
+    /// the clients that find the node owning a key themselves (``RedisStreamConsumer``); empty
+    /// for a standalone Redis. ``RedisConnection`` ignores it. Default: empty.
+    public var clusterSeeds: [ClusterNode] = []
+
     public init(
         host: String = "127.0.0.1",
         port: Int = 6379,

@@ -17,7 +17,13 @@ public enum RedisOneShot {
     public static func send(_ argv: [[UInt8]], configuration: RedisConfiguration) throws(RedisError) -> RedisReply {
         guard !argv.isEmpty else { throw .invalidCommand("no arguments") }
         let connection: BlockingRedisConnection
-        switch BlockingRedisConnection.connect(configuration, replyTimeout: configuration.connectTimeout) {
+        // On a cluster, a keyed command (`XADD`) goes to its slot's master; a keyless one
+        // (`PUBLISH`, `PING`) to the first seed.
+        var target = Result<RedisConfiguration, RedisError>.success(configuration)
+        if let key = ClusterSlots.routingKey(of: argv) {
+            target = configuration.locatingClusterNode(owning: key, replyTimeout: configuration.connectTimeout)
+        }
+        switch target.flatMap({ BlockingRedisConnection.connect($0, replyTimeout: configuration.connectTimeout) }) {
         case .success(let c): connection = c
         case .failure(let error): throw error
         }

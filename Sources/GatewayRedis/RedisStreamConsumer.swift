@@ -145,7 +145,11 @@ public final class RedisStreamConsumer: Sendable {
     /// One connection's life. Returns true if the group was set up on it.
     private func consumeOnce(groupSetUp: inout Bool) -> Bool {
         let connection: BlockingRedisConnection
-        switch BlockingRedisConnection.connect(redis, replyTimeout: liveness.replyTimeout) {
+        // On a cluster, the master of the stream's slot, found again on every connect: a
+        // `-MOVED` (the slot was resharded) ends the connection like any error, and the next one
+        // goes to the new owner.
+        let target = redis.locatingClusterNode(owning: Array(configuration.stream.utf8), replyTimeout: liveness.replyTimeout)
+        switch target.flatMap({ BlockingRedisConnection.connect($0, replyTimeout: liveness.replyTimeout) }) {
         case .success(let made): connection = made
         case .failure(let error) where error.serverMessage != nil:
             HandshakeRefusalLog.shared.log(error, address: redis.address, connection: "stream consumer", logger: logger)

@@ -86,7 +86,7 @@ extension Gateway {
                 purgePath(path, soft: event.soft, on: resources) { removed in outcome.part(ok: removed != nil) }
             }
             for route in routes {
-                purgeRoute(route, cursor: "0", removed: 0, soft: event.soft, on: resources) { ok in outcome.part(ok: ok) }
+                purgeRoute(route, soft: event.soft, on: resources) { ok in outcome.part(ok: ok) }
             }
             for tag in event.tags {
                 purgeTag(tag, soft: event.soft, on: resources) { removed in outcome.part(ok: removed != nil) }
@@ -94,7 +94,7 @@ extension Gateway {
             for prefix in event.prefixes {
                 // Fills under the prefix in flight now must not store what predates the change.
                 flights.invalidate { _, path in path?.hasPrefix(prefix) == true }
-                purgePrefix(prefix, cursor: "0", soft: event.soft, on: resources, allOK: true) { ok in outcome.part(ok: ok) }
+                purgePrefix(prefix, soft: event.soft, on: resources) { ok in outcome.part(ok: ok) }
             }
         }
     }
@@ -122,10 +122,7 @@ extension Gateway {
             if soft {
                 softPurge(keys, on: resources) { ok in completion?(ok ? keys.count : nil) }
             } else {
-                resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { result in
-                    if case .failure = result { return completion?(nil) ?? () }
-                    completion?(keys.count)
-                }
+                unlinkEach(keys + [index], on: resources) { ok in completion?(ok ? keys.count : nil) }
             }
             logger.debug("purged", metadata: ["path": "\(path)", "entries": "\(keys.count)"])
         }
@@ -149,10 +146,7 @@ extension Gateway {
             if soft {
                 softPurge(keys, on: resources) { ok in completion(ok ? keys.count : nil) }
             } else {
-                resources.redisSend([Array("UNLINK".utf8)] + keys + [index]) { result in
-                    if case .failure = result { return completion(nil) }
-                    completion(keys.count)
-                }
+                unlinkEach(keys + [index], on: resources) { ok in completion(ok ? keys.count : nil) }
             }
         }
     }
@@ -160,33 +154,56 @@ extension Gateway {
     /// Every path under `prefix`: its path indexes are found with SCAN (`<prefix>i:<path…>*`), so
     /// this walks the whole keyspace, COUNT 1000 at a time (about a thousand round trips for a
     /// million keys, none of them blocking Redis); each path found is purged as by `purge <path>`.
-    func purgePrefix(_ prefix: String, cursor: String, soft: Bool, on resources: LoopResources, allOK: Bool,
-                     completion: @escaping @Sendable (Bool) -> Void) {
+    /// On a Redis Cluster every master is walked (SCAN sees one node's keys).
+    func purgePrefix(_ prefix: String, soft: Bool, on resources: LoopResources, completion: @escaping @Sendable (Bool) -> Void) {
+        let nodes = resources.clients.redis.scanTargets
+        let outcome = PurgeOutcome(parts: nodes.count, completion: completion)
+        for node in nodes {
+            purgePrefix(prefix, cursor: "0", node: node, soft: soft, on: resources, allOK: true) { ok in outcome.part(ok: ok) }
+        }
+    }
+
+    private func purgePrefix(_ prefix: String, cursor: String, node: RedisConnection, soft: Bool, on resources: LoopResources,
+                             allOK: Bool, completion: @escaping @Sendable (Bool) -> Void) {
         let pattern = keySpace.pathIndexPattern(under: prefix)
         let scan = ["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"].map { Array($0.utf8) }
-        resources.redisSend(scan) { [self] result in
-            guard case .success(.array(let reply)) = result, reply.count == 2,
-                case .string(let next) = reply[0], case .array(let found) = reply[1]
-            else {
+        node.send(scan) { [self] result in
+            guard let (nextCursor, found) = Self.scanPage(result) else {
                 logger.warning("purge failed: Redis did not answer", metadata: ["prefix": "\(prefix)"])
                 return completion(false)
             }
-            let paths = found.compactMap { item -> String? in
-                guard case .string(let key) = item else { return nil }
-                return keySpace.path(ofIndex: String(decoding: key, as: UTF8.self))
-            }
-            let nextCursor = String(decoding: next, as: UTF8.self)
+            let paths = found.compactMap { key in keySpace.path(ofIndex: String(decoding: key, as: UTF8.self)) }
             let continueWalk: @Sendable (Bool) -> Void = { [self] ok in
                 if nextCursor == "0" {
                     completion(allOK && ok)
                 } else {
-                    purgePrefix(prefix, cursor: nextCursor, soft: soft, on: resources, allOK: allOK && ok, completion: completion)
+                    purgePrefix(prefix, cursor: nextCursor, node: node, soft: soft, on: resources, allOK: allOK && ok, completion: completion)
                 }
             }
             guard !paths.isEmpty else { return continueWalk(true) }
             let batch = PurgeOutcome(parts: paths.count, completion: continueWalk)
             for path in paths {
                 purgePath(path, soft: soft, on: resources) { removed in batch.part(ok: removed != nil) }
+            }
+        }
+    }
+
+    /// One SCAN reply: the next cursor and the keys found; nil when Redis did not answer one.
+    private static func scanPage(_ result: Result<RedisReply, RedisError>) -> (String, [[UInt8]])? {
+        guard case .success(.array(let reply)) = result, reply.count == 2,
+            case .string(let next) = reply[0], case .array(let found) = reply[1]
+        else { return nil }
+        return (String(decoding: next, as: UTF8.self), found.compactMap { if case .string(let key) = $0 { key } else { nil } })
+    }
+
+    /// `UNLINK` of each key on its own (pipelined): the gateway sends no multi-key command, so
+    /// that a Redis Cluster can take every one of them (keys of one purge sit in many slots).
+    func unlinkEach(_ keys: [[UInt8]], on resources: LoopResources, completion: @escaping @Sendable (Bool) -> Void) {
+        guard !keys.isEmpty else { return completion(true) }
+        let outcome = PurgeOutcome(parts: keys.count, completion: completion)
+        for key in keys {
+            resources.redisSend([Array("UNLINK".utf8), key]) { result in
+                if case .failure = result { outcome.part(ok: false) } else { outcome.part(ok: true) }
             }
         }
     }
@@ -223,40 +240,44 @@ extension Gateway {
         return String(rest.prefix { $0 != "?" && $0 != "#" })
     }
 
-    /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them.
-    func purgeRoute(_ name: String, cursor: String, removed: Int, soft: Bool = false, on resources: LoopResources? = nil,
+    /// Walks the route's keys with SCAN (never KEYS: it would block Redis) and unlinks them; on a
+    /// Redis Cluster, on every master.
+    func purgeRoute(_ name: String, soft: Bool = false, on resources: LoopResources? = nil,
                     completion: (@Sendable (Bool) -> Void)? = nil) {
         let resources = resources ?? self.resources[0]
-        if cursor == "0" {
-            // Fills of the route in flight now must not store what predates the change.
-            let routePrefix = keySpace.entryPrefix(route: name)
+        let routePrefix = keySpace.entryPrefix(route: name)
+        // Fills of the route in flight now must not store what predates the change.
+        flights.invalidate { key, _ in key.hasPrefix(routePrefix) }
+        let nodes = resources.clients.redis.scanTargets
+        let tally = RouteTally(nodes: nodes.count) { [self] ok, removed in
             flights.invalidate { key, _ in key.hasPrefix(routePrefix) }
+            uncacheable.remove { $0.hasPrefix(routePrefix) }
+            removeFromLocalTiers(where: { $0.hasPrefix(routePrefix) })
+            stats.purged(removed)
+            if ok { logger.info("purged route", metadata: ["route": "\(name)", "entries": "\(removed)"]) }
+            completion?(ok)
         }
+        for node in nodes {
+            purgeRoute(name, cursor: "0", node: node, removed: 0, soft: soft, on: resources) { ok, removed in tally.node(ok: ok, removed: removed) }
+        }
+    }
+
+    private func purgeRoute(_ name: String, cursor: String, node: RedisConnection, removed: Int, soft: Bool, on resources: LoopResources,
+                            completion: @escaping @Sendable (Bool, Int) -> Void) {
         let pattern = keySpace.entryPattern(route: name)
         let scan = ["SCAN", cursor, "MATCH", pattern, "COUNT", "500"].map { Array($0.utf8) }
-        resources.redisSend(scan) { [self] result in
-            guard case .success(.array(let reply)) = result, reply.count == 2,
-                case .string(let next) = reply[0], case .array(let found) = reply[1]
-            else {
+        node.send(scan) { [self] result in
+            guard let (nextCursor, keys) = Self.scanPage(result) else {
                 logger.warning("purge failed: Redis did not answer", metadata: ["route": "\(name)"])
-                completion?(false)
-                return
+                return completion(false, removed)
             }
-            let keys: [[UInt8]] = found.compactMap { if case .string(let key) = $0 { key } else { nil } }
             if !keys.isEmpty {
-                if soft { softPurge(keys, on: resources) { _ in } } else { resources.redisSend([Array("UNLINK".utf8)] + keys) { _ in } }
+                if soft { softPurge(keys, on: resources) { _ in } } else { unlinkEach(keys, on: resources) { _ in } }
             }
-            let nextCursor = String(decoding: next, as: UTF8.self)
             if nextCursor == "0" {
-                let routePrefix = keySpace.entryPrefix(route: name)
-                flights.invalidate { key, _ in key.hasPrefix(routePrefix) }
-                uncacheable.remove { $0.hasPrefix(routePrefix) }
-                removeFromLocalTiers(where: { $0.hasPrefix(routePrefix) })
-                stats.purged(removed + keys.count)
-                logger.info("purged route", metadata: ["route": "\(name)", "entries": "\(removed + keys.count)"])
-                completion?(true)
+                completion(true, removed + keys.count)
             } else {
-                purgeRoute(name, cursor: nextCursor, removed: removed + keys.count, soft: soft, on: resources, completion: completion)
+                purgeRoute(name, cursor: nextCursor, node: node, removed: removed + keys.count, soft: soft, on: resources, completion: completion)
             }
         }
     }
@@ -341,5 +362,24 @@ private final class PurgeOutcome: @unchecked Sendable {
         allOK = allOK && ok
         left -= 1
         if left == 0 { completion(allOK) }
+    }
+}
+
+/// Collects a route purge's walks, one per node: `completion` once, after the last, with whether
+/// all worked and how many entries they removed. Called on one loop only.
+private final class RouteTally: @unchecked Sendable {
+    private var left: Int
+    private var allOK = true
+    private var removed = 0
+    private let completion: @Sendable (Bool, Int) -> Void
+    init(nodes: Int, completion: @escaping @Sendable (Bool, Int) -> Void) {
+        left = nodes
+        self.completion = completion
+    }
+    func node(ok: Bool, removed count: Int) {
+        allOK = allOK && ok
+        removed += count
+        left -= 1
+        if left == 0 { completion(allOK, removed) }
     }
 }

@@ -25,6 +25,12 @@ final class ReadThroughTask: @unchecked Sendable {
     private var deadline: DispatchWorkItem?
     /// When this request began waiting for another's fill (a `RequestTrace.now()` reading).
     private var waitStarted: UInt64?
+    /// The lease's value while this request holds it (`<instance>:<nonce>`), for its release.
+    private var leaseValue: [UInt8]?
+    /// This request's registration for another instance's announcement, and the timer of that wait.
+    private var remoteWatch: UInt64?
+    private var leaseTimer: DispatchWorkItem?
+    private var remoteWaitStarted: UInt64?
 
     init(gateway: Gateway, exchange: Exchange, key: String, machine: ReadThrough) {
         self.gateway = gateway
@@ -142,6 +148,117 @@ final class ReadThroughTask: @unchecked Sendable {
             }
             deadline = item
             resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds), execute: item)
+
+        case .acquireLease(let ttl):
+            acquireLease(ttlMilliseconds: ttl)
+
+        case .awaitRemoteFill:
+            let loop = exchange.context.loop
+            remoteWaitStarted = RequestTrace.now()
+            remoteWatch = gateway.remoteFills.watch(key) { [self] fill in
+                loop.execute { self.perform(self.machine.remoteFillAnnounced(fill, now: self.now)) }
+            }
+
+        case .recheck:
+            let started = RequestTrace.now()
+            let key = self.key
+            clients.redisGet(Array(key.utf8)) { [self] result in
+                exchange.trace.addRedis(since: started)
+                perform(machine.rechecked(decode(result, key: key), now: now))
+            }
+
+        case .armLeaseRetry(let milliseconds):
+            leaseTimer?.cancel()
+            let item = DispatchWorkItem { [self] in perform(machine.leaseRetryDue(now: now)) }
+            leaseTimer = item
+            resources.loop.queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds), execute: item)
+
+        case .stopAwaitingRemote:
+            leaseTimer?.cancel()
+            leaseTimer = nil
+            if let remoteWatch { gateway.remoteFills.stop(key, id: remoteWatch) }
+            remoteWatch = nil
+            if let remoteWaitStarted {
+                exchange.trace.addWait(since: remoteWaitStarted)
+                gateway.metrics.remoteFillWait.record(GatewayMetrics.seconds(RequestTrace.now() &- remoteWaitStarted))
+            }
+            remoteWaitStarted = nil
+
+        case .announce(let fill):
+            announce(fill)
+        }
+    }
+
+    /// Takes the key's lease with one single-key script (so that a taken lease answers with its
+    /// remaining time in the same round trip), or skips it when Redis or the announcement
+    /// subscription is not there: then the local flight alone coalesces, as without the lease.
+    private func acquireLease(ttlMilliseconds: Int) {
+        let metrics = gateway.metrics
+        guard gateway.fillsListening() else {
+            metrics.leases(.unavailable)
+            perform(machine.leaseResult(.unavailable, now: now))
+            return
+        }
+        let value = Array(gateway.leaseValue().utf8)
+        let leaseKey = Array(gateway.keySpace.lease(entryKey: key).utf8)
+        let wasWaiting = remoteWatch != nil
+        let started = RequestTrace.now()
+        clients.redisSend([Array("EVAL".utf8), Array(Self.acquireScript.utf8), Array("1".utf8), leaseKey, value,
+                           Array(String(ttlMilliseconds).utf8)]) { [self] result in
+            exchange.trace.addRedis(since: started)
+            let lease: ReadThrough.LeaseResult
+            switch result {
+            case .success(.integer(Self.acquired)):
+                leaseValue = value
+                metrics.leases(wasWaiting ? .takenOver : .acquired)
+                lease = .acquired
+            case .success(.integer(let remaining)):
+                metrics.leases(.heldElsewhere)
+                lease = .heldElsewhere(remainingMilliseconds: Int(clamping: remaining))
+            default:
+                metrics.leases(.unavailable)
+                lease = .unavailable
+            }
+            perform(machine.leaseResult(lease, now: now))
+        }
+    }
+
+    /// Gives the lease back (only if it is still this request's: an expired one may be another
+    /// instance's by now), then tells the others how the fill ended. Both on the loop's
+    /// connection after the store, so an instance woken by `stored` reads the entry.
+    private func announce(_ fill: RemoteFill) {
+        if let value = leaseValue {
+            let leaseKey = Array(gateway.keySpace.lease(entryKey: key).utf8)
+            clients.redisSend([Array("EVAL".utf8), Array(Self.releaseScript.utf8), Array("1".utf8), leaseKey, value]) { _ in }
+            leaseValue = nil
+        }
+        let channel = Array(gateway.keySpace.fillsChannel.utf8)
+        clients.redisSend([Array("PUBLISH".utf8), channel, Array(fill.message(key: key).utf8)]) { _ in }
+    }
+
+    /// What the acquire script answers when it took the lease (`PTTL` never answers below -2).
+    private static let acquired: Int64 = -3
+    private static let acquireScript = """
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -3 end
+        return redis.call('PTTL', KEYS[1])
+        """
+    private static let releaseScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """
+
+    private func decode(_ result: Result<[UInt8]?, RedisError>, key: String) -> ReadThrough.LookupResult {
+        switch result {
+        case .success(let value?):
+            if let entry = CachedResponse.decode(value) { return .entry(entry) }
+            if let marker = VaryMarker.decode(value) { return .marker(marker) }
+            gateway.logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
+            return .missing
+        case .success(nil):
+            return .missing
+        case .failure(let error):
+            gateway.stats.redisError()
+            return .failed(reason: error.shortDescription)
         }
     }
 
@@ -150,23 +267,7 @@ final class ReadThroughTask: @unchecked Sendable {
         let started = RequestTrace.now()
         clients.redisGet(Array(key.utf8)) { [self] result in
             exchange.trace.addRedis(since: started)
-            let found: ReadThrough.LookupResult
-            switch result {
-            case .success(let value?):
-                if let entry = CachedResponse.decode(value) {
-                    found = .entry(entry)
-                } else if let marker = VaryMarker.decode(value) {
-                    found = .marker(marker)
-                } else {
-                    gateway.logger.warning("undecodable cache entry, treating as a miss", metadata: ["cache.key": "\(key)"])
-                    found = .missing
-                }
-            case .success(nil):
-                found = .missing
-            case .failure(let error):
-                gateway.stats.redisError()
-                found = .failed(reason: error.shortDescription)
-            }
+            let found = decode(result, key: key)
             let at = now
             if case .entry(let entry) = found, entry.freshness(at: at) == .fresh, key == primaryKey {
                 resources.local.put(key, entry, now: at)

@@ -25,6 +25,11 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     let flights = SingleFlight<FlightOutcome>()
     /// Keys whose answer was not storable a moment ago (hit-for-miss).
     let uncacheable = UncacheableKeys()
+    /// Requests waiting for another instance's fill (`cache.cross_instance`).
+    let remoteFills = RemoteFills()
+    /// Whether the announcements of other instances' fills are being heard: without that a lease
+    /// held elsewhere could only be waited out, so none is taken. Set once by the service.
+    nonisolated(unsafe) var fillsListening: @Sendable () -> Bool = { false }
     public let stats = GatewayStats()
     /// The bearer token of `invalidation.purge_api`, resolved once at start.
     let purgeToken: String?
@@ -134,6 +139,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// Keys being fetched, or whose stored result is still held for late arrivals.
     public var inFlightKeyCount: Int { flights.count }
 
+    /// Requests waiting for another instance's fill of their key (`cache.cross_instance`).
+    public var remoteFillWaitCount: Int { remoteFills.count }
+
     // MARK: Routing
 
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
@@ -171,9 +179,33 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
             let exchange = Exchange(request: request, context: context, responder: responder, route: route,
                                     resources: resources[context.loop.index], clients: clients)
             let machine = ReadThrough(settings: settings, routeClass: route.routeClass, fill: fill,
-                                      requestHeaders: request.head.headers, routeTags: tags)
+                                      requestHeaders: request.head.headers, routeTags: tags,
+                                      lease: policy.config.cache.crossInstance ? policy.config.lease : nil)
             ReadThroughTask(gateway: self, exchange: exchange, key: key, machine: machine).start()
         }
+    }
+}
+
+extension Gateway {
+    /// A fresh lease value: this instance's name (``instanceID``) and a nonce, so that a holder only ever
+    /// releases its own lease (and an operator reading the key sees who holds it).
+    func leaseValue() -> String {
+        instanceID + ":" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    }
+
+    /// A message on `<prefix>fills`: wakes this instance's requests that wait for that key.
+    func fillAnnounced(_ message: [UInt8]) {
+        guard let (key, fill) = RemoteFill.parse(message) else { return }
+        remoteFills.announced(key, fill)
+    }
+}
+
+extension GatewayConfig {
+    /// The lease a local leader takes: the upstream's whole-exchange limit and a second's margin
+    /// (a holder still fetching keeps it; a dead one frees the key soon after the fetch would
+    /// have timed out).
+    var lease: ReadThrough.Lease {
+        ReadThrough.Lease(ttlMilliseconds: Int(clamping: upstream.timeout.wholeMilliseconds) + 1000)
     }
 }
 

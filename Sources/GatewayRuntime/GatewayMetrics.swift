@@ -19,7 +19,7 @@ import Synchronization
 /// swift-metrics' `Counter(label:dimensions:factory:)`: that path registers every series without
 /// its `# HELP` line and gives every timer the factory's default buckets, where each histogram here
 /// needs the gateway's own.
-public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendable {
+public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisRedirectObserver, Sendable {
     /// Latency buckets in seconds, for every histogram: 1, 2.5, 5 per decade from 100 µs (an
     /// in-process hit; a Redis hit is a few hundred µs) to 10 s (past the usual upstream timeout),
     /// the spacing of nginx-vts' and Envoy's defaults, so a p50 and a p99 land in distinct buckets
@@ -35,8 +35,14 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
     private let routes: Mutex<RouteTable>
     /// Indexed by `RedisCommandKind.rawValue`.
     private let redisCommands: [ValueHistogram]
+    /// Indexed by `RedisRedirectKind.rawValue`.
+    private let redisRedirects: [Counter]
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// Indexed by `LeaseMetric.rawValue`.
+    private let leaseResults: [Counter]
+    /// How long local leaders waited for another instance's fill (its count: the remote waits).
+    let remoteFillWait: ValueHistogram
     private let lastReloadState = Mutex<LastReload?>(nil)
     /// Renders one scrape at a time: the values read at scrape time are written into the registry
     /// and emitted under this lock, so two scrapes never interleave them.
@@ -67,11 +73,39 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
                 name: "cachegateway_redis_command_duration_seconds", labels: [("command", kind.name)],
                 buckets: Self.latencyBuckets, help: "Redis commands from sending to their reply, by command.")
         }
+        redisRedirects = RedisRedirectKind.allCases.map { kind in
+            registry.makeCounter(
+                name: "cachegateway_redis_redirects_total", labels: [("kind", kind.name)],
+                help: "Redis Cluster redirections followed (-MOVED: the slot map was out of date; -ASK: a slot was migrating).")
+        }
         let reloadHelp = "Configuration reloads (SIGHUP), by result."
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
         levels = ScrapeSeries(registry: registry, instanceID: instanceID)
+        leaseResults = LeaseMetric.allCases.map { result in
+            registry.makeCounter(
+                name: "cachegateway_leases_total", labels: [("result", result.name)],
+                help: "Cross-instance fill leases asked for, by what came of it.")
+        }
+        remoteFillWait = registry.makeValueHistogram(
+            name: "cachegateway_remote_fill_wait_seconds", labels: [], buckets: Self.latencyBuckets,
+            help: "Time a local leader waited for another instance's fill (lease held elsewhere).")
     }
+
+    /// What came of one lease request (`cache.cross_instance`).
+    enum LeaseMetric: Int, CaseIterable {
+        case acquired, heldElsewhere, takenOver, unavailable
+        var name: String {
+            switch self {
+            case .acquired: "acquired"
+            case .heldElsewhere: "held_elsewhere"
+            case .takenOver: "taken_over"
+            case .unavailable: "unavailable"
+            }
+        }
+    }
+
+    func leases(_ result: LeaseMetric) { leaseResults[result.rawValue].increment() }
 
     /// Gives routes new since the last call their series; those of removed routes stay (their
     /// counters keep their totals, as Prometheus expects of a counter).
@@ -101,6 +135,10 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, Sendab
 
     public func redisReplied(_ kind: RedisCommandKind, nanoseconds: UInt64) {
         redisCommands[kind.rawValue].record(Self.seconds(nanoseconds))
+    }
+
+    public func redisRedirected(_ kind: RedisRedirectKind) {
+        redisRedirects[kind.rawValue].increment()
     }
 
     static func seconds(_ nanoseconds: UInt64) -> Double { Double(nanoseconds) / 1e9 }

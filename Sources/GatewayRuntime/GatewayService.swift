@@ -21,6 +21,8 @@ public final class GatewayService: Sendable {
     public var subscriber: RedisSubscriber? { listeners.subscriber }
     /// Reads purges from `invalidation.stream`, through this instance's own consumer group.
     public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
+    /// Hears the other instances' fill announcements (`cache.cross_instance`).
+    public var fillsSubscriber: RedisSubscriber? { listeners.fills }
     private let listeners: InvalidationListeners
     private let logger: Logger
     /// `access_log`: the log, or why its file could not be opened (reported by `start`).
@@ -46,8 +48,11 @@ public final class GatewayService: Sendable {
             statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        listeners = InvalidationListeners(invalidation: config.invalidation, consumerName: config.streamConsumerName, redis: config.redis, gateway: gateway, logger: logger)
+        listeners = InvalidationListeners(
+            invalidation: config.invalidation, consumerName: config.streamConsumerName, redis: config.redis,
+            fillsChannel: config.cache.crossInstance ? gateway.keySpace.fillsChannel : nil, gateway: gateway, logger: logger)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
+        gateway.fillsListening = { [listeners] in listeners.fills?.isSubscribed ?? false }
         // Weak: the server holds the gateway, which holds its metrics.
         gateway.metrics.openConnections = { [weak server] in server?.connectionCount ?? 0 }
     }

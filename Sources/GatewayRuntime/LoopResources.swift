@@ -96,12 +96,12 @@ final class LoopResources: @unchecked Sendable {
 /// new ones (sharing what did not change); a request keeps the set it started with until that
 /// set is retired, then moves to the loop's current one (``Exchange/liveClients``).
 final class LoopClients: @unchecked Sendable {
-    let redis: RedisPool
+    let redis: any LoopRedis
     let upstream: UpstreamClient
     /// Set when a reload closed some of these: a request holding them moves to the current set.
     private(set) var isRetired = false
 
-    init(redis: RedisPool, upstream: UpstreamClient) {
+    init(redis: any LoopRedis, upstream: UpstreamClient) {
         self.redis = redis
         self.upstream = upstream
     }
@@ -111,12 +111,20 @@ final class LoopClients: @unchecked Sendable {
         config: GatewayConfig, loop: EventLoop, permits: UpstreamPermits, reusing previous: LoopClients?,
         redisObserver: (any RedisCommandObserver)?, logger: Logger
     ) -> LoopClients {
-        let redis = previous.flatMap { $0.redis.settings == RedisPool.Settings(config.redis) ? $0.redis : nil }
-            ?? RedisPool(config.redis, queue: loop.queue, loopIndex: loop.index, observer: redisObserver, logger: logger)
+        let redis = previous.flatMap { old -> (any LoopRedis)? in old.redis.settings == RedisPool.Settings(config.redis) ? old.redis : nil }
+            ?? makeRedis(config.redis, loop: loop, observer: redisObserver, logger: logger)
         let configuration = upstreamConfiguration(config, permits: permits)
         let upstream = previous.flatMap { $0.upstream.configuration.sameSettings(as: configuration) ? $0.upstream : nil }
             ?? UpstreamClient(configuration: configuration, queue: loop.queue)
         return LoopClients(redis: redis, upstream: upstream)
+    }
+
+    /// A cluster client for `redis+cluster://`, else the standalone pool.
+    private static func makeRedis(_ redis: GatewayConfig.Redis, loop: EventLoop, observer: (any RedisCommandObserver)?, logger: Logger) -> any LoopRedis {
+        if redis.url.isCluster {
+            return RedisClusterPool(redis, queue: loop.queue, loopIndex: loop.index, observer: observer, logger: logger)
+        }
+        return RedisPool(redis, queue: loop.queue, loopIndex: loop.index, observer: observer, logger: logger)
     }
 
     private static func upstreamConfiguration(_ config: GatewayConfig, permits: UpstreamPermits) -> UpstreamConfiguration {
@@ -141,21 +149,43 @@ final class LoopClients: @unchecked Sendable {
     }
 
     func redisGet(_ key: [UInt8], completion: @escaping (Result<[UInt8]?, RedisError>) -> Void) {
-        redis.pick().get(key, completion: completion)
+        redis.get(key, completion: completion)
     }
 
     func redisSend(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
-        redis.pick().send(arguments, completion: completion)
+        redis.send(arguments, completion: completion)
     }
 
     func redisSet(_ key: [UInt8], _ value: [UInt8], ttlMilliseconds: Int, completion: @escaping (Result<Void, RedisError>) -> Void) {
-        redis.pick().set(key, value, ttlMilliseconds: max(1, ttlMilliseconds), completion: completion)
+        redis.set(key, value, ttlMilliseconds: max(1, ttlMilliseconds), completion: completion)
     }
+}
+
+/// One loop's Redis, whatever the deployment behind `redis.url`: a standalone server
+/// (``RedisPool``) or a Redis Cluster (``RedisClusterPool``). Every command the gateway sends
+/// names one key or none, so both can serve each of them. Touched only on the loop's queue.
+protocol LoopRedis: AnyObject, Sendable {
+    /// What it was made from: a reload with other settings makes a new one.
+    var settings: RedisPool.Settings { get }
+    var commandTimeout: Duration { get }
+    var connectTimeout: Duration { get }
+    func start()
+    func close()
+    var isConnected: Bool { get }
+    var lastFailure: String? { get }
+    var pendingCommandCount: Int { get }
+    func get(_ key: [UInt8], completion: @escaping (Result<[UInt8]?, RedisError>) -> Void)
+    func set(_ key: [UInt8], _ value: [UInt8], ttlMilliseconds: Int, completion: @escaping (Result<Void, RedisError>) -> Void)
+    /// A command naming one key (routed by it) or none.
+    func send(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void)
+    /// Where a `SCAN` walk goes: one connection per node holding keys (each walked with its own
+    /// cursor), since `SCAN` sees only the node it is sent to.
+    var scanTargets: [RedisConnection] { get }
 }
 
 /// One loop's Redis connections (`redis.connections` of them), used round robin. Touched only on
 /// the loop's queue.
-final class RedisPool: @unchecked Sendable {
+final class RedisPool: LoopRedis, @unchecked Sendable {
     /// What the connections were made from: a reload with other settings makes a new pool.
     struct Settings: Equatable {
         var url: GatewayConfig.RedisURL
@@ -206,6 +236,20 @@ final class RedisPool: @unchecked Sendable {
         }
         return connections[0]
     }
+
+    func get(_ key: [UInt8], completion: @escaping (Result<[UInt8]?, RedisError>) -> Void) {
+        pick().get(key, completion: completion)
+    }
+
+    func set(_ key: [UInt8], _ value: [UInt8], ttlMilliseconds: Int, completion: @escaping (Result<Void, RedisError>) -> Void) {
+        pick().set(key, value, ttlMilliseconds: ttlMilliseconds, completion: completion)
+    }
+
+    func send(_ arguments: [[UInt8]], completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
+        pick().send(arguments, completion: completion)
+    }
+
+    var scanTargets: [RedisConnection] { [pick()] }
 }
 
 extension Exchange {

@@ -8,5 +8,6 @@ extension RedisConfiguration {
         self.init(
             host: url.host, port: url.port, database: url.database, username: url.username, password: url.password,
             commandTimeout: commandTimeout, connectTimeout: connectTimeout, unixSocketPath: url.unixSocketPath)
+        clusterSeeds = url.clusterSeeds.map { ClusterNode(host: $0.host, port: $0.port) }
     }
 }

@@ -174,6 +174,21 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.routes.map(\.line), [25, 37, 42])
     }
 
+    func testCrossInstanceCoalescing() throws {
+        XCTAssertFalse(try GatewayConfig.parse(yaml: base, fileName: "gateway.yaml").cache.crossInstance)
+        let config = try GatewayConfig.parse(yaml: base + """
+            cache: { cross_instance: true }
+            """, fileName: "gateway.yaml")
+        XCTAssertTrue(config.cache.crossInstance)
+        XCTAssertTrue(config.summary().contains("coalesce  across instances: a lease in Redis per cold key, for 10s + 1s; fills announced on gw:fills"),
+                      config.summary())
+        XCTAssertEqual(diagnostics(base + """
+            cache: { cross_instance: sometimes }
+            """), """
+            gateway.yaml:11:26: error: cache.cross_instance: expected true or false, found "sometimes"
+            """)
+    }
+
     func testLocalTierLimits() throws {
         let config = try GatewayConfig.parse(yaml: base + """
             cache: { local_ttl: 100ms, local_max_bytes: 1MiB, local_max_entries: 500 }
@@ -206,6 +221,7 @@ final class ConfigTests: XCTestCase {
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
             stale     not served while refreshing, not on upstream errors; uncacheable keys remembered 30s; 10000 waiters per key; Redis down: origin (defaults)
             local     no in-process tier (every hit is read from Redis)
+            coalesce  per instance (cross_instance off)
 
             routes (first match wins):
               NAME     METHODS      PATTERN        CLASS     TTL            QUERY KEY          IDENTITY
@@ -759,5 +775,51 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try GatewayConfig.RedisURL(parsing: "redis://cache:7000/").description, "redis://cache:7000/0")
         XCTAssertThrowsError(try GatewayConfig.RedisURL(parsing: "rediss://cache"))
         XCTAssertThrowsError(try GatewayConfig.RedisURL(parsing: "redis://:@cache"))
+    }
+
+    func testClusterURLs() throws {
+        let url = try GatewayConfig.RedisURL(parsing: "redis+cluster://:s%3Acret@10.0.0.1:7000,[::1]:7001,cache")
+        XCTAssertTrue(url.isCluster)
+        XCTAssertEqual(url.clusterSeeds, [.init(host: "10.0.0.1", port: 7000), .init(host: "::1", port: 7001), .init(host: "cache", port: 6379)])
+        XCTAssertEqual(url.host, "10.0.0.1")
+        XCTAssertEqual(url.port, 7000)
+        XCTAssertEqual(url.password, "s:cret")
+        XCTAssertEqual(url.database, 0)
+        XCTAssertEqual(url.description, "redis+cluster://:***@10.0.0.1:7000,[::1]:7001,cache:6379/0")
+        XCTAssertEqual(try GatewayConfig.RedisURL(parsing: "REDIS+CLUSTER://a:1/0").clusterSeeds, [.init(host: "a", port: 1)])
+        XCTAssertFalse(try GatewayConfig.RedisURL(parsing: "redis://a").isCluster)
+    }
+
+    func testBadClusterURLsNameTheLineAndField() {
+        XCTAssertEqual(diagnostics("""
+            listen: a:1
+            upstream: { url: 'http://a' }
+            redis:
+              url: redis+cluster://:secret@a:7000,b:7001/2
+            routes:
+              - { name: a, match: /a, class: pass }
+            """), """
+            gateway.yaml:4:8: error: redis.url: invalid Redis URL "redis+cluster://:***@a:7000,b:7001/2": a Redis Cluster has only database 0, got /2
+            """)
+        XCTAssertEqual(diagnostics("""
+            listen: a:1
+            upstream: { url: 'http://a' }
+            redis:
+              url: redis+cluster://a:7000,,b:7001
+            routes:
+              - { name: a, match: /a, class: pass }
+            """), """
+            gateway.yaml:4:8: error: redis.url: invalid Redis URL "redis+cluster://a:7000,,b:7001": an empty node in the seed list (expected redis+cluster://[:password@]host:port,host:port[/0], e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000)
+            """)
+        XCTAssertEqual(diagnostics("""
+            listen: a:1
+            upstream: { url: 'http://a' }
+            redis:
+              url: redis+cluster://a:7000,b:99999
+            routes:
+              - { name: a, match: /a, class: pass }
+            """), """
+            gateway.yaml:4:8: error: redis.url: invalid Redis URL "redis+cluster://a:7000,b:99999": seed "b:99999" is not a host:port with a port between 1 and 65535 (expected redis+cluster://[:password@]host:port,host:port[/0], e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000)
+            """)
     }
 }

@@ -92,6 +92,11 @@ class GatewayTestCase: XCTestCase {
     /// Starts the gateway with exactly this configuration.
     /// - Parameter waitForRedis: false for configs whose Redis is meant to stay unreachable.
     func startGateway(yaml: String, waitForRedis: Bool = true) throws {
+        service = try launchService(yaml: yaml, waitForRedis: waitForRedis)
+    }
+
+    /// Starts a gateway with this configuration that the caller stops (tests of several instances).
+    func launchService(yaml: String, waitForRedis: Bool = true) throws -> GatewayService {
         var config = try GatewayConfig.parse(yaml: yaml, fileName: "test.yaml")
         // The access log is on by default, to stdout: only the tests that ask for it get one.
         if !yaml.contains("access_log") { config.accessLog = nil }
@@ -100,10 +105,10 @@ class GatewayTestCase: XCTestCase {
         let service = GatewayService(config: config, logger: logger)
         service.gateway.requestObservers = requestObservers
         try service.start()
-        self.service = service
         // Requests before Redis is connected are served from upstream; tests want the cache.
-        guard waitForRedis else { return }
+        guard waitForRedis else { return service }
         XCTAssertTrue(waitUntil { service.gateway.redisConnected }, "gateway never connected to Redis")
+        return service
     }
 
     func stopGateway() {

@@ -1,7 +1,7 @@
 import Foundation
 import GatewayTestSupport
 import GatewayCore
-import GatewayRuntime
+@testable import GatewayRuntime
 import XCTest
 
 /// `instance_id` where an operator looks for it: `/stats`, `/config`, `cachegateway_build_info`,
@@ -22,6 +22,27 @@ final class InstanceIDTests: GatewayTestCase {
         XCTAssertEqual(info.count, 1, "one series per process")
         XCTAssertEqual(info.first?.labels["instance_id"], "web-7.eu:a")
         XCTAssertEqual(service?.gateway.instanceID, "web-7.eu:a", "the accessor the leases read")
+    }
+
+    /// A lease in Redis says which instance holds it: `<instance_id>:<nonce>`.
+    func testTheLeaseValueNamesTheInstance() throws {
+        try startGateway(extra: "instance_id: web-lease-1\ncache: { cross_instance: true }")
+        // The lease is skipped until the fills subscription is up: a few fresh keys, bounded.
+        var value: String?
+        for attempt in 0..<10 where value == nil {
+            let path = "/catalog/slow-\(attempt)"
+            backend.setBehaviour(.delayed(0.5, .ok("slow")), forPath: path)
+            let client = try TestClient(port: port, timeout: 5)
+            try client.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+            _ = waitUntil(timeout: 0.4) {
+                value = (try? self.redis.cli("KEYS", "\(self.prefix)l:*"))?.first.flatMap { try? self.redis.cli("GET", $0).first }
+                return value != nil
+            }
+            XCTAssertEqual(try client.readResponse().status, 200)
+        }
+        let lease = try XCTUnwrap(value, "no lease seen in 10 fills")
+        XCTAssertTrue(lease.hasPrefix("web-lease-1:"), lease)
+        XCTAssertEqual(service?.gateway.leaseValue().hasPrefix("web-lease-1:"), true)
     }
 
     /// The id is the process's: a reload that names another one is told it takes a restart.

@@ -121,8 +121,10 @@ final class MetricsTests: GatewayTestCase {
         XCTAssertEqual(metrics.labelValues("route"), ["catalog", "resources", "rest", "-"])
         XCTAssertTrue(metrics.labelValues("outcome").isSubset(of: Set(CacheOutcome.allCases.map(\.rawValue))))
         XCTAssertEqual(Set(metrics.samples.flatMap(\.labels.keys)),
-                       ["route", "outcome", "le", "command", "loop", "result", "version", "hiredis", "libcurl", "instance_id"],
+                       ["route", "outcome", "le", "command", "loop", "result", "version", "hiredis", "libcurl", "kind", "instance_id"],
                        "instance_id: one value per process, on build_info only")
+        XCTAssertEqual(metrics.labelValues("kind"), ["moved", "ask"])
+        XCTAssertEqual(metrics.value("cachegateway_redis_redirects_total", ["kind": "moved"]), 0, "a standalone Redis redirects nothing")
         for sample in metrics.samples {
             for value in sample.labels.values {
                 XCTAssertFalse(value.contains("/") || value.contains("alice") || value.contains("bob") || value.contains("Bearer"),

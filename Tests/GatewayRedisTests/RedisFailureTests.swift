@@ -98,7 +98,9 @@ final class RedisFailureTests: RedisTestCase {
         XCTAssertEqual(calls.value, [Int](repeating: 1, count: count))
         XCTAssertEqual(outcomes.value, ["timeout": count])
         XCTAssertEqual(followUps.value, ["not_connected": count])
-        XCTAssertLessThan(latest.value, 0.15 + 0.3, "the last of 10,000 timeouts arrived after \(latest.value) s")
+        // One deadline fails them all together; one at a time would take 10,000 × 150 ms. The margin
+        // is for a loaded machine (TSan with builds beside it measured 0.52 s), not a speed target.
+        XCTAssertLessThan(latest.value, 0.15 + 2.0, "the last of 10,000 timeouts arrived after \(latest.value) s")
     }
 
     func testConnectsOnceAServerAppearsOnTheRefusingPort() throws {

@@ -183,7 +183,9 @@ extension RedisServerProcess {
 
     /// Runs `redis-cli -p PORT --raw ARGS…` (`-s SOCKET` for a unix-socket-only server) and
     /// returns its output lines (for inspecting what the gateway stored: keys, values, TTLs).
-    public func cli(_ arguments: String...) throws -> [String] {
+    public func cli(_ arguments: String...) throws -> [String] { try cli(arguments) }
+
+    public func cli(_ arguments: [String]) throws -> [String] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
         let target = unixSocketPath.map { ["-s", $0] } ?? ["-h", "127.0.0.1", "-p", String(port)]

@@ -65,7 +65,7 @@ private enum Keys {
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
     static let redis = ["url", "password_file", "timeout", "key_prefix", "connections"]
     static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers",
-        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants"]
+        "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants", "cross_instance"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "max_ttl", "heuristic", "query", "unlisted_query",
         "allow_authorized", "identity", "max_body_size", "max_wait", "key_host", "forward_headers",
@@ -501,6 +501,7 @@ final class ConfigReader {
             cache.varyHeaders = names
         }
         cache.maxVariants = int(f, "max_variants", default: cache.maxVariants, 1...1000)
+        cache.crossInstance = bool(f, "cross_instance", default: cache.crossInstance)
         return cache
     }
 

@@ -122,6 +122,23 @@ extension GatewayConfig {
         public var password: String?
         /// Database index for `SELECT`, default 0.
         public var database: Int
+        /// `redis+cluster://h1:p1,h2:p2`: the seed nodes the slot map is first asked of (``host``
+        /// and ``port`` are the first one's); empty for a standalone Redis.
+        public var clusterSeeds: [ClusterSeed] = []
+
+        /// A Redis Cluster node named in the URL.
+        public struct ClusterSeed: Sendable, Equatable, CustomStringConvertible {
+            public var host: String
+            public var port: Int
+            public init(host: String, port: Int) {
+                self.host = host
+                self.port = port
+            }
+            public var description: String { "\(bracketed(host)):\(port)" }
+        }
+
+        /// Whether this names a Redis Cluster (``clusterSeeds``) rather than one server.
+        public var isCluster: Bool { !clusterSeeds.isEmpty }
 
         public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
             self.host = host
@@ -139,6 +156,10 @@ extension GatewayConfig {
         public init(parsing text: String) throws(ConfigValueError) {
             let usage = "expected redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0"
             let lower = text.lowercased()
+            if lower.hasPrefix("redis+cluster://") {
+                self = try Self.cluster(text, usage: "expected redis+cluster://[:password@]host:port,host:port[/0], e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+                return
+            }
             if lower.hasPrefix("rediss://") {
                 throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": TLS (rediss://) is not supported")
             }
@@ -197,6 +218,37 @@ extension GatewayConfig {
             self.init(host: host, port: port, username: username, password: password, database: database)
         }
 
+        /// `redis+cluster://[user:password@]h1:p1,h2:p2[/0]`: each seed is parsed as a
+        /// `redis://` authority; a cluster has only database 0.
+        private static func cluster(_ text: String, usage: String) throws(ConfigValueError) -> RedisURL {
+            var rest = Substring(text.dropFirst("redis+cluster://".count))
+            var userinfo = ""
+            if let at = rest.lastIndex(of: "@") {
+                userinfo = String(rest[...at])
+                rest = rest[rest.index(after: at)...]
+            }
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            let path = String(rest[slash...])
+            var seeds: [RedisURL] = []
+            for authority in rest[..<slash].split(separator: ",", omittingEmptySubsequences: false) {
+                guard !authority.isEmpty else {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": an empty node in the seed list (\(usage))")
+                }
+                guard let seed = try? RedisURL(parsing: "redis://" + userinfo + authority + path) else {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": seed \"\(authority)\" is not a host:port with a port between 1 and 65535 (\(usage))")
+                }
+                seeds.append(seed)
+            }
+            guard var url = seeds.first else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\" (\(usage))")
+            }
+            guard url.database == 0 else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": a Redis Cluster has only database 0, got /\(url.database)")
+            }
+            url.clusterSeeds = seeds.map { ClusterSeed(host: $0.host, port: $0.port) }
+            return url
+        }
+
         /// `/path[?db=N]`, what follows `unix://` and any userinfo.
         private static func unix(_ rest: Substring, text: String, username: String?, password: String?) throws(ConfigValueError) -> RedisURL {
             let query = rest.firstIndex(of: "?")
@@ -230,6 +282,9 @@ extension GatewayConfig {
             let auth = password == nil ? "" : "\(username ?? ""):***@"
             if let unixSocketPath {
                 return "unix://\(auth)\(unixSocketPath)" + (database == 0 ? "" : "?db=\(database)")
+            }
+            if isCluster {
+                return "redis+cluster://\(auth)" + clusterSeeds.map(\.description).joined(separator: ",") + "/0"
             }
             return "redis://\(auth)\(bracketed(host)):\(port)/\(database)"
         }

@@ -32,6 +32,7 @@ extension GatewayConfig {
                 "local_ttl": cache.localTTL.configString, "local_max_bytes": cache.localMaxBytes,
                 "local_max_entries": cache.localMaxEntries, "forward_headers": cache.forwardHeaders,
                 "vary_headers": cache.varyHeaders, "max_variants": cache.maxVariants,
+                "cross_instance": cache.crossInstance,
             ].merging(cache.freshness.jsonFields) { a, _ in a },
             "invalidation": invalidation.map(Self.json(_:)) ?? NSNull(),
             "admin": admin.map { ["listen": $0.listen.description, "public_health": $0.publicHealth] as [String: Any] } ?? NSNull(),

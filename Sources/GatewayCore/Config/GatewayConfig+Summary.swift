@@ -24,6 +24,9 @@ extension GatewayConfig {
         lines.append("local     " + (cache.localTTL > .zero
             ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes)), \(cache.localMaxEntries) entries"
             : "no in-process tier (every hit is read from Redis)"))
+        lines.append("coalesce  " + (cache.crossInstance
+            ? "across instances: a lease in Redis per cold key, for \(upstream.timeout.configString) + 1s; fills announced on \(redis.keyPrefix)fills"
+            : "per instance (cross_instance off)"))
         if let invalidation {
             var sources: [String] = []
             if let stream = invalidation.stream { sources.append("Redis stream \"\(stream)\" (group per instance)") }

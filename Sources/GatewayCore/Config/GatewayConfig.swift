@@ -256,6 +256,12 @@ extension GatewayConfig {
         public var varyHeaders: [String] = ["accept-encoding", "accept", "accept-language"]
         /// Variants stored per key. `max_variants`, 1–1000, default 8.
         public var maxVariants: Int = 8
+        /// Coalesce misses across every instance on the same Redis and `key_prefix`: before a
+        /// fetch the local leader takes a lease in Redis, and instances that find it taken wait for
+        /// the holder's announcement instead of fetching too (see ``ReadThrough``).
+        /// `cross_instance`, default false; turning it on or off takes a restart (the announcement
+        /// subscription is made at start).
+        public var crossInstance: Bool = false
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
