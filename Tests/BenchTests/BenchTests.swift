@@ -356,13 +356,13 @@ final class ScaleBenchTests: XCTestCase {
         let configs = try (0..<3).map { i in
             try GatewayConfig.parse(yaml: BenchContext.gatewayConfig(
                 port: 8080 + i, backendPort: 9000, redisPort: 6379, keyPrefix: "bench:x:scale-3-off:", workers: 2,
-                tag: "scale-3-off-\(i)", localTTL: "30s", instanceID: "bench-x-3-off-\(i)"), fileName: "generated.yaml")
+                tag: "scale-3-off-\(i)", localTTL: "30s", instanceID: "bench-x-3-off-\(i)", crossInstance: true), fileName: "generated.yaml")
         }
         XCTAssertEqual(Set(configs.map(\.redis.keyPrefix)), ["bench:x:scale-3-off:"])
         XCTAssertEqual(configs.map(\.instanceID.value), ["bench-x-3-off-0", "bench-x-3-off-1", "bench-x-3-off-2"])
-        XCTAssertTrue(configs.allSatisfy { $0.instanceID.isExplicit && $0.cache.localTTL == .seconds(30) })
+        XCTAssertTrue(configs.allSatisfy { $0.instanceID.isExplicit && $0.cache.localTTL == .seconds(30) && $0.cache.crossInstance })
         let plain = BenchContext.gatewayConfig(port: 8080, backendPort: 9000, redisPort: 6379, keyPrefix: "p:", workers: 2, tag: "t")
-        XCTAssertFalse(plain.contains("instance_id"), "the other scenarios' configs are unchanged")
+        XCTAssertFalse(plain.contains("instance_id") || plain.contains("cross_instance"), "the other scenarios' configs are unchanged")
     }
 
     func testRowsGoalsAndHeadlines() {

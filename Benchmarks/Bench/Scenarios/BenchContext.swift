@@ -144,10 +144,11 @@ final class BenchContext: @unchecked Sendable {
     ///   - invalidation: Read purges from this Redis stream as this instance (`invalidate`).
     ///   - adminPort: The admin listener's port (its `/metrics` is what herd scrapes); none if nil.
     ///   - instanceID: `instance_id` (`scale`: several instances on one prefix); the default if nil.
+    ///   - crossInstance: `cache.cross_instance` (`scale`: one fill per key for all instances).
     static func gatewayConfig(port: Int, backendPort: Int, redisPort: Int, keyPrefix: String, workers: Int, tag: String,
                               localTTL: String = "0s", fresh: FreshRoute? = nil,
                               invalidation: (stream: String, instance: String)? = nil, adminPort: Int? = nil,
-                              instanceID: String? = nil) -> String {
+                              instanceID: String? = nil, crossInstance: Bool = false) -> String {
         let timeout = fresh?.upstreamTimeoutSeconds.map { "\n  connect_timeout: \($0)s\n  timeout: \($0)s" } ?? ""
         let freshRoute = fresh.map { f in
             """
@@ -179,7 +180,7 @@ final class BenchContext: @unchecked Sendable {
           key_prefix: "\(keyPrefix)"\(invalidationSection)
         cache:
           max_wait: \(CacheRules.maxWaitSeconds)s
-          local_ttl: \(localTTL)
+          local_ttl: \(localTTL)\(crossInstance ? "\n  cross_instance: true" : "")
         routes:
           - name: catalog
             match: "/catalog/**"
