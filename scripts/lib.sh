@@ -14,6 +14,6 @@ need_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The libraries the gateway links and the Redis server its tests start.
+# The libraries the gateway links and the Redis server (and Sentinels) its tests start.
 BUILD_PACKAGES=(libhiredis-dev libcurl4-openssl-dev pkg-config)
-RUNTIME_PACKAGES=(redis-server curl)
+RUNTIME_PACKAGES=(redis-server redis-sentinel curl)

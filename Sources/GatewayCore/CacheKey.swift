@@ -45,6 +45,9 @@ public struct KeySpace: Sendable {
     public let prefix: String
     public init(prefix: String) { self.prefix = prefix }
 
+    /// Every entry, of every route: `<prefix>e:` (what the in-process tier's tracking watches).
+    public var entryNamespace: String { prefix + "e:" }
+
     /// Entries of one route: `<prefix>e:<route>:`.
     public func entryPrefix(route: String) -> String { prefix + "e:" + route + ":" }
 

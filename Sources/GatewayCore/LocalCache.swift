@@ -1,10 +1,36 @@
-/// The optional in-process tier: recently seen entries of one event loop, kept for a short time
-/// (`cache.local_ttl`) so that a hot key is not read from Redis on every request.
+/// The in-process tier: recently seen entries of one event loop, so that a hot key is not read
+/// from Redis on every request.
+///
+/// Two ways to stay close to Redis (``Coherence``): *tracked*, while the instance's tracking
+/// connection hears of every change under the entry prefix (Redis client-side caching, BCAST):
+/// each change evicts the key (``invalidate(_:)``), and `cache.local_ttl` is only a cap; or
+/// *untracked*, today's TTL-only tier, where a change is seen after at most `local_ttl`. Between
+/// the two (tracking expected but not established, or lost) the tier is empty and bypassed.
+///
+/// A read from Redis races the invalidations, which come on another connection: a GET answered
+/// before a write can land here after that write's invalidation. So a fill goes through a
+/// ``ReadTicket`` taken before the GET was sent, and is dropped when an invalidation of its key,
+/// or a flush, came in between.
 ///
 /// Bounded in bytes and in entries; when full, the oldest insertions go first (FIFO: cheap, and
-/// with a TTL of a second or so, recency adds little). Entries are keyed by their Redis key, so
-/// the per-user separation of keys holds here too. Owned by its loop: no lock.
+/// hot keys come back at once). Entries are keyed by their Redis key, so the per-user separation
+/// of keys holds here too. Owned by its loop: no lock.
 package struct LocalCache {
+    package enum Coherence: String, Sendable {
+        /// Kept for at most the untracked TTL; no tracking expected (or Redis refused it).
+        case untracked
+        /// Tracking is established: every change in Redis evicts; the tracked TTL is a cap.
+        case tracked
+        /// Tracking is expected but not (or no longer) established: empty and bypassed.
+        case awaitingTracking
+    }
+
+    /// A read from Redis on its way: whether its answer may still fill the tier.
+    package struct ReadTicket {
+        let key: String
+        let epoch: UInt64
+        let sequence: UInt64
+    }
     private struct Slot {
         var entry: CachedResponse
         var until: UInt64
@@ -12,7 +38,17 @@ package struct LocalCache {
         var generation: UInt64
     }
 
-    let ttlMilliseconds: UInt64
+    /// The cap while tracked, and the TTL while untracked.
+    let trackedTTLMilliseconds: UInt64
+    private(set) var untrackedTTLMilliseconds: UInt64
+    package private(set) var coherence: Coherence
+    var ttlMilliseconds: UInt64 {
+        switch coherence {
+        case .tracked: trackedTTLMilliseconds
+        case .untracked: untrackedTTLMilliseconds
+        case .awaitingTracking: 0
+        }
+    }
     let maxBytes: Int
     let maxEntries: Int
     private var slots: [String: Slot] = [:]
@@ -27,14 +63,85 @@ package struct LocalCache {
     package private(set) var hits = 0
     /// Entries dropped to make room (not those that expired or were purged), since start.
     package private(set) var evictions = 0
+    /// Bumped by every flush: a read begun before it must not fill the tier.
+    private var epoch: UInt64 = 0
+    /// Bumped by every key invalidation.
+    private var sequence: UInt64 = 0
+    /// Reads from Redis in flight, by key: how many, and the sequence of the last invalidation of
+    /// the key while any was. Bounded by the reads in flight.
+    private var reading: [String: (count: Int, invalidatedAt: UInt64)] = [:]
 
-    package init(ttlMilliseconds: UInt64, maxBytes: Int, maxEntries: Int = 10_000) {
-        self.ttlMilliseconds = ttlMilliseconds
+    /// - Parameters:
+    ///   - ttlMilliseconds: how long an entry is kept (capped by its own freshness); with
+    ///     `untrackedTTLMilliseconds`, the cap while tracked.
+    ///   - untrackedTTLMilliseconds: the TTL while untracked (no tracking, or Redis refused it);
+    ///     default: `ttlMilliseconds`.
+    ///   - coherence: `.awaitingTracking` when a tracking connection is being set up.
+    package init(
+        ttlMilliseconds: UInt64, maxBytes: Int, maxEntries: Int = 10_000,
+        untrackedTTLMilliseconds: UInt64? = nil, coherence: Coherence = .untracked
+    ) {
+        self.trackedTTLMilliseconds = ttlMilliseconds
+        self.untrackedTTLMilliseconds = untrackedTTLMilliseconds ?? ttlMilliseconds
+        self.coherence = coherence
         self.maxBytes = maxBytes
         self.maxEntries = maxEntries
     }
 
+    /// Whether the tier answers and is filled now.
     package var isEnabled: Bool { ttlMilliseconds > 0 && maxBytes > 0 && maxEntries > 0 }
+
+    // MARK: Coherence
+
+    /// The tracking connection subscribed: what the tier held may have changed unheard, so it
+    /// starts empty, and from now on every change in Redis evicts.
+    package mutating func trackingEstablished() { flush(then: .tracked) }
+
+    /// The tracking connection is gone: changes are no longer heard, so the tier empties and is
+    /// bypassed until ``trackingEstablished()``.
+    package mutating func trackingLost() { flush(then: .awaitingTracking) }
+
+    /// Redis refused tracking (an old server, an ACL without `CLIENT`): today's TTL-only tier,
+    /// with `ttlMilliseconds` (0: off).
+    package mutating func trackingUnavailable(untrackedTTLMilliseconds: UInt64) {
+        self.untrackedTTLMilliseconds = untrackedTTLMilliseconds
+        flush(then: .untracked)
+    }
+
+    private mutating func flush(then coherence: Coherence) {
+        removeAll()
+        self.coherence = coherence
+    }
+
+    /// Redis said `key` changed (written, deleted, expired, evicted): drops it, and any read of
+    /// it now in flight will not fill the tier.
+    package mutating func invalidate(_ key: String) {
+        remove(key)
+        guard reading[key] != nil else { return }
+        sequence &+= 1
+        reading[key]!.invalidatedAt = sequence
+    }
+
+    // MARK: Filling from Redis
+
+    /// Call before sending the GET whose answer may fill the tier; hand the ticket back to
+    /// ``finishRead(_:filling:now:)`` whatever the answer.
+    package mutating func beginRead(_ key: String) -> ReadTicket {
+        reading[key, default: (0, 0)].count += 1
+        return ReadTicket(key: key, epoch: epoch, sequence: sequence)
+    }
+
+    /// The GET of `ticket` was answered: keeps `entry`, unless its key was invalidated, or the
+    /// tier flushed, since the GET was sent (the answer may predate the change).
+    package mutating func finishRead(_ ticket: ReadTicket, filling entry: CachedResponse?, now: UInt64) {
+        guard let state = reading[ticket.key] else { return }
+        if state.count <= 1 { reading[ticket.key] = nil } else { reading[ticket.key]!.count -= 1 }
+        guard let entry, ticket.epoch == epoch, state.invalidatedAt <= ticket.sequence else { return }
+        put(ticket.key, entry, now: now)
+    }
+
+    /// Reads in flight (for tests: the bookkeeping must not outlive them).
+    var readsInFlight: Int { reading.count }
     package var count: Int { slots.count }
     /// Records in the FIFO, stale ones included: what the order list costs in memory (for tests).
     var orderCount: Int { order.count - orderStart }
@@ -73,9 +180,12 @@ package struct LocalCache {
     /// Drops every entry whose key `matches` (a purge).
     package mutating func remove(where matches: (String) -> Bool) {
         for key in slots.keys where matches(key) { remove(key) }
+        for key in Array(reading.keys) where matches(key) { invalidate(key) }
     }
 
+    /// Empties the tier; reads in flight will not fill it.
     package mutating func removeAll() {
+        epoch &+= 1
         slots.removeAll()
         order.removeAll()
         orderStart = 0

@@ -28,8 +28,16 @@ public final class RedisSubscriber: Sendable {
     public let configuration: RedisConfiguration
     public let channel: String
     public let liveness: RedisLiveness
-    private let onMessage: @Sendable ([UInt8]) -> Void
-    private let onResubscribe: (@Sendable () -> Void)?
+    /// Sent on each new connection before `SUBSCRIBE` (tracking's `CLIENT ID` and
+    /// `CLIENT TRACKING`); a failure drops the connection and tries again after the backoff.
+    private let prelude: (@Sendable (BlockingRedisConnection) -> Result<Void, RedisError>)?
+    /// Each message's payload: a bulk string on a plain channel; an array of keys, or null, on
+    /// `__redis__:invalidate`.
+    private let onPayload: @Sendable (RedisReply) -> Void
+    /// After each `SUBSCRIBE`, with how many there have been (1 for the first).
+    private let onSubscribed: (@Sendable (Int) -> Void)?
+    /// After a subscription in place was lost (not after ``stop()``).
+    private let onLost: (@Sendable () -> Void)?
     private let logger: Logger
 
     private struct State {
@@ -55,17 +63,37 @@ public final class RedisSubscriber: Sendable {
     ///     first (that is, after a reconnect), once the subscription is in place and before any
     ///     message received on it. Messages may have been missed in between.
     ///   - onMessage: called on the subscriber's own thread with each message's payload, in order.
-    public init(
+    public convenience init(
         configuration: RedisConfiguration, channel: String, liveness: RedisLiveness = RedisLiveness(),
         logger: Logger, onResubscribe: (@Sendable () -> Void)? = nil,
         onMessage: @escaping @Sendable ([UInt8]) -> Void
+    ) {
+        var onSubscribed: (@Sendable (Int) -> Void)?
+        if let onResubscribe {
+            onSubscribed = { count in if count > 1 { onResubscribe() } }
+        }
+        let onPayload: @Sendable (RedisReply) -> Void = { payload in
+            if case .string(let bytes) = payload { onMessage(bytes) }
+        }
+        self.init(
+            configuration: configuration, channel: channel, liveness: liveness, logger: logger, prelude: nil,
+            onSubscribed: onSubscribed, onLost: nil, onPayload: onPayload)
+    }
+
+    init(
+        configuration: RedisConfiguration, channel: String, liveness: RedisLiveness, logger: Logger,
+        prelude: (@Sendable (BlockingRedisConnection) -> Result<Void, RedisError>)?,
+        onSubscribed: (@Sendable (Int) -> Void)?, onLost: (@Sendable () -> Void)?,
+        onPayload: @escaping @Sendable (RedisReply) -> Void
     ) {
         self.configuration = configuration
         self.channel = channel
         self.liveness = liveness
         self.logger = logger
-        self.onResubscribe = onResubscribe
-        self.onMessage = onMessage
+        self.prelude = prelude
+        self.onSubscribed = onSubscribed
+        self.onLost = onLost
+        self.onPayload = onPayload
     }
 
     /// Whether the subscription is in place now (for tests and health checks).
@@ -135,10 +163,11 @@ public final class RedisSubscriber: Sendable {
             return false
         }
         defer {
-            state.withLock { s in
-                s.fd = -1
-                s.subscribed = false
+            let lost: Bool = state.withLock { s in
+                defer { s.fd = -1; s.subscribed = false }
+                return s.subscribed && !s.stopped
             }
+            if lost { onLost?() }
             // Closed (redisFree) only after stop() can no longer see its fd: ARC could otherwise end
             // the connection after its last use, and stop() would shut down a reused fd number.
             withExtendedLifetime(connection) {}
@@ -148,6 +177,10 @@ public final class RedisSubscriber: Sendable {
             return s.stopped
         }
         if stoppedMeanwhile { return false }
+        if let prelude, case .failure(let error) = prelude(connection) {
+            logger.debug("redis subscriber cannot prepare its connection", metadata: ["redis.channel": "\(channel)", "redis.error": "\(error)"])
+            return false
+        }
         if case .failure(let error) = connection.command([Array("SUBSCRIBE".utf8), Array(channel.utf8)], timeout: liveness.replyTimeout) {
             logger.debug("redis subscriber cannot subscribe", metadata: ["redis.channel": "\(channel)", "redis.error": "\(error)"])
             return false
@@ -158,7 +191,7 @@ public final class RedisSubscriber: Sendable {
             return s.subscriptions
         }
         logger.info("subscribed to invalidation channel", metadata: ["redis.channel": "\(channel)", "redis.subscriptions": "\(count)"])
-        if count > 1 { onResubscribe?() }
+        onSubscribed?(count)
 
         let pingInterval = liveness.pingInterval.clampedNanoseconds
         let replyTimeout = liveness.replyTimeout.clampedNanoseconds
@@ -192,10 +225,8 @@ public final class RedisSubscriber: Sendable {
                 lastHeard = DispatchTime.now().uptimeNanoseconds
                 pingSentAt = nil
                 // ["message", channel, payload]; the pong (["pong", ""]) and confirmations are skipped.
-                if case .array(let parts) = reply, parts.count == 3, case .string(let kind) = parts[0], kind == Array("message".utf8),
-                    case .string(let payload) = parts[2]
-                {
-                    onMessage(payload)
+                if case .array(let parts) = reply, parts.count == 3, case .string(let kind) = parts[0], kind == Array("message".utf8) {
+                    onPayload(parts[2])
                 }
             }
         }

@@ -56,6 +56,9 @@ extension Gateway {
         (scrape.upstreamRunning, scrape.upstreamQueued) = permits.usage
         scrape.upstreamLimit = permits.limit
         scrape.stream = streamSnapshot()
+        let url = policy.config.redis.url
+        scrape.sentinel = url.sentinel != nil
+        if url.sentinel != nil, !url.host.isEmpty { scrape.redisMaster = url.address }
         let loops = resources
         guard !loops.isEmpty else { return done(scrape) }
         let collector = LoopCollector(scrape, count: loops.count, done: done)

@@ -265,12 +265,16 @@ final class ReadThroughTask: @unchecked Sendable {
     private func lookup() {
         let key = self.key
         let started = RequestTrace.now()
+        // Taken before the GET goes out: an invalidation that arrives before its answer wins.
+        let ticket = key == primaryKey && resources.local.isEnabled ? resources.local.beginRead(key) : nil
         clients.redisGet(Array(key.utf8)) { [self] result in
             exchange.trace.addRedis(since: started)
             let found = decode(result, key: key)
             let at = now
-            if case .entry(let entry) = found, entry.freshness(at: at) == .fresh, key == primaryKey {
-                resources.local.put(key, entry, now: at)
+            if let ticket {
+                var fill: CachedResponse?
+                if case .entry(let entry) = found, entry.freshness(at: at) == .fresh { fill = entry }
+                resources.local.finishRead(ticket, filling: fill, now: at)
             }
             perform(machine.lookedUp(found, uncacheable: gateway.uncacheable.contains(key, now: at), now: at))
         }
@@ -350,7 +354,9 @@ final class ReadThroughTask: @unchecked Sendable {
                 perform(machine.storeCompleted(ok: false, purged: true, now: now))
                 return
             }
-            if ok && variant == nil { resources.local.put(primaryKey, entry, now: now) }
+            // Tracked, this write's own invalidation is on its way and would evict the copy;
+            // the next read from Redis fills the tier instead.
+            if ok && variant == nil && resources.local.coherence != .tracked { resources.local.put(primaryKey, entry, now: now) }
             perform(machine.storeCompleted(ok: ok, now: now))
         }
     }

@@ -69,6 +69,7 @@ extension Gateway {
             ("server.max_headers", changed(\.server.maxHeaders)),
             ("server.max_body_bytes", changed(\.server.maxBodyBytes)),
             ("redis.key_prefix", changed(\.redis.keyPrefix)),
+            ("cache.local_tracking", changed(\.cache.localTracking)),
             ("invalidation", changed(\.invalidation)),
             ("admin", changed(\.admin)),
             ("pid_file", changed(\.pidFile)),
@@ -77,7 +78,11 @@ extension Gateway {
             ("log", changed(\.log)),
         ]
         report.needsRestart = restartOnly.filter(\.1).map(\.0)
-        report.redisURLChanged = changed(\.redis.url)
+        // The same Sentinel set: stay on the master it named, which the file cannot say.
+        if new.redis.url.sameSentinelTarget(as: was.redis.url) {
+            effective.redis.url = new.redis.url.withMaster(host: was.redis.url.host, port: was.redis.url.port)
+        }
+        report.redisURLChanged = effective.redis.url != was.redis.url
         let localChanged = changed(\.cache.localTTL) || changed(\.cache.localMaxBytes) || changed(\.cache.localMaxEntries)
         let live: [(String, Bool)] = [
             ("server.drain_timeout", changed(\.server.drainTimeout)),
@@ -95,13 +100,48 @@ extension Gateway {
         ]
         report.applied += live.filter(\.1).map(\.0)
 
-        let loops = resources.map(\.loop)
         // A new pool only for new limits: the old one hands its held permits and its waiting
         // requests over, so the new cap holds across old and new clients at once.
         var permits = running.permits
         if effective.upstream.maxConnections != was.upstream.maxConnections || effective.upstream.maxQueue != was.upstream.maxQueue {
             permits = UpstreamPermits(limit: effective.upstream.maxConnections, maxQueued: effective.upstream.maxQueue)
         }
+        install(effective, permits: permits, replacing: running, emptyLocal: localChanged || report.redisURLChanged) {
+            metrics.routesChanged(effective.routes.map(\.name))
+            metrics.reloaded(ok: true, errors: [])
+            stats.reloaded()
+        }
+        return report
+    }
+
+    /// Moves every loop's Redis to the master a Sentinel now names, keeping the rest of the
+    /// running configuration (database, password, timeouts): the reload path with only
+    /// `redis.url`'s host and port changed, without counting as a reload. Returns the address it
+    /// moved from, or nil when `host:port` is already the one in use. Blocks like a reload (at
+    /// most the connect timeout); must not be called on an event loop.
+    func moveRedis(toMaster host: String, port: Int) -> String? {
+        for resource in resources { dispatchPrecondition(condition: .notOnQueue(resource.loop.queue)) }
+        return reloadQueue.sync {
+            let running = policy
+            let url = running.config.redis.url
+            guard url.host != host || url.port != port else { return nil }
+            var effective = running.config
+            effective.redis.url = url.withMaster(host: host, port: port)
+            // Emptied: the promoted replica may lack the last writes, and purges sent to the old
+            // master while switching are not heard.
+            install(effective, permits: running.permits, replacing: running, emptyLocal: true) {}
+            return url.address
+        }
+    }
+
+    /// Builds each loop's clients for `effective` (reusing those whose settings did not change),
+    /// waits for new Redis pools to connect, swaps the policy snapshot, then retires the old
+    /// clients on their loops. `swapped` runs right after the swap.
+    private func install(
+        _ effective: GatewayConfig, permits: UpstreamPermits, replacing running: Policy, emptyLocal: Bool,
+        swapped: () -> Void
+    ) {
+        let loops = resources.map(\.loop)
         let clients = zip(loops, running.clients).map { loop, old in
             LoopClients.make(config: effective, loop: loop, permits: permits, reusing: old, redisObserver: metrics, logger: logger)
         }
@@ -109,23 +149,20 @@ extension Gateway {
 
         if permits !== running.permits { running.permits.handOver(to: permits) }
         replacePolicy(Policy(config: effective, clients: clients, permits: permits))
-        metrics.routesChanged(effective.routes.map(\.name))
-        metrics.reloaded(ok: true, errors: [])
-        stats.reloaded()
+        swapped()
 
-        let emptyLocal = localChanged || report.redisURLChanged
         let cache = effective.cache
         for (resource, old) in zip(resources, running.clients) {
             resource.loop.execute {
                 // Entries read from the old Redis are not the new one's; purges sent to the old
                 // one while switching are not heard.
                 if emptyLocal {
-                    resource.local = LoopResources.localCache(cache, loopCount: max(1, loops.count))
+                    // Tracking's state carries over: it belongs to the listener, not the tier.
+                    resource.local = LoopResources.localCache(cache, loopCount: max(1, loops.count), coherence: resource.local.coherence)
                 }
                 resource.retire(old)
             }
         }
-        return report
     }
 
     /// Connects each new Redis pool on its loop and waits, within its connect timeout, for one

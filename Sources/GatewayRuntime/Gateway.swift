@@ -116,7 +116,8 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         }
         replacePolicy(Policy(config: policy.config, clients: clients, permits: policy.permits))
         resources = loops.map { loop in
-            LoopResources(loop: loop, policyBox: policyBox, cache: policy.config.cache, loopCount: max(1, loops.count), logger: logger)
+            LoopResources(loop: loop, policyBox: policyBox, cache: policy.config.cache, loopCount: max(1, loops.count),
+                          coherence: config.cache.tracksLocalTier ? .awaitingTracking : .untracked, logger: logger)
         }
         for (loop, clients) in zip(loops, clients) { loop.queue.sync { clients.redis.start() } }
         requestIDs = loops.map { _ in RequestIDGenerator() }

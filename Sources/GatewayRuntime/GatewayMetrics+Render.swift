@@ -41,6 +41,12 @@ extension GatewayMetrics {
             stream = "{\"applied\":\(s.applied),\"poison\":\(s.poison),\"retried\":\(s.retried),\"claimed\":\(s.claimed),"
                 + "\"lag\":\(s.lag.map(String.init) ?? "null"),\"connected\":\(s.isConnected)}"
         }
+        // Only for redis+sentinel://; master null while no Sentinel has named one.
+        var sentinel = "null"
+        if scrape.sentinel {
+            sentinel = "{\"master\":\(scrape.redisMaster.map(JSON.string) ?? "null"),"
+                + "\"master_switches\":\(masterSwitchCount.load(ordering: .relaxed))}"
+        }
         var reload = "null"
         if let r = lastReload {
             reload = "{\"time_ms\":\(r.timeMilliseconds),\"ok\":\(r.ok),\"errors\":[\(r.errors.map(JSON.string).joined(separator: ","))]}"
@@ -52,6 +58,7 @@ extension GatewayMetrics {
             + "\"open_connections\":\(scrape.openConnections),"
             + "\"upstream\":{\"in_flight\":\(scrape.upstreamRunning),\"queued\":\(scrape.upstreamQueued),\"max_connections\":\(scrape.upstreamLimit)},"
             + "\"redis\":{\"loops\":\(scrape.loops.count),\"connected_loops\":\(connectedLoops),\"errors\":\(scrape.stats.redisErrors)},"
+            + "\"sentinel\":\(sentinel),"
             + "\"local_tier\":{\"hits\":\(local.hits),\"entries\":\(local.entries),\"bytes\":\(local.bytes),\"evictions\":\(local.evictions)},"
             + "\"stream\":\(stream),\"last_reload\":\(reload)}"
     }

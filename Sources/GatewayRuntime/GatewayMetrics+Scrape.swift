@@ -29,6 +29,10 @@ struct MetricsScrape: Sendable {
     var upstreamQueued = 0
     var upstreamLimit = 0
     var stream: RedisStreamConsumer.Snapshot?
+    /// `redis.url` is `redis+sentinel://`.
+    var sentinel = false
+    /// `host:port` of the master in use, for `redis+sentinel://` only (never a metric label).
+    var redisMaster: String?
 
     var local: (hits: Int, entries: Int, bytes: Int, evictions: Int) {
         loops.reduce((0, 0, 0, 0)) { ($0.0 + $1.localHits, $0.1 + $1.localEntries, $0.2 + $1.localBytes, $0.3 + $1.localEvictions) }

@@ -39,10 +39,18 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
     private let redisRedirects: [Counter]
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// Moves to a new master named by Redis Sentinel (`redis+sentinel://`).
+    let masterSwitches: Counter
+    let masterSwitchCount = Atomic<Int>(0)
     /// Indexed by `LeaseMetric.rawValue`.
     private let leaseResults: [Counter]
     /// How long local leaders waited for another instance's fill (its count: the remote waits).
     let remoteFillWait: ValueHistogram
+    /// The coherent tier's tracking connection (events, counted as they come).
+    let localTracking: Gauge
+    let localInvalidations: Counter
+    let localFlushesLost: Counter
+    let localFlushesRedis: Counter
     private let lastReloadState = Mutex<LastReload?>(nil)
     /// Renders one scrape at a time: the values read at scrape time are written into the registry
     /// and emitted under this lock, so two scrapes never interleave them.
@@ -81,6 +89,9 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         let reloadHelp = "Configuration reloads (SIGHUP), by result."
         reloadsOK = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "ok")], help: reloadHelp)
         reloadsFailed = registry.makeCounter(name: "cachegateway_reloads_total", labels: [("result", "failed")], help: reloadHelp)
+        masterSwitches = registry.makeCounter(
+            name: "cachegateway_redis_master_switches_total", labels: [],
+            help: "Moves of every event loop's Redis to a new master named by the Sentinels (redis+sentinel:// only).")
         levels = ScrapeSeries(registry: registry, instanceID: instanceID)
         leaseResults = LeaseMetric.allCases.map { result in
             registry.makeCounter(
@@ -90,6 +101,21 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         remoteFillWait = registry.makeValueHistogram(
             name: "cachegateway_remote_fill_wait_seconds", labels: [], buckets: Self.latencyBuckets,
             help: "Time a local leader waited for another instance's fill (lease held elsewhere).")
+        localTracking = registry.makeGauge(
+            name: "cachegateway_local_tier_tracking", labels: [],
+            help: "1 while Redis tracking keeps the in-process tier coherent, else 0 (tier bypassed, TTL-only or off).")
+        localTracking.set(to: 0)
+        localInvalidations = registry.makeCounter(
+            name: "cachegateway_local_tier_invalidations_total", labels: [],
+            help: "Keys Redis reported changed to the tracking connection (each evicted from every loop's tier).")
+        let flushHelp = "Times every loop's in-process tier was emptied by tracking, by reason: lost (tracking connection down), redis_flush (FLUSHALL/FLUSHDB)."
+        localFlushesLost = registry.makeCounter(name: "cachegateway_local_tier_flushes_total", labels: [("reason", "lost")], help: flushHelp)
+        localFlushesRedis = registry.makeCounter(name: "cachegateway_local_tier_flushes_total", labels: [("reason", "redis_flush")], help: flushHelp)
+    }
+
+    func masterSwitched() {
+        masterSwitches.increment()
+        masterSwitchCount.add(1, ordering: .relaxed)
     }
 
     /// What came of one lease request (`cache.cross_instance`).

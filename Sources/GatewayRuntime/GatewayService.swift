@@ -23,7 +23,10 @@ public final class GatewayService: Sendable {
     public var streamConsumer: RedisStreamConsumer? { listeners.streamConsumer }
     /// Hears the other instances' fill announcements (`cache.cross_instance`).
     public var fillsSubscriber: RedisSubscriber? { listeners.fills }
+    /// Keeps the in-process tier coherent (`cache.local_tracking`), on the running `redis.url`.
+    public var trackingListener: RedisSubscriber? { listeners.trackingListener }
     private let listeners: InvalidationListeners
+    private let sentinel: SentinelFollower
     private let logger: Logger
     /// `access_log`: the log, or why its file could not be opened (reported by `start`).
     private let accessLogOpening: Result<AccessLog, SystemError>?
@@ -41,16 +44,21 @@ public final class GatewayService: Sendable {
         accessLogOpening = config.accessLog.map { settings in
             Result { () throws(SystemError) in try AccessLog(settings: settings, logger: logger) }
         }
-        self.gateway = Gateway(config: config, logger: logger)
+        // A Sentinel URL starts on the master its Sentinels name now (blocking, bounded by a
+        // few short timeouts per Sentinel); the follower then moves the gateway along.
+        let sentinel = SentinelFollower(logger: logger)
+        self.sentinel = sentinel
+        var resolved = config
+        resolved.redis.url = sentinel.resolve(config.redis.url, running: nil)
+        self.gateway = Gateway(config: resolved, logger: logger)
         self.server = HTTPServer(configuration: config.httpServerConfiguration, handler: gateway, logger: logger)
         let admin = AdminHandler(gateway: gateway, sources: AdminSources(
             metricsText: { [gateway] in gateway.prometheusText(completion: $0) },
             statsJSON: { [gateway] in gateway.statsJSON(completion: $0) }))
         self.admin = admin
         adminServer = config.adminServerConfiguration.map { HTTPServer(configuration: $0, handler: admin, logger: logger) }
-        listeners = InvalidationListeners(
-            invalidation: config.invalidation, consumerName: config.streamConsumerName, redis: config.redis,
-            fillsChannel: config.cache.crossInstance ? gateway.keySpace.fillsChannel : nil, gateway: gateway, logger: logger)
+        listeners = InvalidationListeners(config: resolved, gateway: gateway, logger: logger)
+        sentinel.attach(gateway: gateway, listeners: listeners)
         gateway.streamSnapshot = { [listeners] in listeners.streamConsumer?.snapshot }
         gateway.fillsListening = { [listeners] in listeners.fills?.isSubscribed ?? false }
         // Weak: the server holds the gateway, which holds its metrics.
@@ -61,10 +69,16 @@ public final class GatewayService: Sendable {
     /// listeners to a new `redis.url`. Blocks for at most a few Redis connect timeouts; call from
     /// one thread at a time, never from an event loop.
     public func reload(_ new: GatewayConfig) -> ReloadReport {
+        var new = new
+        new.redis.url = sentinel.resolve(new.redis.url, running: gateway.runningConfig.redis.url)
         let report = gateway.reload(new)
         if report.redisURLChanged { listeners.replace(redis: gateway.runningConfig.redis) }
+        sentinel.resume()
         return report
     }
+
+    /// Follows the master of a `redis+sentinel://` URL; nil for other URLs.
+    public var sentinelMonitor: SentinelMonitor? { sentinel.monitor }
 
     /// Connects to Redis (in the background), then binds and starts accepting.
     public func start() throws(SystemError) {
@@ -79,6 +93,7 @@ public final class GatewayService: Sendable {
         }
         gateway.attach(to: server.loops)
         listeners.start()
+        sentinel.resume()
         do throws(SystemError) {
             try server.start()
             do throws(SystemError) {
@@ -88,6 +103,7 @@ public final class GatewayService: Sendable {
                 throw error
             }
         } catch {
+            sentinel.stop()
             listeners.stop()
             gateway.shutdown()
             throw error
@@ -97,7 +113,8 @@ public final class GatewayService: Sendable {
             metadata: [
                 "listen": "\(server.localAddress.map { "\($0)" } ?? "\(config.listen)")",
                 "upstream": "\(config.upstream.url)",
-                "redis": "\(config.redis.url)",
+                "redis": "\(gateway.runningConfig.redis.url)",
+                "redis.master": "\(gateway.runningConfig.redis.url.address)",
                 "routes": "\(config.routes.count)",
                 "event_loops": "\(server.loops.count)",
                 "admin": "\(adminServer?.localAddress.map { "\($0)" } ?? "off")",
@@ -121,9 +138,11 @@ public final class GatewayService: Sendable {
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         logger.info("draining", metadata: ["connections": "\(server.connectionCount)"])
         // `drain_timeout` as reloaded: it is read only here.
-        server.shutdown(drainTimeout: gateway.runningConfig.server.drainTimeout) { [gateway, logger, listeners, accessLog, adminServer] in
+        server.shutdown(drainTimeout: gateway.runningConfig.server.drainTimeout) { [gateway, logger, listeners, sentinel, accessLog, adminServer] in
             // This runs on an event loop; closing the clients waits on every loop's queue.
             DispatchQueue.global().async {
+                // First: a master switch now would start new clients and listeners.
+                sentinel.stop()
                 listeners.stop()
                 let finish: @Sendable () -> Void = {
                     DispatchQueue.global().async {

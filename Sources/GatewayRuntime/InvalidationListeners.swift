@@ -4,16 +4,29 @@ import GatewayRedis
 import Logging
 import Synchronization
 
-/// The invalidation subscriber and stream consumer of the running config: made from
-/// `invalidation` and `redis.url`, started and stopped together, and made again against a new
-/// `redis.url` by a reload (the new ones start before the old ones stop, so no moment listens
-/// to neither). Readable from any thread; ``replace(redis:)`` and ``stop()`` run one at a time.
+/// The invalidation subscriber, stream consumer, tracking listener and fill-announcement
+/// subscriber of the running config:
+/// made from `invalidation`, `cache` and `redis.url`, started and stopped together, and made again
+/// against a new `redis.url` by a reload (the new ones start before the old ones stop, so no
+/// moment listens to neither). Readable from any thread; ``replace(redis:)`` and ``stop()`` run
+/// one at a time.
 final class InvalidationListeners: Sendable {
-    private struct Current {
+    private struct Listeners {
         var subscriber: RedisSubscriber?
         var streamConsumer: RedisStreamConsumer?
+        var tracking: RedisSubscriber?
         /// The other instances' fill announcements (`cache.cross_instance`).
         var fills: RedisSubscriber?
+
+        var all: [any StartStop] { [subscriber as (any StartStop)?, streamConsumer, tracking, fills].compactMap { $0 } }
+    }
+
+    private struct Current {
+        var listeners = Listeners()
+        /// The tracking listener whose events count; those of a replaced one are dropped.
+        var trackingGeneration = 0
+        /// Redis's answer when it refused tracking, until tracking is established.
+        var trackingRefusal: String?
         var started = false
         var stopped = false
     }
@@ -21,91 +34,127 @@ final class InvalidationListeners: Sendable {
     private let invalidation: GatewayConfig.Invalidation?
     /// The stream's consumer (and group) name: ``GatewayConfig/streamConsumerName``.
     private let consumerName: String
+    private let tracksLocalTier: Bool
     /// The `<prefix>fills` channel, when `cache.cross_instance` was on at start.
     private let fillsChannel: String?
+    private let keySpace: KeySpace
     private let gateway: Gateway
     private let logger: Logger
     private let current: Mutex<Current>
+    /// `redis` as started with (a reload's new one is passed to ``replace(redis:)``).
+    private let startRedis: GatewayConfig.Redis
 
-    init(invalidation: GatewayConfig.Invalidation?, consumerName: String, redis: GatewayConfig.Redis, fillsChannel: String? = nil,
-         gateway: Gateway, logger: Logger) {
-        self.invalidation = invalidation
-        self.consumerName = consumerName
-        self.fillsChannel = fillsChannel
+    init(config: GatewayConfig, gateway: Gateway, logger: Logger) {
+        self.invalidation = config.invalidation
+        self.consumerName = config.streamConsumerName
+        self.tracksLocalTier = config.cache.tracksLocalTier
+        self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
+        self.fillsChannel = config.cache.crossInstance ? keySpace.fillsChannel : nil
         self.gateway = gateway
         self.logger = logger
         current = Mutex(Current())
-        let (subscriber, consumer) = make(redis)
-        let fills = makeFills(redis)
-        current.withLock { $0.subscriber = subscriber; $0.streamConsumer = consumer; $0.fills = fills }
+        startRedis = config.redis
+        let made = make(config.redis, trackingGeneration: 0)
+        current.withLock { $0.listeners = made }
     }
 
-    var subscriber: RedisSubscriber? { current.withLock { $0.subscriber } }
-    var streamConsumer: RedisStreamConsumer? { current.withLock { $0.streamConsumer } }
-    var fills: RedisSubscriber? { current.withLock { $0.fills } }
+    var subscriber: RedisSubscriber? { current.withLock { $0.listeners.subscriber } }
+    var streamConsumer: RedisStreamConsumer? { current.withLock { $0.listeners.streamConsumer } }
+    var trackingListener: RedisSubscriber? { current.withLock { $0.listeners.tracking } }
+    var fills: RedisSubscriber? { current.withLock { $0.listeners.fills } }
 
     func start() {
-        let (subscriber, consumer, fills) = current.withLock { c in
+        let listeners = current.withLock { c in
             c.started = true
-            return (c.subscriber, c.streamConsumer, c.fills)
+            return c.listeners
         }
-        subscriber?.start()
-        consumer?.start()
-        fills?.start()
+        for listener in listeners.all { listener.start() }
+        refuseTrackingOnACluster(config: startRedis)
+    }
+
+    /// On a Cluster, BCAST tracking on one connection hears only the keys of the node it is on:
+    /// a tier kept by it would keep other nodes' stale entries. Until there is a tracking
+    /// listener per master, the tier there is TTL-only when `local_ttl` is given, else off.
+    private func refuseTrackingOnACluster(config redis: GatewayConfig.Redis) {
+        guard tracksLocalTier, redis.url.isCluster else { return }
+        logger.warning("Redis Cluster: the in-process tier runs without tracking (local_ttl given in the config, else off)")
+        gateway.applyTracking(.refused("tracking is not built for Redis Cluster"))
     }
 
     /// Stops them for good: a later ``replace(redis:)`` does nothing.
     func stop() {
-        let (subscriber, consumer, fills) = current.withLock { c in
+        let listeners = current.withLock { c in
             c.stopped = true
-            return (c.subscriber, c.streamConsumer, c.fills)
+            return c.listeners
         }
-        subscriber?.stop()
-        consumer?.stop()
-        fills?.stop()
+        for listener in listeners.all { listener.stop() }
     }
 
     /// Listens on `redis` instead (a reload changed `redis.url`).
     func replace(redis: GatewayConfig.Redis) {
-        guard invalidation?.channel != nil || invalidation?.stream != nil || fillsChannel != nil else { return }
-        let (subscriber, consumer) = make(redis)
-        let fills = makeFills(redis)
-        // Started outside the lock (start spawns a thread); a stop in between wins.
-        subscriber?.start()
-        consumer?.start()
-        fills?.start()
-        let old: (RedisSubscriber?, RedisStreamConsumer?, RedisSubscriber?)? = current.withLock { c in
+        guard invalidation?.channel != nil || invalidation?.stream != nil || tracksLocalTier || fillsChannel != nil else { return }
+        // From here the old Redis's invalidations are not the loops' (they read the new one):
+        // the tiers empty and wait for the new listener.
+        let generation: Int? = current.withLock { c in
             guard c.started, !c.stopped else { return nil }
-            defer { c.subscriber = subscriber; c.streamConsumer = consumer; c.fills = fills }
-            return (c.subscriber, c.streamConsumer, c.fills)
+            c.trackingGeneration += 1
+            return c.trackingGeneration
+        }
+        guard let generation else { return }
+        if tracksLocalTier { gateway.applyTracking(.lost) }
+        let made = make(redis, trackingGeneration: generation)
+        // Started outside the lock (start spawns a thread); a stop in between wins.
+        for listener in made.all { listener.start() }
+        let old: Listeners? = current.withLock { c in
+            guard !c.stopped else { return nil }
+            defer { c.listeners = made }
+            return c.listeners
         }
         guard let old else {
-            subscriber?.stop()
-            consumer?.stop()
-            fills?.stop()
+            for listener in made.all { listener.stop() }
             return
         }
-        old.0?.stop()
-        old.1?.stop()
-        old.2?.stop()
+        for listener in old.all { listener.stop() }
+        refuseTrackingOnACluster(config: redis)
         logger.info("invalidation listeners moved to the new redis.url", metadata: ["redis": "\(redis.url)"])
     }
 
-    /// One channel for every key's announcement, subscribed once: the subscription is in place
-    /// before any request waits on a lease, which per-key SUBSCRIBEs could not promise.
-    private func makeFills(_ redis: GatewayConfig.Redis) -> RedisSubscriber? {
-        guard let fillsChannel else { return nil }
-        let gateway = self.gateway
-        return RedisSubscriber(
-            configuration: RedisConfiguration(redis.url, connectTimeout: max(redis.timeout, .milliseconds(500))),
-            channel: fillsChannel, logger: logger,
-            // While it was away a holder may have announced: the waiting requests read Redis again.
-            onResubscribe: { gateway.remoteFills.announcementsMayBeLost() }
-        ) { message in gateway.fillAnnounced(message) }
+    /// An event of the tracking listener made for `generation`, on its thread.
+    private func tracking(_ event: RedisTrackingEvent, generation: Int) {
+        let (isCurrent, firstRefusal): (Bool, Bool) = current.withLock { c in
+            guard c.trackingGeneration == generation, !c.stopped else { return (false, false) }
+            switch event {
+            case .refused(let message):
+                defer { c.trackingRefusal = message }
+                return (true, c.trackingRefusal == nil)
+            case .established:
+                c.trackingRefusal = nil
+            default:
+                break
+            }
+            return (true, false)
+        }
+        guard isCurrent else { return }
+        if case .refused(let message) = event {
+            // The listener keeps asking with its backoff; the tier changes, and it is said, once.
+            guard firstRefusal else { return }
+            logger.warning(
+                "Redis refused CLIENT TRACKING: the in-process tier runs without it (local_ttl given in the config, else off)",
+                metadata: ["redis.error": "\(message)"])
+        }
+        gateway.applyTracking(event)
     }
 
-    private func make(_ redis: GatewayConfig.Redis) -> (RedisSubscriber?, RedisStreamConsumer?) {
+    private func make(_ redis: GatewayConfig.Redis, trackingGeneration: Int) -> Listeners {
         let configuration = RedisConfiguration(redis.url, connectTimeout: max(redis.timeout, .milliseconds(500)))
+        var made = Listeners()
+        made.fills = makeFills(configuration)
+        if tracksLocalTier && !redis.url.isCluster {
+            // Weak: the listener is held by this object, and its events only matter while it lives.
+            made.tracking = RedisSubscriber.tracking(
+                configuration: configuration, prefixes: [keySpace.entryNamespace], logger: logger
+            ) { [weak self] event in self?.tracking(event, generation: trackingGeneration) }
+        }
         let gateway = self.gateway
         var subscriber: RedisSubscriber?
         if let channel = invalidation?.channel {
@@ -129,6 +178,31 @@ final class InvalidationListeners: Sendable {
                 gateway.applyStreamEntry(id: id, fields: fields, completion: completion)
             }
         }
-        return (subscriber, consumer)
+        made.subscriber = subscriber
+        made.streamConsumer = consumer
+        return made
     }
 }
+
+extension InvalidationListeners {
+    /// One channel for every key's announcement, subscribed once: the subscription is in place
+    /// before any request waits on a lease, which per-key SUBSCRIBEs could not promise.
+    private func makeFills(_ configuration: RedisConfiguration) -> RedisSubscriber? {
+        guard let fillsChannel else { return nil }
+        let gateway = self.gateway
+        return RedisSubscriber(
+            configuration: configuration, channel: fillsChannel, logger: logger,
+            // While it was away a holder may have announced: the waiting requests read Redis again.
+            onResubscribe: { gateway.remoteFills.announcementsMayBeLost() }
+        ) { message in gateway.fillAnnounced(message) }
+    }
+}
+
+/// The listeners' common life cycle.
+private protocol StartStop {
+    func start()
+    func stop()
+}
+
+extension RedisSubscriber: StartStop {}
+extension RedisStreamConsumer: StartStop {}

@@ -14,24 +14,27 @@ import Logging
 final class LoopResources: @unchecked Sendable {
     let loop: EventLoop
     private let policyBox: PolicyBox
-    /// The in-process tier (disabled unless `cache.local_ttl` is set).
+    /// The in-process tier (`cache.local_ttl`; coherent through the tracking listener).
     var local: LocalCache
     /// Clients a reload replaced, not yet closed: their requests finish on them.
     private var retiring: [LoopClients] = []
     private let logger: Logger
 
-    init(loop: EventLoop, policyBox: PolicyBox, cache: GatewayConfig.Cache, loopCount: Int, logger: Logger) {
+    /// - Parameter coherence: `.awaitingTracking` when the gateway keeps a tracking connection.
+    init(loop: EventLoop, policyBox: PolicyBox, cache: GatewayConfig.Cache, loopCount: Int, coherence: LocalCache.Coherence, logger: Logger) {
         self.loop = loop
         self.policyBox = policyBox
         self.logger = logger
-        local = Self.localCache(cache, loopCount: loopCount)
+        local = Self.localCache(cache, loopCount: loopCount, coherence: coherence)
     }
 
-    static func localCache(_ cache: GatewayConfig.Cache, loopCount: Int) -> LocalCache {
+    static func localCache(_ cache: GatewayConfig.Cache, loopCount: Int, coherence: LocalCache.Coherence) -> LocalCache {
         LocalCache(
             ttlMilliseconds: UInt64(max(0, cache.localTTL.wholeMilliseconds)),
             maxBytes: cache.localMaxBytes / loopCount,
-            maxEntries: cache.localMaxEntries / loopCount)
+            maxEntries: cache.localMaxEntries / loopCount,
+            untrackedTTLMilliseconds: UInt64(max(0, cache.localTTLWithoutTracking.wholeMilliseconds)),
+            coherence: coherence)
     }
 
     /// This loop's clients in the current policy: what new requests, purges and readiness use.

@@ -11,3 +11,19 @@ extension RedisConfiguration {
         clusterSeeds = url.clusterSeeds.map { ClusterNode(host: $0.host, port: $0.port) }
     }
 }
+
+extension SentinelMonitor {
+    /// Asks the Sentinels of a `redis+sentinel://` URL for its master, blocking (see
+    /// ``SentinelMonitor/discover(sentinels:masterName:master:timeout:trusting:)``); nil for other URLs.
+    public static func discover(_ url: GatewayConfig.RedisURL, timeout: Duration) -> Discovery? {
+        guard let sentinel = url.sentinel else { return nil }
+        return discover(
+            sentinels: sentinel.endpoints, masterName: sentinel.masterName,
+            master: RedisConfiguration(url, connectTimeout: timeout), timeout: timeout)
+    }
+}
+
+extension GatewayConfig.RedisURL.Sentinel {
+    /// The Sentinels' addresses, in the URL's order.
+    public var endpoints: [SentinelMonitor.Endpoint] { nodes.map { SentinelMonitor.Endpoint(host: $0.host, port: $0.port) } }
+}

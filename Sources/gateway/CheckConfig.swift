@@ -46,7 +46,7 @@ struct CheckConfig: ParsableCommand {
             print("\(path): OK")
             return
         }
-        let checks = [ConnectionCheck.redis(config.redis.url), ConnectionCheck.upstream(config.upstream)]
+        let checks = ConnectionCheck.redisChecks(config.redis.url) + [ConnectionCheck.upstream(config.upstream)]
         for check in checks { print(check.line) }
         guard checks.allSatisfy(\.passed) else {
             printError("\(path): the file is valid, but \(checks.filter { !$0.passed }.count) connection check(s) failed")
@@ -62,6 +62,34 @@ struct ConnectionCheck {
     var passed: Bool
     var line: String
 
+    /// The Redis checks: for `redis+sentinel://`, a line per Sentinel (each asked for the master,
+    /// which is checked with `ROLE`; one that is down or does not know the name fails: the set
+    /// is less available than configured), then PING on the master the first one named;
+    /// otherwise the one Redis.
+    static func redisChecks(_ url: GatewayConfig.RedisURL) -> [ConnectionCheck] {
+        guard let sentinel = url.sentinel else { return [redis(url)] }
+        let master = RedisConfiguration(url, connectTimeout: .seconds(2))
+        var found: SentinelMonitor.Endpoint?
+        var checks = sentinel.endpoints.map { node in
+            let asked = SentinelMonitor.discover(
+                sentinels: [node], masterName: sentinel.masterName, master: master, timeout: .seconds(2)).answers[0]
+            switch asked.result {
+            case .success(let named):
+                found = found ?? named
+                return ConnectionCheck(passed: true, line: "sentinel \(node): ok (master \"\(sentinel.masterName)\" is \(named))")
+            case .failure(let error):
+                let why = error.serverMessage ?? "\(error)"
+                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(why.hasPrefix("redis: ") ? String(why.dropFirst(7)) : why)")
+            }
+        }
+        guard let found else {
+            checks.append(ConnectionCheck(
+                passed: false, line: "redis \(url): FAILED: no Sentinel names a master \"\(sentinel.masterName)\" that answers as one"))
+            return checks
+        }
+        return checks + [redis(url.withMaster(host: found.host, port: found.port))]
+    }
+
     /// Connects as the gateway would (AUTH, SELECT), then PING.
     static func redis(_ url: GatewayConfig.RedisURL) -> ConnectionCheck {
         let configuration = RedisConfiguration(url, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
@@ -69,7 +97,8 @@ struct ConnectionCheck {
         do {
             _ = try RedisOneShot.send([Array("PING".utf8)], configuration: configuration)
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-            return ConnectionCheck(passed: true, line: "redis \(url): ok (connected, PING answered in \(formatMilliseconds(elapsed)))")
+            let master = url.sentinel == nil ? "" : " to master \(url.address)"
+            return ConnectionCheck(passed: true, line: "redis \(url): ok (connected\(master), PING answered in \(formatMilliseconds(elapsed)))")
         } catch {
             return ConnectionCheck(passed: false, line: "redis \(url): FAILED: \(describe(error, url: url))")
         }

@@ -58,7 +58,15 @@ struct Purge: ParsableCommand {
             throw ExitCode(1)
         }
         let event = Self.eventJSON(paths: paths, routes: routes, tags: tags, soft: soft)
-        let url = loaded.redis.url
+        var url = loaded.redis.url
+        if let sentinel = url.sentinel {
+            // The event goes to the master the Sentinels name now, as the gateways' do.
+            guard let master = SentinelMonitor.discover(url, timeout: .seconds(2))?.master else {
+                printError("gateway purge: error: no Sentinel of \(url) names a master \"\(sentinel.masterName)\" that answers as one")
+                throw ExitCode(1)
+            }
+            url = url.withMaster(host: master.host, port: master.port)
+        }
         let redis = RedisConfiguration(url, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
         let argv: [[UInt8]]
         if let stream = invalidation.stream {

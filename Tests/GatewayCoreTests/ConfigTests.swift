@@ -189,6 +189,30 @@ final class ConfigTests: XCTestCase {
             """)
     }
 
+    /// On by default, with a long cap, only while tracking keeps it coherent; a TTL-only tier
+    /// only when the file asks for one.
+    func testLocalTierDefaultsFollowTracking() throws {
+        func cache(_ yaml: String) throws -> GatewayConfig.Cache {
+            try GatewayConfig.parse(yaml: base + yaml, fileName: "gateway.yaml").cache
+        }
+        let byDefault = try cache("")
+        XCTAssertEqual([byDefault.localTTL, byDefault.localTTLWithoutTracking], [.seconds(300), .zero])
+        XCTAssertTrue(byDefault.localTracking)
+        XCTAssertTrue(byDefault.tracksLocalTier)
+        let given = try cache("cache: { local_ttl: 2s }")
+        XCTAssertEqual([given.localTTL, given.localTTLWithoutTracking], [.seconds(2), .seconds(2)])
+        let untracked = try cache("cache: { local_tracking: false }")
+        XCTAssertEqual([untracked.localTTL, untracked.localTTLWithoutTracking], [.zero, .zero], "TTL-only stays opt-in")
+        XCTAssertFalse(untracked.tracksLocalTier)
+        let off = try cache("cache: { local_ttl: 0s }")
+        XCTAssertFalse(off.tracksLocalTier, "no tier, no tracking connection")
+        XCTAssertEqual(diagnostics(base + """
+            cache: { local_tracking: sometimes }
+            """), """
+            gateway.yaml:11:26: error: cache.local_tracking: expected true or false, found "sometimes"
+            """)
+    }
+
     func testLocalTierLimits() throws {
         let config = try GatewayConfig.parse(yaml: base + """
             cache: { local_ttl: 100ms, local_max_bytes: 1MiB, local_max_entries: 500 }
@@ -220,7 +244,7 @@ final class ConfigTests: XCTestCase {
             redis     redis://:***@127.0.0.1:6379/1 (timeout 50ms, key prefix "gw:", 1 per loop)
             cache     store bodies up to 1MiB, waiters wait up to 5s, Host not in keys, fills forward no client headers (defaults)
             stale     not served while refreshing, not on upstream errors; uncacheable keys remembered 30s; 10000 waiters per key; Redis down: origin (defaults)
-            local     no in-process tier (every hit is read from Redis)
+            local     in-process tier: 5m, 64MiB, 10000 entries; coherent through Redis tracking (without it: off)
             coalesce  per instance (cross_instance off)
 
             routes (first match wins):
@@ -376,7 +400,7 @@ final class ConfigTests: XCTestCase {
               - { name: a, match: /a, class: pass }
             """), """
             gateway.yaml:3:8: error: upstream.url: invalid upstream URL "https://api.internal": https is not supported; the upstream must be http://
-            gateway.yaml:5:8: error: redis.url: invalid Redis URL "http://cache.internal" (expected redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0)
+            gateway.yaml:5:8: error: redis.url: invalid Redis URL "http://cache.internal" (expected redis://[:password@]host[:port][/db], unix:///path/to/redis.sock[?db=N] or redis+sentinel://host:26379,host:26379/master-name[/db], e.g. redis://127.0.0.1:6379/0)
             """)
         XCTAssertEqual(diagnostics("""
             listen: a:1
@@ -390,6 +414,48 @@ final class ConfigTests: XCTestCase {
             gateway.yaml:3:8: error: upstream.url: invalid upstream URL "http://a b/": invalid host "a b"
             gateway.yaml:5:8: error: redis.url: invalid Redis URL "redis://:***@cache:6379/x": the database must be a number, e.g. redis://127.0.0.1:6379/0
             """)
+    }
+
+    func testSentinelURLs() throws {
+        let url = try GatewayConfig.RedisURL(parsing: "redis+sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]:5000/cache-main/3")
+        XCTAssertEqual(url.sentinel?.nodes, [.init(host: "10.0.0.1"), .init(host: "10.0.0.2", port: 26380), .init(host: "::1", port: 5000)])
+        XCTAssertEqual(url.sentinel?.masterName, "cache-main")
+        XCTAssertEqual(url.username, "app")
+        XCTAssertEqual(url.password, "s@cret")
+        XCTAssertEqual(url.database, 3)
+        XCTAssertEqual(url.host, "", "the master is not known until a Sentinel names it")
+        XCTAssertEqual(url.address, "master \"cache-main\" (not resolved yet)")
+        XCTAssertEqual(url.description, "redis+sentinel://app:***@10.0.0.1:26379,10.0.0.2:26380,[::1]:5000/cache-main/3")
+        let resolved = url.withMaster(host: "10.0.0.9", port: 6380)
+        XCTAssertEqual(resolved.address, "10.0.0.9:6380")
+        XCTAssertTrue(resolved.sameSentinelTarget(as: url))
+        var otherDB = url
+        otherDB.database = 4
+        XCTAssertFalse(otherDB.sameSentinelTarget(as: url))
+        XCTAssertFalse(GatewayConfig.RedisURL(host: "a").sameSentinelTarget(as: GatewayConfig.RedisURL(host: "a")))
+        XCTAssertEqual(try GatewayConfig.RedisURL(parsing: "redis+sentinel://s1/m").database, 0)
+
+        XCTAssertEqual(diagnostics("""
+            listen: a:1
+            upstream: { url: "http://a" }
+            redis:
+              url: redis+sentinel://:pw@s1:26379,s2:26379
+            routes:
+              - { name: a, match: /a, class: pass }
+            """), """
+            gateway.yaml:4:8: error: redis.url: invalid Redis URL "redis+sentinel://:***@s1:26379,s2:26379": name the master after the Sentinels (e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0)
+            """)
+        for (text, problem) in [
+            ("redis+sentinel://s1,,s2/m", "invalid Sentinel address \"\""),
+            ("redis+sentinel://s1:0/m", "Sentinel port must be a number between 1 and 65535"),
+            ("redis+sentinel://s1/m y", "invalid master name \"m y\""),
+            ("redis+sentinel://s1/m/x", "the database must be a number"),
+            ("redis+sentinel://s1/m/0/extra", "at most a database"),
+        ] {
+            XCTAssertThrowsError(try GatewayConfig.RedisURL(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains(problem), "\(text): \(error)")
+            }
+        }
     }
 
     func testBadListenAddresses() {

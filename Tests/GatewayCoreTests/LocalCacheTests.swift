@@ -87,4 +87,70 @@ final class LocalCacheTests: XCTestCase {
         noEntries.put("a", entry(1), now: 0)
         XCTAssertNil(noEntries.get("a", now: 0))
     }
+
+    // MARK: Coherence
+
+    func testAwaitingTrackingTheTierIsBypassedThenServesOnceEstablished() {
+        var cache = LocalCache(ttlMilliseconds: 300_000, maxBytes: 1 << 20, untrackedTTLMilliseconds: 0, coherence: .awaitingTracking)
+        XCTAssertFalse(cache.isEnabled)
+        cache.finishRead(cache.beginRead("a"), filling: entry(10), now: 0)
+        XCTAssertNil(cache.get("a", now: 1), "nothing is kept before tracking is established")
+        cache.trackingEstablished()
+        XCTAssertTrue(cache.isEnabled)
+        cache.finishRead(cache.beginRead("a"), filling: entry(10), now: 0)
+        XCTAssertNotNil(cache.get("a", now: 299_999), "the tracked TTL is a long cap")
+        XCTAssertNil(cache.get("a", now: 300_000))
+        cache.finishRead(cache.beginRead("a"), filling: entry(10), now: 0)
+        cache.trackingLost()
+        XCTAssertNil(cache.get("a", now: 1), "flushed when tracking is lost")
+        XCTAssertFalse(cache.isEnabled, "and bypassed until it is back")
+        XCTAssertEqual(cache.readsInFlight, 0)
+    }
+
+    /// The GET's answer and the invalidation come on different connections: an answer that
+    /// arrives after an invalidation of its key may predate the change, and must not be kept.
+    func testAReadRacingAnInvalidationDoesNotFillTheTier() {
+        var cache = LocalCache(ttlMilliseconds: 300_000, maxBytes: 1 << 20, coherence: .tracked)
+        let early = cache.beginRead("a")
+        cache.invalidate("a")
+        let late = cache.beginRead("a")
+        cache.finishRead(early, filling: entry(10), now: 0)
+        XCTAssertNil(cache.get("a", now: 1), "read before the change: dropped")
+        cache.finishRead(late, filling: entry(10), now: 0)
+        XCTAssertNotNil(cache.get("a", now: 1), "read after the change was heard: kept")
+        let other = cache.beginRead("b")
+        cache.invalidate("a")
+        cache.finishRead(other, filling: entry(10), now: 0)
+        XCTAssertNotNil(cache.get("b", now: 1), "another key's invalidation does not matter")
+        XCTAssertNil(cache.get("a", now: 1))
+        XCTAssertEqual(cache.readsInFlight, 0, "the bookkeeping does not outlive the reads")
+    }
+
+    func testAReadRacingAFlushOrAPurgeDoesNotFillTheTier() {
+        var cache = LocalCache(ttlMilliseconds: 300_000, maxBytes: 1 << 20, coherence: .tracked)
+        let beforeFlush = cache.beginRead("a")
+        cache.removeAll()
+        cache.finishRead(beforeFlush, filling: entry(10), now: 0)
+        XCTAssertNil(cache.get("a", now: 1))
+        let beforeReconnect = cache.beginRead("a")
+        cache.trackingLost()
+        cache.trackingEstablished()
+        cache.finishRead(beforeReconnect, filling: entry(10), now: 0)
+        XCTAssertNil(cache.get("a", now: 1), "what was read while tracking was down may be stale")
+        let beforePurge = cache.beginRead("x:a")
+        cache.remove { $0.hasPrefix("x:") }
+        cache.finishRead(beforePurge, filling: entry(10), now: 0)
+        XCTAssertNil(cache.get("x:a", now: 1))
+    }
+
+    func testTrackingRefusedFallsBackToTheUntrackedTTL() {
+        var cache = LocalCache(ttlMilliseconds: 300_000, maxBytes: 1 << 20, untrackedTTLMilliseconds: 0, coherence: .awaitingTracking)
+        cache.trackingUnavailable(untrackedTTLMilliseconds: 1000)
+        XCTAssertEqual(cache.coherence, .untracked)
+        cache.put("a", entry(10), now: 0)
+        XCTAssertNotNil(cache.get("a", now: 999))
+        XCTAssertNil(cache.get("a", now: 1000), "a plain TTL, not the tracked cap")
+        cache.trackingUnavailable(untrackedTTLMilliseconds: 0)
+        XCTAssertFalse(cache.isEnabled, "no local_ttl in the file: off")
+    }
 }

@@ -21,7 +21,7 @@ final class ClusterTests: GatewayTestCase {
         cluster = nil
     }
 
-    private func startOnCluster(invalidation: String? = nil) throws {
+    private func startOnCluster(invalidation: String? = nil, cache: String = "") throws {
         for path in ["/catalog/p", "/catalog/q"] {
             backend.setBehaviour(.perRequest { request in .ok("body of \(request.target)") }, forPath: path)
         }
@@ -31,6 +31,7 @@ final class ClusterTests: GatewayTestCase {
             upstream: { url: \(backend.baseURL), timeout: 5s, connect_timeout: 1s, max_connections: 16 }
             redis: { url: "\(cluster.url)", timeout: 500ms, key_prefix: "\(prefix)" }
             invalidation: \(invalidation ?? "{ channel: \"\(channel)\" }")
+            \(cache)
             \(Self.defaultRoutes)
             """
         try startGateway(yaml: yaml)
@@ -79,6 +80,18 @@ final class ClusterTests: GatewayTestCase {
         for page in 1...20 { try get("/catalog/q?page=\(page)") }
         try publish(#"{"purge": {"prefixes": ["/catalog/"]}}"#)
         XCTAssertTrue(waitUntil { (try? self.keysPerNode().reduce(0, +)) == 0 }, "\((try? keysPerNode()) ?? [])")
+    }
+
+    /// One tracking connection would hear only its own node's keys: on a Cluster the default
+    /// tier (coherent or nothing) stays off instead of serving other nodes' stale entries.
+    func testTheDefaultInProcessTierStaysOffOnACluster() throws {
+        try startOnCluster(cache: "cache: { local_tracking: true }")
+        XCTAssertEqual(try get("/catalog/p?page=1").header("Cache-Status"), "CacheGateway; fwd=miss; stored")
+        for _ in 0..<4 {
+            XCTAssertEqual(try get("/catalog/p?page=1").header("Cache-Status"), "CacheGateway; hit", "read from Redis, never local")
+        }
+        XCTAssertNil(service?.trackingListener, "no tracking connection on a cluster")
+        XCTAssertEqual(try scrape().value("cachegateway_local_tier_tracking"), 0)
     }
 
     func testReshardingUnderLoadCostsRedirectsNotErrors() throws {

@@ -97,9 +97,7 @@ class GatewayTestCase: XCTestCase {
 
     /// Starts a gateway with this configuration that the caller stops (tests of several instances).
     func launchService(yaml: String, waitForRedis: Bool = true) throws -> GatewayService {
-        var config = try GatewayConfig.parse(yaml: yaml, fileName: "test.yaml")
-        // The access log is on by default, to stdout: only the tests that ask for it get one.
-        if !yaml.contains("access_log") { config.accessLog = nil }
+        let config = try Self.parseConfig(yaml, fileName: "test.yaml")
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let service = GatewayService(config: config, logger: logger)
@@ -109,6 +107,19 @@ class GatewayTestCase: XCTestCase {
         guard waitForRedis else { return service }
         XCTAssertTrue(waitUntil { service.gateway.redisConnected }, "gateway never connected to Redis")
         return service
+    }
+
+    /// `yaml` as the tests' gateways run it: the access log (on by default, to stdout) and the
+    /// in-process tier (on by default, where a test reading Redis behind the gateway's back
+    /// would race the invalidations) only when the YAML asks for them.
+    static func parseConfig(_ yaml: String, fileName: String) throws -> GatewayConfig {
+        var config = try GatewayConfig.parse(yaml: yaml, fileName: fileName)
+        if !yaml.contains("access_log") { config.accessLog = nil }
+        if !yaml.contains("local_ttl") && !yaml.contains("local_tracking") {
+            config.cache.localTTL = .zero
+            config.cache.localTTLWithoutTracking = .zero
+        }
+        return config
     }
 
     func stopGateway() {

@@ -133,7 +133,7 @@ final class InvalidationEventDeliveryTests: GatewayTestCase {
             server: { event_loops: 1, drain_timeout: 1s }
             upstream: { url: \(backend.baseURL), timeout: 5s }
             redis: { url: redis://127.0.0.1:\(redis.port)/0, timeout: 200ms, key_prefix: "\(prefix)" }
-            cache: { local_ttl: 1m }
+            cache: { local_ttl: 1m, local_tracking: false }
             invalidation: { channel: "\(channel)" }
             \(GatewayTestCase.defaultRoutes)
             """)
@@ -282,7 +282,7 @@ final class StreamInvalidationTests: GatewayTestCase {
         try startGateway(yaml: yaml(instance: "gw-a"))
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let second = GatewayService(config: try GatewayConfig.parse(yaml: yaml(instance: "gw-b"), fileName: "b.yaml"), logger: logger)
+        let second = GatewayService(config: try Self.parseConfig(yaml(instance: "gw-b"), fileName: "b.yaml"), logger: logger)
         try second.start()
         defer {
             let done = expectation(description: "second stopped")

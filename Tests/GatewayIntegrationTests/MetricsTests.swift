@@ -121,7 +121,7 @@ final class MetricsTests: GatewayTestCase {
         XCTAssertEqual(metrics.labelValues("route"), ["catalog", "resources", "rest", "-"])
         XCTAssertTrue(metrics.labelValues("outcome").isSubset(of: Set(CacheOutcome.allCases.map(\.rawValue))))
         XCTAssertEqual(Set(metrics.samples.flatMap(\.labels.keys)),
-                       ["route", "outcome", "le", "command", "loop", "result", "version", "hiredis", "libcurl", "kind", "instance_id"],
+                       ["route", "outcome", "le", "command", "loop", "result", "reason", "version", "hiredis", "libcurl", "kind", "instance_id"],
                        "instance_id: one value per process, on build_info only")
         XCTAssertEqual(metrics.labelValues("kind"), ["moved", "ask"])
         XCTAssertEqual(metrics.value("cachegateway_redis_redirects_total", ["kind": "moved"]), 0, "a standalone Redis redirects nothing")
@@ -172,7 +172,7 @@ final class MetricsTests: GatewayTestCase {
 
     func testTheLocalTierIsCounted() throws {
         backend.setBehaviour(.ok("hot"), forPath: "/catalog/hot")
-        try startGateway(extra: "cache: { local_ttl: 30s }")
+        try startGateway(extra: "cache: { local_ttl: 30s, local_tracking: false }")
         for _ in 0..<4 { XCTAssertEqual(try get("/catalog/hot").status, 200) }
         let metrics = try scrape()
         XCTAssertEqual(metrics.value("cachegateway_requests_total", ["route": "catalog", "outcome": "hit"]), 3)

@@ -166,7 +166,7 @@ final class ReadThroughTests: GatewayTestCase {
 
     func testInProcessTierServesWithoutRedisForItsTTL() throws {
         backend.setBehaviour(.ok("hot"), forPath: "/catalog/local")
-        try startGateway(extra: "cache: { local_ttl: 1s }")
+        try startGateway(extra: "cache: { local_ttl: 1s, local_tracking: false }")
         XCTAssertEqual(try get("/catalog/local").cacheStatus, "CacheGateway; fwd=miss; stored")
         // Same loop or not, the answer is the same; a local hit never touches Redis.
         let statuses = try (0..<4).map { _ in try get("/catalog/local").cacheStatus }

@@ -38,6 +38,8 @@ public final class RedisServerProcess {
     public let extraArguments: [String]
     /// With `unixSocketOnly`: the socket (`unixsocket`) it listens on instead of TCP (`port 0`).
     public let unixSocketPath: String?
+    /// A Sentinel's config file (``sentinel(monitoring:name:quorum:)``): then it runs `--sentinel`.
+    private var sentinelConfig: URL?
 
     public var pid: Int32? { process?.processIdentifier }
     public var isRunning: Bool { process?.isRunning ?? false }
@@ -58,6 +60,33 @@ public final class RedisServerProcess {
         unixSocketPath = unixSocketOnly ? directory.appendingPathComponent("redis.sock").path : nil
     }
 
+    /// A `redis-sentinel` (`redis-server <file> --sentinel`) on a free port, watching the master
+    /// on 127.0.0.1:`masterPort` under `name`, quick to decide: down after 500 ms, a failover
+    /// retried after 2 s. Sentinel rewrites its config file, so each gets its own in its directory.
+    public static func sentinel(monitoring masterPort: Int, name: String = "mymaster", quorum: Int = 2) throws -> RedisServerProcess {
+        let sentinel = try RedisServerProcess()
+        let file = sentinel.directory.appendingPathComponent("sentinel.conf")
+        let text = """
+            sentinel monitor \(name) 127.0.0.1 \(masterPort) \(quorum)
+            sentinel down-after-milliseconds \(name) 500
+            sentinel failover-timeout \(name) 2000
+            sentinel parallel-syncs \(name) 1
+
+            """
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        sentinel.sentinelConfig = file
+        return sentinel
+    }
+
+    /// SIGKILL, by pid, and waits for the exit: a crash, nothing flushed or announced.
+    public func sigkill() {
+        guard let p = process else { return }
+        process = nil
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        isPaused = false
+    }
+
     deinit {
         stop()
         try? FileManager.default.removeItem(at: directory)
@@ -72,11 +101,16 @@ public final class RedisServerProcess {
         p.executableURL = URL(fileURLWithPath: Self.executable)
         let listening = unixSocketPath.map { ["--port", "0", "--unixsocket", $0, "--unixsocketperm", "700"] }
             ?? ["--bind", "127.0.0.1", "--port", "\(port)"]
-        p.arguments = listening + [
-            "--save", "", "--appendonly", "no",
-            "--enable-debug-command", "yes",
-            "--dir", directory.path, "--daemonize", "no",
-        ] + extraArguments
+        if let sentinelConfig {
+            p.arguments = [sentinelConfig.path, "--sentinel", "--bind", "127.0.0.1", "--port", "\(port)",
+                           "--dir", directory.path, "--daemonize", "no"] + extraArguments
+        } else {
+            p.arguments = listening + [
+                "--save", "", "--appendonly", "no",
+                "--enable-debug-command", "yes",
+                "--dir", directory.path, "--daemonize", "no",
+            ] + extraArguments
+        }
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = log
         p.standardError = log

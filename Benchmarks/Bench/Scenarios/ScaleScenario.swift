@@ -14,9 +14,9 @@ import Glibc
 enum ScaleScenario: Scenario {
     static let name = "scale"
     static let instanceCounts = [1, 2, 3]
-    /// `cache.local_ttl` for "tier on" when `--local-ttl` is left at 0s: long, as a coherent
-    /// tier (evicted by Redis's invalidations) allows.
-    static let defaultLocalTTL = "30s"
+    /// `cache.local_ttl` for "tier on" when `--local-ttl` is left at 0s: the coherent tier's
+    /// default cap (Redis's invalidations evict its copies; `local_tracking` is on by default).
+    static let defaultLocalTTL = "5m"
 
     static func run(_ context: BenchContext) throws -> ScenarioReport {
         let o = context.options

@@ -64,7 +64,7 @@ private enum Keys {
     ]
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
     static let redis = ["url", "password_file", "timeout", "key_prefix", "connections"]
-    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_max_bytes", "local_max_entries", "forward_headers",
+    static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_tracking", "local_max_bytes", "local_max_entries", "forward_headers",
         "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants", "cross_instance"]
     static let route = [
         "name", "match", "methods", "class", "ttl", "ttl_by_status", "max_ttl", "heuristic", "query", "unlisted_query",
@@ -490,7 +490,13 @@ final class ConfigReader {
         cache.maxBodySize = size(f, "max_body_size", default: cache.maxBodySize, 0...maxStoredBody)
         cache.maxWait = duration(f, "max_wait", default: cache.maxWait)
         cache.keyHost = bool(f, "key_host", default: cache.keyHost)
-        cache.localTTL = duration(f, "local_ttl", default: cache.localTTL, allowZero: true)
+        cache.localTracking = bool(f, "local_tracking", default: cache.localTracking)
+        if f["local_ttl"] != nil {
+            cache.localTTL = duration(f, "local_ttl", default: cache.localTTL, allowZero: true)
+            cache.localTTLWithoutTracking = cache.localTTL
+        } else if !cache.localTracking {
+            cache.localTTL = .zero
+        }
         cache.localMaxBytes = size(f, "local_max_bytes", default: cache.localMaxBytes, 0...(4 << 30))
         cache.localMaxEntries = int(f, "local_max_entries", default: cache.localMaxEntries, 0...10_000_000)
         if let node = f["forward_headers"] {

@@ -107,10 +107,12 @@ extension GatewayConfig {
         public var description: String { "http://\(bracketed(host)):\(port)\(basePath)" }
     }
 
-    /// `redis.url:` — `redis://[[user]:password@]host[:port][/db]`, or a unix socket:
-    /// `unix://[[user]:password@]/path/to/redis.sock[?db=N]`.
+    /// `redis.url:` — `redis://[[user]:password@]host[:port][/db]`, a unix socket:
+    /// `unix://[[user]:password@]/path/to/redis.sock[?db=N]`, or the master of a Sentinel set:
+    /// `redis+sentinel://[[user]:password@]h1[:26379],h2[:26379]/<master-name>[/db]`.
     public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
-        /// Host name or address; empty for a unix socket.
+        /// Host name or address; empty for a unix socket. With ``sentinel``: the master the
+        /// Sentinels named last, empty until one has (the runtime fills it in and moves it).
         public var host: String
         /// 1–65535, default 6379; 0 for a unix socket.
         public var port: Int
@@ -122,6 +124,46 @@ extension GatewayConfig {
         public var password: String?
         /// Database index for `SELECT`, default 0.
         public var database: Int
+        /// `redis+sentinel://`: where to ask for the master. The password, user and database
+        /// are the master's; the Sentinels are asked without `AUTH`.
+        public var sentinel: Sentinel?
+
+        /// The Sentinels and the master's name from a `redis+sentinel://` URL.
+        public struct Sentinel: Sendable, Equatable {
+            public struct Node: Sendable, Equatable, CustomStringConvertible {
+                public var host: String
+                /// Default 26379.
+                public var port: Int
+                public init(host: String, port: Int = 26379) {
+                    self.host = host
+                    self.port = port
+                }
+                public var description: String { "\(bracketed(host)):\(port)" }
+            }
+            /// Asked in this order; at least one.
+            public var nodes: [Node]
+            /// The name the Sentinels monitor it under (`sentinel monitor <name> …`).
+            public var masterName: String
+            public init(nodes: [Node], masterName: String) {
+                self.nodes = nodes
+                self.masterName = masterName
+            }
+        }
+
+        /// The same URL pointing at another master (a Sentinel named a new one).
+        public func withMaster(host: String, port: Int) -> RedisURL {
+            var moved = self
+            moved.host = host
+            moved.port = port
+            return moved
+        }
+
+        /// True when `other` names the same Sentinels, master, credentials and database: the two
+        /// differ at most in which master was last resolved.
+        public func sameSentinelTarget(as other: RedisURL) -> Bool {
+            sentinel != nil && withMaster(host: "", port: 0) == other.withMaster(host: "", port: 0)
+        }
+
         /// `redis+cluster://h1:p1,h2:p2`: the seed nodes the slot map is first asked of (``host``
         /// and ``port`` are the first one's); empty for a standalone Redis.
         public var clusterSeeds: [ClusterSeed] = []
@@ -154,7 +196,7 @@ extension GatewayConfig {
         }
 
         public init(parsing text: String) throws(ConfigValueError) {
-            let usage = "expected redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N], e.g. redis://127.0.0.1:6379/0"
+            let usage = "expected redis://[:password@]host[:port][/db], unix:///path/to/redis.sock[?db=N] or redis+sentinel://host:26379,host:26379/master-name[/db], e.g. redis://127.0.0.1:6379/0"
             let lower = text.lowercased()
             if lower.hasPrefix("redis+cluster://") {
                 self = try Self.cluster(text, usage: "expected redis+cluster://[:password@]host:port,host:port[/0], e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
@@ -164,10 +206,12 @@ extension GatewayConfig {
                 throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": TLS (rediss://) is not supported")
             }
             let isUnix = lower.hasPrefix("unix://")
-            guard isUnix || lower.hasPrefix("redis://") else {
+            let isSentinel = lower.hasPrefix("redis+sentinel://")
+            guard isUnix || isSentinel || lower.hasPrefix("redis://") else {
                 throw ConfigValueError("invalid Redis URL \"\(redacted(text))\" (\(usage))")
             }
-            var rest = Substring(text.dropFirst(isUnix ? "unix://".count : "redis://".count))
+            let scheme = isUnix ? "unix://" : isSentinel ? "redis+sentinel://" : "redis://"
+            var rest = Substring(text.dropFirst(scheme.count))
             var username: String?
             var password: String?
             // A unix path may contain "@" itself: only userinfo before the path's first "/" counts.
@@ -189,6 +233,10 @@ extension GatewayConfig {
             }
             if isUnix {
                 self = try Self.unix(rest, text: text, username: username, password: password)
+                return
+            }
+            if isSentinel {
+                self = try Self.sentinel(rest, text: text, username: username, password: password)
                 return
             }
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
@@ -274,14 +322,69 @@ extension GatewayConfig {
             return RedisURL(unixSocketPath: path, username: username, password: password, database: database)
         }
 
-        /// Where it connects, for messages: `host:port` or the socket's path.
-        public var address: String { unixSocketPath ?? "\(bracketed(host)):\(port)" }
+        /// `h1:26379,h2/name[/db]`, what follows `redis+sentinel://` and any userinfo.
+        private static func sentinel(_ rest: Substring, text: String, username: String?, password: String?) throws(ConfigValueError) -> RedisURL {
+            let example = "e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0"
+            let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count >= 2, !parts[1].isEmpty else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": name the master after the Sentinels (\(example))")
+            }
+            guard parts.count <= 3 else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": expected the Sentinels, the master's name and at most a database (\(example))")
+            }
+            var nodes: [Sentinel.Node] = []
+            for entry in parts[0].split(separator: ",", omittingEmptySubsequences: false) {
+                guard let (host, portText) = splitHostPort(String(entry)) else {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": invalid Sentinel address \"\(entry)\" (\(example))")
+                }
+                if let problem = hostProblem(host) {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": \(problem)")
+                }
+                var port = 26379
+                if let portText {
+                    guard let value = parsePort(portText), (1...65535).contains(value) else {
+                        throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": Sentinel port must be a number between 1 and 65535")
+                    }
+                    port = value
+                }
+                nodes.append(Sentinel.Node(host: host, port: port))
+            }
+            let name = String(parts[1])
+            // Names as people give them to `sentinel monitor`; nothing that needs escaping anywhere.
+            let nameOK = name.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_")
+            }
+            guard name.utf8.count <= 64, nameOK else {
+                throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": invalid master name \"\(name)\" (letters, digits, \"-\", \"_\", \".\"; at most 64)")
+            }
+            var database = 0
+            if parts.count == 3, !parts[2].isEmpty {
+                guard let db = parseDatabase(parts[2]) else {
+                    throw ConfigValueError("invalid Redis URL \"\(redacted(text))\": the database must be a number (\(example))")
+                }
+                database = db
+            }
+            var url = RedisURL(host: "", port: 0, username: username, password: password, database: database)
+            url.sentinel = Sentinel(nodes: nodes, masterName: name)
+            return url
+        }
+
+        /// Where it connects, for messages: `host:port` or the socket's path; a Sentinel URL's
+        /// master before one is known: `master "mymaster" (not resolved yet)`.
+        public var address: String {
+            if let sentinel, host.isEmpty { return "master \"\(sentinel.masterName)\" (not resolved yet)" }
+            return unixSocketPath ?? "\(bracketed(host)):\(port)"
+        }
 
         /// The URL with the password masked: `redis://:***@host:6379/0`, `unix://:***@/path?db=2`.
         public var description: String {
             let auth = password == nil ? "" : "\(username ?? ""):***@"
             if let unixSocketPath {
                 return "unix://\(auth)\(unixSocketPath)" + (database == 0 ? "" : "?db=\(database)")
+            }
+            if let sentinel {
+                return "redis+sentinel://\(auth)\(sentinel.nodes.map(\.description).joined(separator: ","))/\(sentinel.masterName)/\(database)"
             }
             if isCluster {
                 return "redis+cluster://\(auth)" + clusterSeeds.map(\.description).joined(separator: ",") + "/0"

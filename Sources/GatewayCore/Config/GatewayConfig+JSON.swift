@@ -29,7 +29,7 @@ extension GatewayConfig {
             "redis": redactedRedis,
             "cache": [
                 "max_body_size": cache.maxBodySize, "max_wait": cache.maxWait.configString, "key_host": cache.keyHost,
-                "local_ttl": cache.localTTL.configString, "local_max_bytes": cache.localMaxBytes,
+                "local_ttl": cache.localTTL.configString, "local_tracking": cache.localTracking, "local_max_bytes": cache.localMaxBytes,
                 "local_max_entries": cache.localMaxEntries, "forward_headers": cache.forwardHeaders,
                 "vary_headers": cache.varyHeaders, "max_variants": cache.maxVariants,
                 "cross_instance": cache.crossInstance,

@@ -23,6 +23,9 @@ extension GatewayConfig {
             + "; uncacheable keys remembered \(f.uncacheableTTL.configString); \(f.maxWaiters) waiters per key; Redis down: \(f.onStoreError.rawValue) (defaults)")
         lines.append("local     " + (cache.localTTL > .zero
             ? "in-process tier: \(cache.localTTL.configString), \(ByteSize.format(cache.localMaxBytes)), \(cache.localMaxEntries) entries"
+                + (cache.localTracking
+                    ? "; coherent through Redis tracking (without it: " + (cache.localTTLWithoutTracking > .zero ? cache.localTTLWithoutTracking.configString + ")" : "off)")
+                    : "; not tracked (a change in Redis is seen after up to local_ttl)")
             : "no in-process tier (every hit is read from Redis)"))
         lines.append("coalesce  " + (cache.crossInstance
             ? "across instances: a lease in Redis per cold key, for \(upstream.timeout.configString) + 1s; fills announced on \(redis.keyPrefix)fills"

@@ -232,10 +232,21 @@ extension GatewayConfig {
         public var maxWait: Duration
         /// Whether the Host header is part of cache keys. `key_host`, default false.
         public var keyHost: Bool
-        /// An in-process tier in front of Redis: entries read from or written to Redis are also
-        /// kept in memory for at most this long (never past their own TTL). A delete in Redis is
-        /// seen by a gateway after at most this long. `local_ttl`, default 0s (off).
+        /// An in-process tier in front of Redis: entries read from Redis are also kept in memory
+        /// for at most this long (never past their own freshness). With ``localTracking`` every
+        /// change in Redis evicts them within milliseconds, and this is only a cap; without it, a
+        /// change is seen after at most this long. `local_ttl`, 0 turns the tier off; default 5m
+        /// with `local_tracking`, else 0s.
         public var localTTL: Duration
+        /// Whether the in-process tier is kept coherent through Redis server-assisted client-side
+        /// caching (`CLIENT TRACKING … BCAST PREFIX <key_prefix>e:` on a connection of its own).
+        /// While that connection is down the tier is empty and bypassed. `local_tracking`,
+        /// default true.
+        public var localTracking: Bool
+        /// The tier's TTL when Redis refuses tracking (too old, or an ACL without `CLIENT`): the
+        /// `local_ttl` the file gave, or 0 (off) when it gave none, since the 5m default is only
+        /// safe with tracking.
+        public var localTTLWithoutTracking: Duration
         /// Memory for the in-process tier, split between the event loops; oldest entries go first.
         /// `local_max_bytes`, 0–4GiB, default 64MiB.
         public var localMaxBytes: Int
@@ -254,6 +265,11 @@ extension GatewayConfig {
         /// Request headers a response may vary on and still be stored, lowercased.
         /// `vary_headers`, default [Accept-Encoding, Accept, Accept-Language].
         public var varyHeaders: [String] = ["accept-encoding", "accept", "accept-language"]
+        /// Whether a gateway started with this config keeps a tracking connection: the tier is
+        /// on and asks for tracking. (`local_tracking` takes a restart.)
+        public var tracksLocalTier: Bool { localTracking && localTTL > .zero }
+        /// `local_ttl` when the file gives none and tracking is on.
+        public static let defaultTrackedLocalTTL: Duration = .seconds(300)
         /// Variants stored per key. `max_variants`, 1–1000, default 8.
         public var maxVariants: Int = 8
         /// Coalesce misses across every instance on the same Redis and `key_prefix`: before a
@@ -265,14 +281,16 @@ extension GatewayConfig {
 
         public init(
             maxBodySize: Int = 1 << 20, maxWait: Duration = .seconds(5), keyHost: Bool = false,
-            localTTL: Duration = .zero, localMaxBytes: Int = 64 << 20, localMaxEntries: Int = 10_000,
+            localTTL: Duration? = nil, localTracking: Bool = true, localMaxBytes: Int = 64 << 20, localMaxEntries: Int = 10_000,
             forwardHeaders: [String] = [], freshness: FreshnessSettings = FreshnessSettings()
         ) {
             self.freshness = freshness
             self.maxBodySize = maxBodySize
             self.maxWait = maxWait
             self.keyHost = keyHost
-            self.localTTL = localTTL
+            self.localTracking = localTracking
+            self.localTTL = localTTL ?? (localTracking ? Self.defaultTrackedLocalTTL : .zero)
+            self.localTTLWithoutTracking = localTTL ?? .zero
             self.localMaxBytes = localMaxBytes
             self.localMaxEntries = localMaxEntries
             self.forwardHeaders = forwardHeaders
