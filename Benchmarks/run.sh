@@ -12,6 +12,7 @@
 #   bash Benchmarks/run.sh expiry --with-nginx     # stale-while-revalidate at expiry, against nginx
 #   bash Benchmarks/run.sh outage --with-nginx     # stale-if-error while the backend hangs
 #   bash Benchmarks/run.sh invalidate              # purges from the stream, two instances (gateway only)
+#   bash Benchmarks/run.sh scale --with-nginx      # 1, 2, 3 instances on one Redis: herd calls per key, hits
 #
 # Reports go to Benchmarks/results/ (latest.html, latest.json). SCRATCH_PATH picks the build folder
 # (default .build). Exits non-zero when an invariant of a scenario is broken.
@@ -25,7 +26,7 @@ scenario_named=0
 for arg in "$@"; do
     case "$arg" in
         --with-nginx) with_nginx=1 ;;
-        all|hit|miss|herd|users|local-soak|shield|expiry|outage|invalidate) scenario_named=1; args+=("$arg") ;;
+        all|hit|miss|herd|users|local-soak|shield|expiry|outage|invalidate|scale) scenario_named=1; args+=("$arg") ;;
         *) args+=("$arg") ;;
     esac
 done

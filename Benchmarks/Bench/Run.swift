@@ -12,7 +12,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the benchmark scenarios and write the report.",
         discussion: """
-            Scenarios: hit, miss, herd, users, local-soak, shield, expiry, outage, invalidate (or all). Each one starts its own demo monolith,
+            Scenarios: hit, miss, herd, users, local-soak, shield, expiry, outage, invalidate, scale (or all). Each one starts its own demo monolith,
             gateway (generated config) and nginx proxy_cache (generated config, when nginx is installed),
             runs the same load against the backend directly and through each cache, checks its invariants,
             and stops everything it started. One redis-server is started for the run (or use --redis-port).
@@ -22,7 +22,7 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Argument(help: "Scenarios to run: all, hit, miss, herd, users, local-soak, shield, expiry, outage, invalidate.")
+    @Argument(help: "Scenarios to run: all, hit, miss, herd, users, local-soak, shield, expiry, outage, invalidate, scale.")
     var scenarios: [String] = ["all"]
 
     @Flag(help: "A short run (about 2–3 s of load per target), fewer keys and rounds; still checks every invariant.")

@@ -34,7 +34,7 @@ public enum LoadGenerator {
         guard spec.timeout > .zero else { throw LoadError("the timeout must be positive") }
         if let max = spec.maxRequests, max < 0 { throw LoadError("maxRequests cannot be negative (got \(max))") }
 
-        let address = try resolve(host: spec.host, port: spec.port)
+        let addresses = try spec.ports.map { port throws(LoadError) in try resolve(host: spec.host, port: port) }
         let threads = min(spec.threads, connections)
         Sys.raiseOpenFileLimit(to: 4 * connections + threads + 64)
         let stopGeneration = StopSignal.generation.load(ordering: .relaxed)
@@ -43,7 +43,7 @@ public enum LoadGenerator {
             let share = connections / threads + (k < connections % threads ? 1 : 0)
             return try Worker(Worker.Settings(
                 plan: plan,
-                address: address,
+                addresses: addresses,
                 encoder: RequestEncoder(host: spec.host, port: spec.port),
                 makeRequest: spec.request,
                 firstIndex: k,
@@ -71,17 +71,20 @@ public enum LoadGenerator {
     /// and waits for every response. Each request's latency counts from its own write.
     ///
     /// - Parameters:
+    ///   - otherPorts: More servers on `host`: connection i goes to `([port] + otherPorts)[i % count]`
+    ///     (``LoadSpec/port(ofConnection:among:)``), so a herd spreads evenly over several instances.
     ///   - timeout: for the connects, then for each response.
     /// - Returns: `count` outcomes: responses, errors (including connections that could not be
     ///   opened) and timeouts.
-    public static func burst(host: String, port: Int, count: Int, request: LoadRequest, timeout: Duration) throws -> LoadResult {
+    public static func burst(host: String, port: Int, otherPorts: [Int] = [], count: Int, request: LoadRequest,
+                             timeout: Duration) throws -> LoadResult {
         guard count >= 1 else { throw LoadError("a burst needs at least 1 request (got \(count))") }
         guard timeout > .zero else { throw LoadError("the timeout must be positive") }
-        let address = try resolve(host: host, port: port)
+        let addresses = try ([port] + otherPorts).map { port throws(LoadError) in try resolve(host: host, port: port) }
         Sys.raiseOpenFileLimit(to: count + 64)
         let worker = try Worker(Worker.Settings(
             plan: .herd,
-            address: address,
+            addresses: addresses,
             encoder: RequestEncoder(host: host, port: port),
             makeRequest: { _ in request },
             firstIndex: 0,

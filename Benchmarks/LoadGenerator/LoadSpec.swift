@@ -42,6 +42,11 @@ public struct LoadSpec: Sendable {
     /// A numeric address or a name (resolved once, at the start).
     public var host: String = "127.0.0.1"
     public var port: Int
+    /// More servers on `host` to spread the connections over (several gateway instances with no
+    /// load balancer in front): the run's connections go round-robin over ``ports``, see
+    /// ``LoadSpec/port(ofConnection:among:)``. Every request says `Host: host:port` (the first
+    /// port). Default: none.
+    public var otherPorts: [Int] = []
     public var mode: LoadMode
     /// Stop starting requests after this long (measured from the first request).
     public var duration: Duration
@@ -80,6 +85,16 @@ public struct LoadSpec: Sendable {
         self.timeout = timeout
         self.threads = threads
         self.request = request
+    }
+
+    /// Every port the run's connections go to: `port`, then `otherPorts`.
+    public var ports: [Int] { [port] + otherPorts }
+
+    /// Where connection `k` of a run goes (0-based over the whole run, all threads' connections
+    /// together, reconnects keeping their slot's port): `ports[k % ports.count]`, so that each
+    /// server gets an even share, whatever the thread count.
+    public static func port(ofConnection k: Int, among ports: [Int]) -> Int {
+        ports[k % ports.count]
     }
 
     /// The same request every time.

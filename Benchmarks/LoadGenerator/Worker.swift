@@ -18,7 +18,9 @@ final class Worker {
 
     struct Settings {
         var plan: Plan
-        var address: SocketAddress
+        /// Where connection slots go: slot j of this worker is the run's connection
+        /// `firstIndex + j * stride`, sent to `addresses[that % addresses.count]`.
+        var addresses: [SocketAddress]
         var encoder: RequestEncoder
         var makeRequest: @Sendable (Int) -> LoadRequest
         var firstIndex: Int
@@ -535,7 +537,8 @@ final class Worker {
     // MARK: Connections
 
     private func open(_ c: Connection, now: UInt64) {
-        let (fd, outcome) = Sys.connect(to: s.address)
+        // The rule of LoadSpec.port(ofConnection:among:), over the resolved addresses.
+        let (fd, outcome) = Sys.connect(to: s.addresses[(s.firstIndex + c.slot * s.stride) % s.addresses.count])
         if case let .failed(error) = outcome {
             if fd >= 0 { Sys.close(fd) }
             connectFailed(c, error: error, now: now)

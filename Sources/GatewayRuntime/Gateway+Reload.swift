@@ -29,7 +29,8 @@ extension Gateway {
     /// What stays until a restart: `listen`, `server.*` but `drain_timeout` (the listener, the
     /// loops and every connection's limits were built from them), `redis.key_prefix` (every
     /// stored entry would become unreadable at once, and a prefix shared with other instances
-    /// is a deployment's decision), `invalidation` (channels, stream, purge API) and `admin`.
+    /// is a deployment's decision), `invalidation` (channels, stream, purge API), `admin` and
+    /// `instance_id` (logs, leases and the stream group already carry the old one).
     public func reload(_ new: GatewayConfig) -> ReloadReport {
         for resource in resources { dispatchPrecondition(condition: .notOnQueue(resource.loop.queue)) }
         return reloadQueue.sync { apply(new) }
@@ -51,6 +52,7 @@ extension Gateway {
         effective.admin = was.admin
         effective.accessLog = was.accessLog
         effective.log = was.log
+        effective.instanceID = was.instanceID
 
         func changed<Value: Equatable>(_ field: KeyPath<GatewayConfig, Value>) -> Bool {
             was[keyPath: field] != new[keyPath: field]
@@ -71,6 +73,7 @@ extension Gateway {
             ("invalidation", changed(\.invalidation)),
             ("admin", changed(\.admin)),
             ("pid_file", changed(\.pidFile)),
+            ("instance_id", changed(\.instanceID)),
             ("access_log", changed(\.accessLog)),
             ("log", changed(\.log)),
         ]

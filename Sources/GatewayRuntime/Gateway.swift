@@ -30,8 +30,6 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// Whether the announcements of other instances' fills are being heard: without that a lease
     /// held elsewhere could only be waited out, so none is taken. Set once by the service.
     nonisolated(unsafe) var fillsListening: @Sendable () -> Bool = { false }
-    /// Who holds a lease this gateway takes, in its value (`<instance>:<nonce>`).
-    let instanceName: String
     public let stats = GatewayStats()
     /// The bearer token of `invalidation.purge_api`, resolved once at start.
     let purgeToken: String?
@@ -88,6 +86,9 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
     /// The configuration in effect: the one started with, as changed by reloads (settings that
     /// take a restart keep their starting values).
     public var runningConfig: GatewayConfig { policy.config }
+    /// This instance's name (`instance_id`): what the Redis leases it takes hold as their value, so
+    /// that `GET <lease key>` says who is fetching. Fixed for the process (a reload keeps it).
+    public var instanceID: String { config.instanceID.value }
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
@@ -97,8 +98,7 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.purgeToken = Self.purgeToken(config.invalidation?.purgeAPI, environment: ProcessInfo.processInfo.environment)
         self.logger = logger
-        instanceName = config.leaseInstanceName
-        metrics = GatewayMetrics(routeNames: config.routes.map(\.name))
+        metrics = GatewayMetrics(routeNames: config.routes.map(\.name), instanceID: config.instanceID.value)
         observers = [metrics]
         let box = policyBox
         // The upstream in effect: a reload may point the gateway at another.
@@ -188,10 +188,10 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 }
 
 extension Gateway {
-    /// A fresh lease value: this instance's name and a nonce, so that a holder only ever
+    /// A fresh lease value: this instance's name (``instanceID``) and a nonce, so that a holder only ever
     /// releases its own lease (and an operator reading the key sees who holds it).
     func leaseValue() -> String {
-        instanceName + ":" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        instanceID + ":" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
     }
 
     /// A message on `<prefix>fills`: wakes this instance's requests that wait for that key.
@@ -207,12 +207,6 @@ extension GatewayConfig {
     /// have timed out).
     var lease: ReadThrough.Lease {
         ReadThrough.Lease(ttlMilliseconds: Int(clamping: upstream.timeout.wholeMilliseconds) + 1000)
-    }
-
-    /// This instance's name in lease values: `invalidation.instance` or the host name, and the pid.
-    /// The one place to read `instance_id` from once the config has it.
-    var leaseInstanceName: String {
-        (invalidation?.instance ?? ProcessInfo.processInfo.hostName) + ":" + String(ProcessInfo.processInfo.processIdentifier)
     }
 }
 

@@ -51,7 +51,7 @@ extension GatewayMetrics {
         if let r = lastReload {
             reload = "{\"time_ms\":\(r.timeMilliseconds),\"ok\":\(r.ok),\"errors\":[\(r.errors.map(JSON.string).joined(separator: ","))]}"
         }
-        return "{\"version\":\(JSON.string(GatewayRelease.version)),\"uptime_seconds\":\(uptime),"
+        return "{\"version\":\(JSON.string(GatewayRelease.version)),\"instance_id\":\(JSON.string(instanceID)),\"uptime_seconds\":\(uptime),"
             + "\"time_ms\":\(WallClock.nowMilliseconds()),\"totals\":\(scrape.statsJSON),"
             + "\"routes\":[\(routes.joined(separator: ","))],"
             + "\"in_flight_keys\":\(scrape.inFlightKeys),\"uncacheable_keys\":\(scrape.uncacheableKeys),"

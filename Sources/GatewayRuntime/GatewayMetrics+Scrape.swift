@@ -48,7 +48,7 @@ final class ScrapeSeries: Sendable {
     let redisErrors, storeErrors, upstreamErrors, localHits, localEvictions, accessLogDropped: Counter
     let invalidationApplied, invalidationPoison, invalidationRetried: Counter
 
-    init(registry: PrometheusCollectorRegistry) {
+    init(registry: PrometheusCollectorRegistry, instanceID: String) {
         self.registry = registry
         func gauge(_ name: String, _ help: String) -> Gauge { registry.makeGauge(name: name, labels: [], help: help) }
         func counter(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
@@ -75,8 +75,11 @@ final class ScrapeSeries: Sendable {
         registry.makeGauge(
             name: "cachegateway_build_info",
             labels: [("version", GatewayRelease.version), ("hiredis", GatewayRelease.hiredisVersion),
-                     ("libcurl", GatewayRelease.libcurlVersion)],
-            help: "Always 1; the labels name the gateway's version and the C libraries it runs with."
+                     ("libcurl", GatewayRelease.libcurlVersion),
+                     // One series per process, so the label is bounded. Not `instance`: Prometheus
+                     // gives that name to the scrape target, and would rename ours.
+                     ("instance_id", instanceID)],
+            help: "Always 1; the labels name the gateway's version, the C libraries it runs with, and instance_id."
         ).set(to: 1)
     }
 

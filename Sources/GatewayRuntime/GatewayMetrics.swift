@@ -56,6 +56,8 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
     /// and emitted under this lock, so two scrapes never interleave them.
     let scrapeLock = Mutex(())
     let levels: ScrapeSeries
+    /// `instance_id`, named by `/stats` and `cachegateway_build_info`.
+    let instanceID: String
     /// The upstream pool, read at scrape time; set by `Gateway.attach`.
     /// The server's open connections (the service sets it before serving; the gateway does not
     /// know its server).
@@ -70,8 +72,9 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         var errors: [String]
     }
 
-    init(routeNames: [String]) {
+    init(routeNames: [String], instanceID: String) {
         let registry = self.registry
+        self.instanceID = instanceID
         routes = Mutex(RouteTable(names: routeNames, registry: registry))
         redisCommands = RedisCommandKind.allCases.map { kind in
             registry.makeValueHistogram(
@@ -89,7 +92,7 @@ public final class GatewayMetrics: RequestObserver, RedisCommandObserver, RedisR
         masterSwitches = registry.makeCounter(
             name: "cachegateway_redis_master_switches_total", labels: [],
             help: "Moves of every event loop's Redis to a new master named by the Sentinels (redis+sentinel:// only).")
-        levels = ScrapeSeries(registry: registry)
+        levels = ScrapeSeries(registry: registry, instanceID: instanceID)
         leaseResults = LeaseMetric.allCases.map { result in
             registry.makeCounter(
                 name: "cachegateway_leases_total", labels: [("result", result.name)],

@@ -35,6 +35,10 @@ public final class GatewayService: Sendable {
     public var accessLog: AccessLog? { try? accessLogOpening?.get() }
 
     public init(config: GatewayConfig, logger: Logger) {
+        var logger = logger
+        // Several instances write to one log pipeline: every line says whose it is (the `gateway`
+        // executable's log handler adds it too, for the lines written before the service exists).
+        logger[metadataKey: "instance"] = "\(config.instanceID)"
         self.config = config
         self.logger = logger
         accessLogOpening = config.accessLog.map { settings in

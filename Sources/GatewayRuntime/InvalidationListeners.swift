@@ -32,6 +32,8 @@ final class InvalidationListeners: Sendable {
     }
 
     private let invalidation: GatewayConfig.Invalidation?
+    /// The stream's consumer (and group) name: ``GatewayConfig/streamConsumerName``.
+    private let consumerName: String
     private let tracksLocalTier: Bool
     /// The `<prefix>fills` channel, when `cache.cross_instance` was on at start.
     private let fillsChannel: String?
@@ -44,6 +46,7 @@ final class InvalidationListeners: Sendable {
 
     init(config: GatewayConfig, gateway: Gateway, logger: Logger) {
         self.invalidation = config.invalidation
+        self.consumerName = config.streamConsumerName
         self.tracksLocalTier = config.cache.tracksLocalTier
         self.keySpace = KeySpace(prefix: config.redis.keyPrefix)
         self.fillsChannel = config.cache.crossInstance ? keySpace.fillsChannel : nil
@@ -166,7 +169,7 @@ final class InvalidationListeners: Sendable {
         if let stream = invalidation?.stream {
             // A group of this instance's own: every instance applies every event (its in-process
             // tier and its flights are its own), and the group keeps its position while it is away.
-            let instance = invalidation?.instance ?? ProcessInfo.processInfo.hostName
+            let instance = consumerName
             consumer = RedisStreamConsumer(
                 redis: configuration,
                 configuration: .init(stream: stream, group: "cachegateway:" + instance, consumer: instance),

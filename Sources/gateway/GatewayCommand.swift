@@ -42,13 +42,17 @@ struct LoggingOptions: ParsableArguments {
     /// Installs the application log handler: `log.format` and `log.path` from the config
     /// (swift-log's plain text on stderr without one).
     /// - Returns: The log file, when `log.path` is one (SIGUSR1 reopens it).
+    /// - Parameter instanceID: Added to every line as `instance` (`serve`: several instances
+    ///   usually write to one log pipeline).
     @discardableResult
-    func bootstrap(_ log: GatewayConfig.Log = GatewayConfig.Log()) throws(SystemError) -> LogDescriptor? {
+    func bootstrap(_ log: GatewayConfig.Log = GatewayConfig.Log(), instanceID: GatewayConfig.InstanceID? = nil) throws(SystemError) -> LogDescriptor? {
         let level = logLevel
+        let metadata: Logger.Metadata = instanceID.map { ["instance": "\($0)"] } ?? [:]
         if log.format == .text && log.destination == .stderr {
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = level
+                handler.metadata = metadata
                 return handler
             }
             return nil
@@ -62,6 +66,7 @@ struct LoggingOptions: ParsableArguments {
         LoggingSystem.bootstrap { label in
             var handler = StructuredLogHandler(label: label, format: log.format, descriptor: descriptor)
             handler.logLevel = level
+            handler.metadata = metadata
             return handler
         }
         return descriptor.path == nil ? nil : descriptor

@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
         }
         let logFile: LogDescriptor?
         do {
-            logFile = try logging.bootstrap(loaded.log)
+            logFile = try logging.bootstrap(loaded.log, instanceID: loaded.instanceID)
         } catch {
             printError("gateway: cannot open log.path: \(error)")
             throw ExitCode(1)

@@ -87,7 +87,7 @@ final class BenchTests: XCTestCase {
     }
 
     func testTheLocalSoakRunsInAllWithTheInProcessTierOn() throws {
-        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield", "expiry", "outage", "invalidate"])
+        XCTAssertEqual(Scenarios.names, ["hit", "miss", "herd", "users", "local-soak", "shield", "expiry", "outage", "invalidate", "scale"])
         let yaml = BenchContext.gatewayConfig(port: 20001, backendPort: 20002, redisPort: 20003, keyPrefix: "bench:x:soak:",
                                               workers: 2, tag: "local-soak-1-gateway", localTTL: LocalSoakScenario.defaultLocalTTL)
         let config = try GatewayConfig.parse(yaml: yaml, fileName: "generated.yaml")
@@ -347,5 +347,71 @@ final class InvalidateBenchTests: XCTestCase {
         XCTAssertNil(ScrapedHistogram(text, name: "cachegateway_coalesced_wait_seconds", labels: ["route": "missing"]))
         let overflow = try XCTUnwrap(ScrapedHistogram("x_bucket{le=\"1.0\"} 1\nx_bucket{le=\"+Inf\"} 4\n", name: "x", labels: [:]))
         XCTAssertEqual(overflow.quantile(0.99), 1.0, "past the last bound: the last finite bound, as histogram_quantile")
+    }
+}
+
+/// `scale`'s pure parts: the instances' configs, its rows, goals and headlines.
+final class ScaleBenchTests: XCTestCase {
+    func testTheInstancesShareOnePrefixAndEachHasItsOwnID() throws {
+        let configs = try (0..<3).map { i in
+            try GatewayConfig.parse(yaml: BenchContext.gatewayConfig(
+                port: 8080 + i, backendPort: 9000, redisPort: 6379, keyPrefix: "bench:x:scale-3-off:", workers: 2,
+                tag: "scale-3-off-\(i)", localTTL: "30s", instanceID: "bench-x-3-off-\(i)", crossInstance: true), fileName: "generated.yaml")
+        }
+        XCTAssertEqual(Set(configs.map(\.redis.keyPrefix)), ["bench:x:scale-3-off:"])
+        XCTAssertEqual(configs.map(\.instanceID.value), ["bench-x-3-off-0", "bench-x-3-off-1", "bench-x-3-off-2"])
+        XCTAssertTrue(configs.allSatisfy { $0.instanceID.isExplicit && $0.cache.localTTL == .seconds(30) && $0.cache.crossInstance })
+        let plain = BenchContext.gatewayConfig(port: 8080, backendPort: 9000, redisPort: 6379, keyPrefix: "p:", workers: 2, tag: "t")
+        XCTAssertFalse(plain.contains("instance_id") || plain.contains("cross_instance"), "the other scenarios' configs are unchanged")
+    }
+
+    func testRowsGoalsAndHeadlines() {
+        var one = ScaleRun(instances: 1, target: .gateway)
+        one.herdCalls = [1, 1, 1]
+        one.herdP99Micros = 56_000
+        one.hitsTierOff = 50_000
+        one.hitsTierOn = 80_000
+        var three = ScaleRun(instances: 3, target: .gateway)
+        three.herdCalls = [3, 2, 3]
+        three.herdP99Micros = 57_500
+        three.hitsTierOff = 45_000
+        var nginx = ScaleRun(instances: 3, target: .nginx)
+        nginx.herdCalls = [3, 3, 3]
+        XCTAssertEqual(three.callsPerKey, 8.0 / 3)
+        XCTAssertEqual(three.perInstance(three.hitsTierOff), 15_000)
+        XCTAssertEqual(one.headline, "1 instance: gateway 1 backend call per key (1 1 1), herd p99 56.0 ms; "
+            + "hits 50,000 req/s (50,000 per instance) tier off, 80,000 (80,000) tier on")
+        XCTAssertEqual(three.headline, "3 instances: gateway 2.7 backend calls per key (3 2 3), herd p99 57.5 ms; "
+            + "hits 45,000 req/s (15,000 per instance) tier off")
+        let goals = Goals.scaleGoals([one, three, nginx])
+        XCTAssertEqual(goals.map(\.name), ["scale, 1 instance: backend calls per key in a herd", "scale, 3 instances: backend calls per key in a herd"])
+        XCTAssertEqual(goals.map(\.met), [true, false])
+        XCTAssertEqual(goals[1].measured, "3, 2, 3 in 3 rounds (nginx: 3 per key)")
+        let report = ScenarioReport(name: "scale", title: "t", summary: "s", cases: [], checks: [], scale: [one, three, nginx])
+        XCTAssertEqual(Goals.headlines(report, delayMs: 50).count, 3)
+        XCTAssertEqual(Goals.evaluate([report], options: BenchOptions(
+            smoke: true, duration: 1, backendDelayMs: 50, herdSize: 200, herdRounds: 3, targets: [.gateway], workers: 2,
+            connections: 64, usersRate: 1000, shieldConcurrency: 8)).count, 2, "goals, never checks: a broken goal does not fail the run")
+    }
+
+    func testTheBodyCheckMatchesTheDemoMonolithsAnswer() {
+        let body = #"{"catalog": "/catalog/scale/abc-gateway-2-1", "version": 0, "served_at": 1, "padding": "xx"}"#
+        XCTAssertTrue(body.contains(DemoAnswer.names("/catalog/scale/abc-gateway-2-1")))
+        XCTAssertFalse(body.contains(DemoAnswer.names("/catalog/scale/abc-gateway-2-10")), "a longer key never passes for a shorter one")
+        XCTAssertFalse(body.contains(DemoAnswer.names("/catalog/scale/abc-gateway-2")))
+    }
+
+    func testBurstCasesShowNoThroughput() {
+        let run = TargetRun(target: .gateway, result: LoadOutcome(LoadResult(requests: 200, statuses: [200: 200], requestsPerSecond: 3000)), backendCalls: 1)
+        let report = RunReport(startedAt: "2026-12-01T10:00:00Z", finishedAt: "2026-12-01T10:01:00Z", command: "run scale",
+                               machine: MachineInfo(cores: 2, memoryGiB: 1, cpu: "x", kernel: "y"),
+                               settings: Settings(smoke: true, durationSeconds: 1, backendDelayMs: 50, herdSize: 200, herdRounds: 3, workers: 2,
+                                                  targets: [.gateway], nginx: "no"),
+                               scenarios: [ScenarioReport(name: "scale", title: "t", summary: "s",
+                                                          cases: [CaseReport(name: "2 instances: herd", description: "d", runs: [run], burst: true)],
+                                                          checks: [])], goals: [])
+        let row = TableReport.render(report).split(separator: "\n").first { $0.hasPrefix("scale") }
+        XCTAssertNotNil(row)
+        XCTAssertFalse(row?.contains("3,000") ?? true, String(row ?? ""))
     }
 }

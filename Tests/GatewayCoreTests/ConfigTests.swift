@@ -327,7 +327,7 @@ final class ConfigTests: XCTestCase {
             """), """
             gateway.yaml:11:5: error: routes[0]: unknown key "tll" (did you mean "ttl"?)
             gateway.yaml:12:1: error: unknown key "listn" (did you mean "listen"?)
-            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, pid_file, server, upstream, redis, cache, invalidation, admin, routes, access_log, log)
+            gateway.yaml:13:1: error: unknown key "redis_url" (expected one of: listen, pid_file, server, upstream, redis, cache, invalidation, admin, routes, access_log, log, instance_id)
             gateway.yaml:16:3: error: server: unknown key "max-connections" (did you mean "max_connections"?)
             """)
     }

@@ -274,6 +274,50 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertTrue(lines(app).contains { $0.contains("\"message\":\"stopped\"") }, "\(lines(app))")
     }
 
+    /// Every application log line names its instance: `instance_id` when set, else host name and
+    /// the gateway's own pid (two instances on one host differ).
+    func testEveryApplicationLogLineNamesTheInstance() throws {
+        for explicit in [true, false] {
+            let port = try RedisServerProcess.freePort()
+            let dir = URL(fileURLWithPath: try writeTemp("", name: "placeholder")).deletingLastPathComponent().path
+            let app = dir + "/app.log"
+            let path = try writeTemp("""
+                listen: 127.0.0.1:\(port)
+                \(explicit ? "instance_id: web-9" : "")
+                upstream: { url: \(backend.baseURL) }
+                redis: { url: redis://127.0.0.1:\(redis.port), key_prefix: "\(prefix)" }
+                access_log: off
+                log: { format: json, path: \(app) }
+                routes:
+                  - { name: rest, match: "/**", class: pass }
+                """, name: "instance.yaml")
+            let process = Process()
+            process.executableURL = binary
+            process.arguments = ["serve", "--config", path, "--log-level", "info"]
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            func lines() -> [Substring] {
+                String(decoding: FileManager.default.contents(atPath: app) ?? Data(), as: UTF8.self).split(separator: "\n")
+            }
+            // Signals are handled once it has said so.
+            XCTAssertTrue(waitUntil { lines().contains { $0.contains("gateway listening") } }, "gateway did not start")
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            let lines = lines()
+            XCTAssertTrue(lines.contains { $0.contains("\"message\":\"stopped\"") }, "\(lines)")
+            let expected = explicit ? "web-9" : "\(ProcessInfo.processInfo.hostName.prefix(20))"
+            for line in lines {
+                let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], String(line))
+                let instance = try XCTUnwrap(object["instance"], String(line))
+                if explicit {
+                    XCTAssertEqual(instance, expected, String(line))
+                } else {
+                    XCTAssertTrue(instance.hasPrefix(expected) && instance.hasSuffix(":\(process.processIdentifier)"), String(line))
+                }
+            }
+        }
+    }
+
     /// Run out of descriptors (a limit of 64 against `max_connections: 10000`): a new client gets a
     /// quick 503 instead of waiting unanswered, the accept loop does not spin, the log says so once,
     /// and once clients leave the gateway serves again.

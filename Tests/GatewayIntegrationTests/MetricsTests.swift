@@ -113,6 +113,7 @@ final class MetricsTests: GatewayTestCase {
         XCTAssertEqual(metrics.value("cachegateway_reloads_total", ["result": "ok"]), 0)
         XCTAssertEqual(metrics.value("cachegateway_build_info", [
             "version": GatewayRelease.version, "hiredis": GatewayRelease.hiredisVersion, "libcurl": GatewayRelease.libcurlVersion,
+            "instance_id": service!.gateway.runningConfig.instanceID.value,
         ]), 1)
         XCTAssertTrue(GatewayRelease.hiredisVersion.hasPrefix("0.14"), GatewayRelease.hiredisVersion)
 
@@ -120,7 +121,8 @@ final class MetricsTests: GatewayTestCase {
         XCTAssertEqual(metrics.labelValues("route"), ["catalog", "resources", "rest", "-"])
         XCTAssertTrue(metrics.labelValues("outcome").isSubset(of: Set(CacheOutcome.allCases.map(\.rawValue))))
         XCTAssertEqual(Set(metrics.samples.flatMap(\.labels.keys)),
-                       ["route", "outcome", "le", "command", "loop", "result", "reason", "version", "hiredis", "libcurl", "kind"])
+                       ["route", "outcome", "le", "command", "loop", "result", "reason", "version", "hiredis", "libcurl", "kind", "instance_id"],
+                       "instance_id: one value per process, on build_info only")
         XCTAssertEqual(metrics.labelValues("kind"), ["moved", "ask"])
         XCTAssertEqual(metrics.value("cachegateway_redis_redirects_total", ["kind": "moved"]), 0, "a standalone Redis redirects nothing")
         for sample in metrics.samples {

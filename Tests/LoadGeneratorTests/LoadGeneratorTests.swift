@@ -216,6 +216,42 @@ final class LoadGeneratorTests: XCTestCase {
         XCTAssertLessThan(result.latency.max, 2_000_000)
     }
 
+    // MARK: Several servers
+
+    func testTheConnectionsOfARunAreSpreadRoundRobin() {
+        XCTAssertEqual((0..<7).map { LoadSpec.port(ofConnection: $0, among: [10, 20, 30]) }, [10, 20, 30, 10, 20, 30, 10])
+        XCTAssertEqual((0..<3).map { LoadSpec.port(ofConnection: $0, among: [10]) }, [10, 10, 10])
+        var spec = spec(.closedLoop(connections: 1)) { _ in LoadRequest(target: "/") }
+        spec.otherPorts = [1, 2]
+        XCTAssertEqual(spec.ports, [backend.port, 1, 2])
+    }
+
+    /// Two threads, three servers: each server gets its share of the connections, and every
+    /// request is answered by one of them.
+    func testARunSpreadsItsConnectionsOverSeveralServers() throws {
+        let others = try (0..<2).map { _ in try TestHTTPBackend() }
+        defer { for b in others { b.stop() } }
+        for b in [backend!] + others { b.setBehaviour(.ok("x"), forPath: "/a") }
+        var spec = spec(.closedLoop(connections: 6), maxRequests: 600, threads: 2) { _ in LoadRequest(target: "/a") }
+        spec.otherPorts = others.map(\.port)
+        let result = try LoadGenerator.run(spec)
+        XCTAssertEqual(result.statuses, [200: 600])
+        XCTAssertEqual(([backend!] + others).map(\.acceptedConnections), [2, 2, 2])
+        XCTAssertEqual(([backend!] + others).map(\.totalRequests).reduce(0, +), 600)
+        XCTAssertTrue(([backend!] + others).allSatisfy { $0.totalRequests > 0 })
+    }
+
+    func testABurstIsSpreadEvenlyOverSeveralServers() throws {
+        let other = try TestHTTPBackend()
+        defer { other.stop() }
+        for b in [backend!, other] { b.setBehaviour(.ok("herd"), forPath: "/herd") }
+        let result = try LoadGenerator.burst(host: "127.0.0.1", port: backend.port, otherPorts: [other.port], count: 31,
+                                             request: LoadRequest(target: "/herd"), timeout: .seconds(5))
+        XCTAssertEqual(result.statuses, [200: 31])
+        XCTAssertEqual(backend.requestCount(forPath: "/herd"), 16)
+        XCTAssertEqual(other.requestCount(forPath: "/herd"), 15)
+    }
+
     func testBurstCountsWhatCouldNotConnect() throws {
         let port = backend.port
         backend.stop()

@@ -69,6 +69,9 @@ enum Goals {
                                         met: soft.callsPerPurge <= Double(soft.instances)))
             }
         }
+        if let scale = scenarios.first(where: { $0.name == "scale" }), let rows = scale.scale {
+            goals += scaleGoals(rows)
+        }
         if let outage = scenarios.first(where: { $0.name == "outage" }), let c = outage.cases.first, let g = c.run(.gateway) {
             let share = Double(g.result.ok) / Double(max(1, g.result.offered))
             goals.append(GoalReport(name: "outage: answered 200 during the outage", goal: "100 % inside the stale window",
@@ -76,6 +79,19 @@ enum Goals {
                                     met: g.result.ok == g.result.offered))
         }
         return goals
+    }
+
+    /// `scale`: one backend call per key in a herd spread over N instances, for every N (nginx,
+    /// each instance its own cache, shown alongside: N).
+    static func scaleGoals(_ rows: [ScaleRun]) -> [GoalReport] {
+        rows.filter { $0.target == .gateway }.map { g in
+            let nginx = rows.first { $0.target == .nginx && $0.instances == g.instances }
+            let met = !g.herdCalls.isEmpty && g.herdCalls.allSatisfy { $0 == 1 }
+            return GoalReport(name: "scale, \(g.instances) instance\(g.instances == 1 ? "" : "s"): backend calls per key in a herd", goal: "exactly 1",
+                              measured: "\(g.herdCalls.map(String.init).joined(separator: ", ")) in \(g.herdCalls.count) rounds"
+                                  + (nginx.map { " (nginx: \(ScaleRun.number($0.callsPerKey)) per key)" } ?? ""),
+                              met: met)
+        }
     }
 
     /// Each scenario's headline figures, one short line per figure.
@@ -140,6 +156,8 @@ enum Goals {
                     + "backend calls per purge \(String(format: "%.2f", r.callsPerPurge)) (\(r.backendCalls.map(String.init).joined(separator: " ")))"
                     + (r.unseen > 0 ? "; \(r.unseen) purges not seen everywhere" : "")
             }
+        case "scale":
+            return (s.scale ?? []).map(\.headline)
         case "outage":
             guard let during = s.cases.first, let whole = s.cases.dropFirst().first else { return [] }
             return during.runs.map { r in

@@ -310,6 +310,13 @@ enum HTMLReport {
                 tiles.append(Tile(value: String(format: "%.2f", r.callsPerPurge), caption: "\(r.mode) purge: backend calls per purge",
                                   detail: r.backendCalls.map(String.init).joined(separator: " "), tone: ""))
             }
+        case "scale":
+            for r in s.scale ?? [] where r.target == .gateway {
+                let nginx = s.scale?.first { $0.target == .nginx && $0.instances == r.instances }
+                tiles.append(Tile(value: ScaleRun.number(r.callsPerKey), caption: "\(r.instances) instance\(r.instances == 1 ? "" : "s"): backend calls per key",
+                                  detail: "rounds: \(r.herdCalls.map(String.init).joined(separator: " ")); goal 1" + (nginx.map { "; nginx \(ScaleRun.number($0.callsPerKey))" } ?? ""),
+                                  tone: r.callsPerKey == 1 ? "good" : "bad"))
+            }
         case "outage":
             if let during = s.cases.first {
                 for r in during.runs {

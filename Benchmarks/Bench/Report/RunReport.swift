@@ -71,6 +71,8 @@ struct ScenarioReport: Codable {
     var outage: [OutageRun]? = nil
     /// invalidate only: the hard and the soft purges.
     var invalidate: [InvalidateRun]? = nil
+    /// scale only: one row per instance count and target.
+    var scale: [ScaleRun]? = nil
 }
 
 /// One workload of a scenario (e.g. hit's "1 key"), measured against each target.
@@ -78,6 +80,8 @@ struct CaseReport: Codable {
     var name: String
     var description: String
     var runs: [TargetRun]
+    /// Simultaneous requests (herd-like): no throughput to show.
+    var burst: Bool? = nil
 
     func run(_ target: Target) -> TargetRun? { runs.first { $0.target == target } }
 }
@@ -199,6 +203,41 @@ struct OutageRun: Codable {
 
     /// Share of the requests due during the outage answered 200.
     var okDuring: Double { Double(during.ok) / Double(max(1, during.offered)) }
+}
+
+/// `scale`: one target at one instance count.
+struct ScaleRun: Codable {
+    var instances: Int
+    var target: Target
+    /// Per herd round (fresh key each): backend calls for the key.
+    var herdCalls: [Int] = []
+    /// Per herd round: how many different bodies the instances answered for the key afterwards
+    /// (1: they serve one stored answer).
+    var distinctAnswers: [Int] = []
+    /// The slowest round's p99.
+    var herdP99Micros: Double = 0
+    /// The instances' total hit req/s, in-process tier off (gateway only).
+    var hitsTierOff: Double? = nil
+    /// The same with the tier on.
+    var hitsTierOn: Double? = nil
+
+    /// Mean backend calls per key over the rounds.
+    var callsPerKey: Double { herdCalls.isEmpty ? 0 : Double(herdCalls.reduce(0, +)) / Double(herdCalls.count) }
+    /// Hit req/s per instance: the total divided evenly (the connections are).
+    func perInstance(_ total: Double?) -> Double? { total.map { $0 / Double(max(1, instances)) } }
+
+    /// "3 instances: gateway 1.0 backend calls per key (1 1 1); hits 41,000 req/s (13,700 per instance) tier off, 60,000 (20,000) tier on"
+    var headline: String {
+        var line = "\(instances) instance\(instances == 1 ? "" : "s"): \(target.rawValue) \(Self.number(callsPerKey)) backend call\(callsPerKey == 1 ? "" : "s") per key "
+            + "(\(herdCalls.map(String.init).joined(separator: " "))), herd p99 \(Format.ms(herdP99Micros))"
+        var hits: [String] = []
+        if let off = hitsTierOff { hits.append("\(Format.rate(off)) req/s (\(Format.rate(perInstance(off)!)) per instance) tier off") }
+        if let on = hitsTierOn { hits.append("\(Format.rate(on)) (\(Format.rate(perInstance(on)!))) tier on") }
+        if !hits.isEmpty { line += "; hits " + hits.joined(separator: ", ") }
+        return line
+    }
+
+    static func number(_ x: Double) -> String { x == x.rounded() ? String(Int(x)) : String(format: "%.1f", x) }
 }
 
 /// `invalidate`: the purges of one mode (hard or soft), each applied by every instance.

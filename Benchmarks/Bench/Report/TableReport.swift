@@ -24,7 +24,7 @@ enum TableReport {
                         firstOfScenario ? scenario.name : "",
                         firstOfCase ? c.name : "",
                         r.target.rawValue,
-                        scenario.name == "herd" ? "–" : Format.rate(rps),
+                        scenario.name == "herd" || c.burst == true ? "–" : Format.rate(rps),
                         r.result.ms(\.p50),
                         r.result.ms(\.p99),
                         r.result.ms(\.p999),

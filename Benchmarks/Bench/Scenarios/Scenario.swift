@@ -3,7 +3,7 @@ import LoadGenerator
 
 /// One scenario of the benchmark: starts what it needs, measures every target, checks its invariants.
 protocol Scenario {
-    /// The command-line name: hit, miss, herd, users, local-soak, shield, expiry, outage, invalidate.
+    /// The command-line name: hit, miss, herd, users, local-soak, shield, expiry, outage, invalidate, scale.
     static var name: String { get }
     static func run(_ context: BenchContext) throws -> ScenarioReport
 }
@@ -12,7 +12,7 @@ enum Scenarios {
     /// In the order `all` runs them.
     static var all: [any Scenario.Type] {
         [HitScenario.self, MissScenario.self, HerdScenario.self, UsersScenario.self, LocalSoakScenario.self, ShieldScenario.self,
-         ExpiryScenario.self, OutageScenario.self, InvalidateScenario.self]
+         ExpiryScenario.self, OutageScenario.self, InvalidateScenario.self, ScaleScenario.self]
     }
     static var names: [String] { all.map { $0.name } }
 

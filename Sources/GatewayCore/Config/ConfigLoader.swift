@@ -55,7 +55,7 @@ extension GatewayConfig {
 // MARK: - Schema
 
 private enum Keys {
-    static let root = ["listen", "pid_file", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes", "access_log", "log"]
+    static let root = ["listen", "pid_file", "server", "upstream", "redis", "cache", "invalidation", "admin", "routes", "access_log", "log", "instance_id"]
     static let invalidation = ["channel", "stream", "instance", "purge_api"]
     static let purgeAPI = ["token", "token_env", "allow", "public"]
     static let server = [
@@ -322,6 +322,7 @@ final class ConfigReader {
         config.invalidation = invalidation
         config.admin = readAdmin(fields)
         config.pidFile = pidFile
+        config.instanceID = readInstanceID(fields)
         config.sourcePositions["listen"] = listenNode?.mark.map(GatewayConfig.SourcePosition.init)
         config.sourcePositions["upstream.url"] = upstreamURLMark.map(GatewayConfig.SourcePosition.init)
         config.sourcePositions["redis.url"] = redisURLMark.map(GatewayConfig.SourcePosition.init)

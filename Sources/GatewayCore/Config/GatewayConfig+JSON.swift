@@ -11,6 +11,7 @@ extension GatewayConfig {
     public func redactedJSON() -> String {
         let object: [String: Any] = [
             "file": fileName,
+            "instance_id": instanceID.value,
             "listen": listen.description,
             "server": [
                 "event_loops": server.eventLoops, "max_connections": server.maxConnections,

@@ -37,6 +37,9 @@ public struct GatewayConfig: Sendable {
     public var accessLog: AccessLog? = AccessLog()
     /// The application log's format and destination (`log`).
     public var log = Log()
+    /// This instance's name (`instance_id`, default host name and pid): see ``InstanceID``.
+    /// The cross-instance coalescing puts it in lease values; logs, `/stats` and `/config` show it.
+    public var instanceID: InstanceID = .processDefault
 
     public init(
         listen: ListenAddress, server: Server = Server(), upstream: Upstream, redis: Redis,
@@ -164,8 +167,10 @@ extension GatewayConfig {
         /// The Redis stream (`stream`): read through a consumer group of this instance's own, so
         /// that no event is lost while it is away, and every instance applies every event.
         public var stream: String?
-        /// This instance's name in the stream's consumer groups (`instance`, default: the host
-        /// name). It must stay the same across restarts: the group keeps its position.
+        /// This instance's name in the stream's consumer groups (`instance`, default: an
+        /// `instance_id` written in the file, else the host name; see
+        /// ``GatewayConfig/streamConsumerName``). It must stay the same across restarts: the group
+        /// keeps its position.
         public var instance: String?
         /// `PURGE <path>` over HTTP (`purge_api`); nil (the default): PURGE is not the gateway's
         /// and goes to the routes like any other method.
