@@ -6,27 +6,36 @@ extension RedisConfiguration {
     /// the slot.
     func locatingClusterNode(owning key: [UInt8], replyTimeout: Duration) -> Result<RedisConfiguration, RedisError> {
         guard !clusterSeeds.isEmpty else { return .success(self) }
+        return clusterSlotMap(replyTimeout: replyTimeout).flatMap { map in
+            guard let owner = map.node(forSlot: ClusterSlots.slot(of: key)) else {
+                return .failure(.protocolError("no cluster node serves slot \(ClusterSlots.slot(of: key))"))
+            }
+            return .success(pointed(at: owner))
+        }
+    }
+
+    /// The slot map of the first seed that answers `CLUSTER SLOTS` (blocking, one short
+    /// connection per seed asked). Fails with the last seed's error when none answers.
+    func clusterSlotMap(replyTimeout: Duration) -> Result<ClusterSlotMap, RedisError> {
         var lastError = RedisError.notConnected
         for seed in clusterSeeds {
-            var asked = self
-            asked.host = seed.host
-            asked.port = seed.port
-            let reply = BlockingRedisConnection.connect(asked, replyTimeout: replyTimeout).flatMap { connection in
+            let reply = BlockingRedisConnection.connect(pointed(at: seed), replyTimeout: replyTimeout).flatMap { connection in
                 connection.command([Array("CLUSTER".utf8), Array("SLOTS".utf8)], timeout: replyTimeout)
             }
             do throws(RedisError) {
-                let map = try ClusterSlotMap(clusterSlots: reply.get(), queriedHost: seed.host)
-                guard let owner = map.node(forSlot: ClusterSlots.slot(of: key)) else {
-                    return .failure(.protocolError("no cluster node serves slot \(ClusterSlots.slot(of: key))"))
-                }
-                var located = self
-                located.host = owner.host
-                located.port = owner.port
-                return .success(located)
+                return .success(try ClusterSlotMap(clusterSlots: reply.get(), queriedHost: seed.host))
             } catch {
                 lastError = error
             }
         }
         return .failure(lastError)
+    }
+
+    /// This configuration (password, timeouts, backoff) for one node of the cluster.
+    func pointed(at node: ClusterNode) -> RedisConfiguration {
+        var pointed = self
+        pointed.host = node.host
+        pointed.port = node.port
+        return pointed
     }
 }

@@ -25,6 +25,8 @@ public final class GatewayService: Sendable {
     public var fillsSubscriber: RedisSubscriber? { listeners.fills }
     /// Keeps the in-process tier coherent (`cache.local_tracking`), on the running `redis.url`.
     public var trackingListener: RedisSubscriber? { listeners.trackingListener }
+    /// On a Redis Cluster, in place of ``trackingListener``: a tracking listener per master.
+    public var clusterTracking: RedisClusterTracking? { listeners.clusterTracking }
     private let listeners: InvalidationListeners
     private let sentinel: SentinelFollower
     private let logger: Logger

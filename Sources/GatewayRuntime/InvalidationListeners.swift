@@ -4,21 +4,22 @@ import GatewayRedis
 import Logging
 import Synchronization
 
-/// The invalidation subscriber, stream consumer, tracking listener and fill-announcement
-/// subscriber of the running config:
-/// made from `invalidation`, `cache` and `redis.url`, started and stopped together, and made again
-/// against a new `redis.url` by a reload (the new ones start before the old ones stop, so no
-/// moment listens to neither). Readable from any thread; ``replace(redis:)`` and ``stop()`` run
+/// The invalidation subscriber, stream consumer, tracking listener (one per master on a Cluster)
+/// and fill-announcement subscriber of the running config: made from `invalidation`, `cache` and
+/// `redis.url`, started and stopped together, and made again against a new `redis.url` by a
+/// reload (the new ones start before the old ones stop, so no moment listens to neither). Readable from any thread; ``replace(redis:)`` and ``stop()`` run
 /// one at a time.
 final class InvalidationListeners: Sendable {
     private struct Listeners {
         var subscriber: RedisSubscriber?
         var streamConsumer: RedisStreamConsumer?
         var tracking: RedisSubscriber?
+        /// On a Cluster, in place of ``tracking``: a listener per master.
+        var clusterTracking: RedisClusterTracking?
         /// The other instances' fill announcements (`cache.cross_instance`).
         var fills: RedisSubscriber?
 
-        var all: [any StartStop] { [subscriber as (any StartStop)?, streamConsumer, tracking, fills].compactMap { $0 } }
+        var all: [any StartStop] { [subscriber as (any StartStop)?, streamConsumer, tracking, clusterTracking, fills].compactMap { $0 } }
     }
 
     private struct Current {
@@ -41,8 +42,6 @@ final class InvalidationListeners: Sendable {
     private let gateway: Gateway
     private let logger: Logger
     private let current: Mutex<Current>
-    /// `redis` as started with (a reload's new one is passed to ``replace(redis:)``).
-    private let startRedis: GatewayConfig.Redis
 
     init(config: GatewayConfig, gateway: Gateway, logger: Logger) {
         self.invalidation = config.invalidation
@@ -53,7 +52,6 @@ final class InvalidationListeners: Sendable {
         self.gateway = gateway
         self.logger = logger
         current = Mutex(Current())
-        startRedis = config.redis
         let made = make(config.redis, trackingGeneration: 0)
         current.withLock { $0.listeners = made }
     }
@@ -61,6 +59,7 @@ final class InvalidationListeners: Sendable {
     var subscriber: RedisSubscriber? { current.withLock { $0.listeners.subscriber } }
     var streamConsumer: RedisStreamConsumer? { current.withLock { $0.listeners.streamConsumer } }
     var trackingListener: RedisSubscriber? { current.withLock { $0.listeners.tracking } }
+    var clusterTracking: RedisClusterTracking? { current.withLock { $0.listeners.clusterTracking } }
     var fills: RedisSubscriber? { current.withLock { $0.listeners.fills } }
 
     func start() {
@@ -69,16 +68,6 @@ final class InvalidationListeners: Sendable {
             return c.listeners
         }
         for listener in listeners.all { listener.start() }
-        refuseTrackingOnACluster(config: startRedis)
-    }
-
-    /// On a Cluster, BCAST tracking on one connection hears only the keys of the node it is on:
-    /// a tier kept by it would keep other nodes' stale entries. Until there is a tracking
-    /// listener per master, the tier there is TTL-only when `local_ttl` is given, else off.
-    private func refuseTrackingOnACluster(config redis: GatewayConfig.Redis) {
-        guard tracksLocalTier, redis.url.isCluster else { return }
-        logger.warning("Redis Cluster: the in-process tier runs without tracking (local_ttl given in the config, else off)")
-        gateway.applyTracking(.refused("tracking is not built for Redis Cluster"))
     }
 
     /// Stops them for good: a later ``replace(redis:)`` does nothing.
@@ -115,7 +104,6 @@ final class InvalidationListeners: Sendable {
             return
         }
         for listener in old.all { listener.stop() }
-        refuseTrackingOnACluster(config: redis)
         logger.info("invalidation listeners moved to the new redis.url", metadata: ["redis": "\(redis.url)"])
     }
 
@@ -139,7 +127,7 @@ final class InvalidationListeners: Sendable {
             // The listener keeps asking with its backoff; the tier changes, and it is said, once.
             guard firstRefusal else { return }
             logger.warning(
-                "Redis refused CLIENT TRACKING: the in-process tier runs without it (local_ttl given in the config, else off)",
+                "no CLIENT TRACKING (Redis refused it, or a cluster's slot map could not be read): the in-process tier runs without it (local_ttl given in the config, else off)",
                 metadata: ["redis.error": "\(message)"])
         }
         gateway.applyTracking(event)
@@ -149,11 +137,19 @@ final class InvalidationListeners: Sendable {
         let configuration = RedisConfiguration(redis.url, connectTimeout: max(redis.timeout, .milliseconds(500)))
         var made = Listeners()
         made.fills = makeFills(configuration)
-        if tracksLocalTier && !redis.url.isCluster {
+        if tracksLocalTier {
             // Weak: the listener is held by this object, and its events only matter while it lives.
-            made.tracking = RedisSubscriber.tracking(
-                configuration: configuration, prefixes: [keySpace.entryNamespace], logger: logger
-            ) { [weak self] event in self?.tracking(event, generation: trackingGeneration) }
+            let onEvent: @Sendable (RedisTrackingEvent) -> Void = { [weak self] event in
+                self?.tracking(event, generation: trackingGeneration)
+            }
+            if redis.url.isCluster {
+                // A node broadcasts only its own keys' changes: one listener per master.
+                made.clusterTracking = RedisClusterTracking(
+                    configuration: configuration, prefixes: [keySpace.entryNamespace], logger: logger, onEvent: onEvent)
+            } else {
+                made.tracking = RedisSubscriber.tracking(
+                    configuration: configuration, prefixes: [keySpace.entryNamespace], logger: logger, onEvent: onEvent)
+            }
         }
         let gateway = self.gateway
         var subscriber: RedisSubscriber?
@@ -206,3 +202,4 @@ private protocol StartStop {
 
 extension RedisSubscriber: StartStop {}
 extension RedisStreamConsumer: StartStop {}
+extension RedisClusterTracking: StartStop {}

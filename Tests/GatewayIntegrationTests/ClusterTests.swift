@@ -21,13 +21,13 @@ final class ClusterTests: GatewayTestCase {
         cluster = nil
     }
 
-    private func startOnCluster(invalidation: String? = nil, cache: String = "") throws {
+    private func startOnCluster(invalidation: String? = nil, cache: String = "", eventLoops: Int = 2) throws {
         for path in ["/catalog/p", "/catalog/q"] {
             backend.setBehaviour(.perRequest { request in .ok("body of \(request.target)") }, forPath: path)
         }
         let yaml = """
             listen: 127.0.0.1:0
-            server: { event_loops: 2, drain_timeout: 1s }
+            server: { event_loops: \(eventLoops), drain_timeout: 1s }
             upstream: { url: \(backend.baseURL), timeout: 5s, connect_timeout: 1s, max_connections: 16 }
             redis: { url: "\(cluster.url)", timeout: 500ms, key_prefix: "\(prefix)" }
             invalidation: \(invalidation ?? "{ channel: \"\(channel)\" }")
@@ -82,16 +82,112 @@ final class ClusterTests: GatewayTestCase {
         XCTAssertTrue(waitUntil { (try? self.keysPerNode().reduce(0, +)) == 0 }, "\((try? keysPerNode()) ?? [])")
     }
 
-    /// One tracking connection would hear only its own node's keys: on a Cluster the default
-    /// tier (coherent or nothing) stays off instead of serving other nodes' stale entries.
-    func testTheDefaultInProcessTierStaysOffOnACluster() throws {
-        try startOnCluster(cache: "cache: { local_tracking: true }")
-        XCTAssertEqual(try get("/catalog/p?page=1").header("Cache-Status"), "CacheGateway; fwd=miss; stored")
-        for _ in 0..<4 {
-            XCTAssertEqual(try get("/catalog/p?page=1").header("Cache-Status"), "CacheGateway; hit", "read from Redis, never local")
+    /// The tier with tracking on, one event loop (so that every request meets the one tier),
+    /// once every master's tracking listener is established.
+    private func startTrackingOnCluster() throws {
+        try startOnCluster(cache: "cache: { local_tracking: true }", eventLoops: 1)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.service?.clusterTracking?.isEstablished == true })
+        XCTAssertEqual(service?.clusterTracking?.masters, Set(cluster.ports.map { ClusterNode(host: "127.0.0.1", port: $0) }))
+    }
+
+    /// A page of /catalog/p per master, with its entry key: read until every node holds one
+    /// (bounded: 60 pages).
+    private func pagePerMaster(of masters: Int? = nil) throws -> [(target: String, key: String)] {
+        let nodes = cluster.nodes.prefix(masters ?? cluster.nodes.count)
+        var found: [Int: (target: String, key: String)] = [:]
+        var known = Set<String>()
+        for page in 1...60 where found.count < nodes.count {
+            let target = "/catalog/p?page=\(page)"
+            XCTAssertEqual(try get(target).header("Cache-Status"), "CacheGateway; fwd=miss; stored")
+            for (index, node) in nodes.enumerated() {
+                for key in try node.cli("--scan", "--pattern", prefix + "*") where key.contains(":e:") && !known.contains(key) {
+                    known.insert(key)
+                    if found[index] == nil { found[index] = (target, key) }
+                }
+            }
         }
-        XCTAssertNil(service?.trackingListener, "no tracking connection on a cluster")
-        XCTAssertEqual(try scrape().value("cachegateway_local_tier_tracking"), 0)
+        XCTAssertEqual(found.count, nodes.count, "a page on every master")
+        return found.sorted { $0.key < $1.key }.map(\.value)
+    }
+
+    /// Reads `target` until the tier serves it (bounded: 5 s; a fill's result is held a moment
+    /// for late arrivals, which are answered from it).
+    private func warm(_ target: String) {
+        XCTAssertTrue(waitUntil { (try? self.get(target).header("Cache-Status")) == "CacheGateway; hit; detail=local" }, "\(target) local")
+    }
+
+    /// A tracking listener per master: the tier serves keys of every master, and a change on any
+    /// master evicts its copy (without tracking it would stay for `local_ttl`, 5m).
+    func testTheInProcessTierIsCoherentOnEveryMasterOfACluster() throws {
+        try startTrackingOnCluster()
+        XCTAssertNil(service?.trackingListener, "no single tracking connection on a cluster")
+        XCTAssertEqual(try scrape().value("cachegateway_local_tier_tracking"), 1)
+        let pages = try pagePerMaster()
+        for (target, _) in pages { warm(target) }
+        let fetched = backend.requestCount(forPath: "/catalog/p")
+        for (index, (target, key)) in pages.enumerated() {
+            XCTAssertEqual(try cluster.nodes[index].cli("DEL", key), ["1"], "\(key) on its master")
+            // Correctness, not speed: each copy gone within a second.
+            XCTAssertTrue(waitUntil(timeout: 1) { (try? self.get(target).header("Cache-Status")) != "CacheGateway; hit; detail=local" },
+                          "\(target): its copy evicted after the DEL on master \(index)")
+        }
+        // Read again from the backend, then local again: the tier is still on.
+        for (target, _) in pages { warm(target) }
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/p"), fetched + pages.count)
+        XCTAssertEqual(try scrape().value("cachegateway_local_tier_flushes_total", ["reason": "lost"]), 0)
+    }
+
+    func testLosingOneMastersTrackingConnectionBypassesTheTierUntilItIsBack() throws {
+        try startTrackingOnCluster()
+        let pages = try pagePerMaster()
+        for (target, _) in pages { warm(target) }
+        let fetched = backend.requestCount(forPath: "/catalog/p")
+        // The second master: the invalidation and fill subscribers are on the first seed.
+        let node = ClusterNode(host: "127.0.0.1", port: cluster.ports[1])
+        let listener = try XCTUnwrap(service?.clusterTracking?.listener(on: node))
+        let before = listener.subscriptionCount
+        _ = try cluster.nodes[1].cli("CLIENT", "KILL", "TYPE", "pubsub")
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            listener.subscriptionCount > before && self.service?.clusterTracking?.isEstablished == true
+        })
+        for (target, _) in pages {
+            // Emptied while that master's changes went unheard: read from Redis, then local again.
+            XCTAssertEqual(try get(target).header("Cache-Status"), "CacheGateway; hit", target)
+            XCTAssertEqual(try get(target).header("Cache-Status"), "CacheGateway; hit; detail=local", target)
+        }
+        XCTAssertEqual(backend.requestCount(forPath: "/catalog/p"), fetched, "nothing fetched again")
+        let metrics = try scrape()
+        XCTAssertEqual(metrics.value("cachegateway_local_tier_flushes_total", ["reason": "lost"]), 1)
+        XCTAssertEqual(metrics.value("cachegateway_local_tier_tracking"), 1, "tracking again")
+    }
+
+    /// A master that gives away its last slot leaves the master set (`CLUSTER SLOTS` no longer
+    /// names it): the listeners are made again for the new set, the tier emptied in between.
+    func testANewMasterSetRebuildsTheTrackingListeners() throws {
+        try startTrackingOnCluster()
+        let mine = try cluster.nodes[2].cli("CLUSTER", "NODES").first { $0.contains("myself") } ?? ""
+        let slots = mine.split(separator: " ").dropFirst(8).reduce(0) { count, field in
+            let bounds = field.split(separator: "-").compactMap { Int($0) }
+            return count + (bounds.last ?? 0) - (bounds.first ?? 0) + (bounds.isEmpty ? 0 : 1)
+        }
+        XCTAssertGreaterThan(slots, 0)
+        try cluster.reshard(slots: slots, from: 2, to: 0)
+        try cluster.waitUntilOK()
+        let remaining = Set(cluster.ports.prefix(2).map { ClusterNode(host: "127.0.0.1", port: $0) })
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            self.service?.clusterTracking?.masters == remaining && self.service?.clusterTracking?.isEstablished == true
+        }, "\(String(describing: service?.clusterTracking?.masters))")
+        let metrics = try scrape()
+        XCTAssertEqual(metrics.value("cachegateway_local_tier_flushes_total", ["reason": "lost"]), 1, "emptied while switching")
+        XCTAssertEqual(metrics.value("cachegateway_local_tier_tracking"), 1)
+        // Coherent on the new set: a change on each remaining master evicts its copy.
+        let pages = try pagePerMaster(of: 2)
+        for (target, _) in pages { warm(target) }
+        for (index, (target, key)) in pages.enumerated() {
+            XCTAssertEqual(try cluster.nodes[index].cli("DEL", key), ["1"], "\(key) on its master")
+            XCTAssertTrue(waitUntil(timeout: 1) { (try? self.get(target).header("Cache-Status")) != "CacheGateway; hit; detail=local" },
+                          "\(target): its copy evicted after the DEL on master \(index)")
+        }
     }
 
     func testReshardingUnderLoadCostsRedirectsNotErrors() throws {
