@@ -123,7 +123,7 @@ show() { # label, curl args...
 }
 
 echo
-echo "== public catalog route: a miss goes upstream once, then hits come from Redis"
+echo "== public catalog route: a miss goes upstream once, then hits come from Redis (or from the in-process tier: detail=local)"
 show "GET /catalog/items?page=1 (miss)" "$GATEWAY/catalog/items?page=1"
 show "GET /catalog/items?page=1 (hit)" "$GATEWAY/catalog/items?page=1"
 show "... + &utm=x (stripped, same key)" "$GATEWAY/catalog/items?page=1&utm=x"

@@ -53,6 +53,9 @@ extension Gateway {
         effective.accessLog = was.accessLog
         effective.log = was.log
         effective.instanceID = was.instanceID
+        // The tracking listener and the fills subscriber were made (or not) at start.
+        effective.cache.localTracking = was.cache.localTracking
+        effective.cache.crossInstance = was.cache.crossInstance
 
         func changed<Value: Equatable>(_ field: KeyPath<GatewayConfig, Value>) -> Bool {
             was[keyPath: field] != new[keyPath: field]
@@ -70,6 +73,7 @@ extension Gateway {
             ("server.max_body_bytes", changed(\.server.maxBodyBytes)),
             ("redis.key_prefix", changed(\.redis.keyPrefix)),
             ("cache.local_tracking", changed(\.cache.localTracking)),
+            ("cache.cross_instance", changed(\.cache.crossInstance)),
             ("invalidation", changed(\.invalidation)),
             ("admin", changed(\.admin)),
             ("pid_file", changed(\.pidFile)),

@@ -157,6 +157,20 @@ final class ReloadTests: GatewayTestCase {
         XCTAssertEqual(try get("/catalog/p").cacheStatus, "CacheGateway; fwd=miss; stored")
         XCTAssertTrue(try cacheKeys().count == 1, "entries still under the running prefix")
     }
+
+    /// The fills subscriber and the tracking listener are made at start: turning either on or
+    /// off is reported, and the running value stays (a lease without its announcements, or a
+    /// tier believed tracked without a listener, would be worse than either setting).
+    func testCoalescingAcrossInstancesAndTierTrackingTakeARestart() throws {
+        try startGateway(yaml: yaml(upstream: backend.baseURL, redisPort: redis.port))
+        XCTAssertTrue(service!.gateway.runningConfig.cache.crossInstance)
+        let report = try reload(yaml(upstream: backend.baseURL, redisPort: redis.port,
+                                     cache: "cache: { cross_instance: false, local_tracking: false }"))
+        XCTAssertEqual(report.needsRestart, ["cache.local_tracking", "cache.cross_instance"])
+        let running = service!.gateway.runningConfig.cache
+        XCTAssertTrue(running.crossInstance)
+        XCTAssertTrue(running.localTracking)
+    }
 }
 
 /// Requests from two threads on fresh connections (so both loops serve them) until stopped;
