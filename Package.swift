@@ -116,7 +116,9 @@ let package = Package(
         // The whole read-through path: gateway on a real socket, real redis-server, real backend.
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: ["GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["GatewayCore", "GatewayRuntime", "GatewayHTTP", "GatewayTestSupport", .product(name: "Logging", package: "swift-log")],
+            // The commit the tests were built at, to check `gateway --version` against.
+            plugins: ["GitCommit"]
         ),
     ]
 )
