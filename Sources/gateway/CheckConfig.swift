@@ -72,14 +72,19 @@ struct ConnectionCheck {
         var found: SentinelMonitor.Endpoint?
         var checks = sentinel.endpoints.map { node in
             let asked = SentinelMonitor.discover(
-                sentinels: [node], masterName: sentinel.masterName, master: master, timeout: .seconds(2)).answers[0]
+                sentinels: [node], masterName: sentinel.masterName, master: master, sentinelPassword: sentinel.password,
+                timeout: .seconds(2)).answers[0]
             switch asked.result {
             case .success(let named):
                 found = found ?? named
                 return ConnectionCheck(passed: true, line: "sentinel \(node): ok (master \"\(sentinel.masterName)\" is \(named))")
             case .failure(let error):
-                let why = error.serverMessage ?? "\(error)"
-                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(why.hasPrefix("redis: ") ? String(why.dropFirst(7)) : why)")
+                var why = error.serverMessage ?? "\(error)"
+                if why.hasPrefix("redis: ") { why.removeFirst(7) }
+                if why.hasPrefix("NOAUTH") {
+                    why = "the Sentinel refused: \(why) (it has a password: set redis.sentinel_password)"
+                }
+                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(why)")
             }
         }
         guard let found else {
