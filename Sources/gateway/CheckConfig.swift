@@ -67,6 +67,7 @@ struct ConnectionCheck {
     /// is less available than configured), then PING on the master the first one named;
     /// otherwise the one Redis.
     static func redisChecks(_ url: GatewayConfig.RedisURL) -> [ConnectionCheck] {
+        if url.isCluster { return clusterChecks(url) }
         guard let sentinel = url.sentinel else { return [redis(url)] }
         let master = RedisConfiguration(url, connectTimeout: .seconds(2))
         var found: SentinelMonitor.Endpoint?
@@ -93,6 +94,48 @@ struct ConnectionCheck {
             return checks
         }
         return checks + [redis(url.withMaster(host: found.host, port: found.port))]
+    }
+
+    /// A Redis Cluster: a line per seed (each asked for `CLUSTER SLOTS` after AUTH; one that
+    /// does not answer fails, as a Sentinel does: the gateway has fewer places to start from),
+    /// then a line per master of the first map read, PINGed, with the slots it serves; the last
+    /// line fails when no seed answered or a slot has no master (the cluster is down there).
+    static func clusterChecks(_ url: GatewayConfig.RedisURL) -> [ConnectionCheck] {
+        let configuration = RedisConfiguration(url, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
+        var map: ClusterSlotMap?
+        var checks = url.clusterSeeds.map { seed in
+            let started = DispatchTime.now().uptimeNanoseconds
+            switch configuration.clusterSlotMap(askingSeed: ClusterNode(host: seed.host, port: seed.port), replyTimeout: .seconds(2)) {
+            case .success(let seen):
+                map = map ?? seen
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                return ConnectionCheck(
+                    passed: true,
+                    line: "redis seed \(seed): ok (CLUSTER SLOTS answered in \(formatMilliseconds(elapsed)): \(seen.nodes.count) master(s))")
+            case .failure(let error):
+                return ConnectionCheck(passed: false, line: "redis seed \(seed): FAILED: \(describe(error, url: url, at: "\(seed)"))")
+            }
+        }
+        guard let map else {
+            checks.append(ConnectionCheck(passed: false, line: "redis \(url): FAILED: no seed answered CLUSTER SLOTS"))
+            return checks
+        }
+        for master in map.nodes {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let slots = "\(map.slotCount(of: master)) slots"
+            do {
+                _ = try RedisOneShot.send([Array("PING".utf8)], configuration: configuration.pointed(at: master))
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                checks.append(ConnectionCheck(passed: true, line: "redis master \(master): ok (\(slots), PING answered in \(formatMilliseconds(elapsed)))"))
+            } catch {
+                checks.append(ConnectionCheck(passed: false, line: "redis master \(master): FAILED (\(slots)): \(describe(error, url: url, at: "\(master)"))"))
+            }
+        }
+        let served = map.nodes.reduce(0) { $0 + map.slotCount(of: $1) }
+        checks.append(map.coversAllSlots
+            ? ConnectionCheck(passed: true, line: "redis \(url): ok (\(map.nodes.count) master(s) serve all \(ClusterSlots.count) slots)")
+            : ConnectionCheck(passed: false, line: "redis \(url): FAILED: \(ClusterSlots.count - served) of \(ClusterSlots.count) slots have no master"))
+        return checks
     }
 
     /// Connects as the gateway would (AUTH, SELECT), then PING.
@@ -128,10 +171,11 @@ struct ConnectionCheck {
         return ConnectionCheck(passed: true, line: "upstream \(url): ok (connected to \(address) in \(formatMilliseconds(elapsed)))")
     }
 
-    private static func describe(_ error: RedisError, url: GatewayConfig.RedisURL) -> String {
+    /// - Parameter node: the address the error came from when it is not `url.address` (a cluster node).
+    private static func describe(_ error: RedisError, url: GatewayConfig.RedisURL, at node: String? = nil) -> String {
         guard let message = error.serverMessage else {
             let text = "\(error)"
-            return text.hasPrefix("redis: ") ? String(text.dropFirst("redis: ".count)) + " (\(url.address))" : text
+            return text.hasPrefix("redis: ") ? String(text.dropFirst("redis: ".count)) + " (\(node ?? url.address))" : text
         }
         let shown = message.hasPrefix("ERR ") ? String(message.dropFirst(4)) : message
         if message.uppercased().contains("DB INDEX IS OUT OF RANGE"), let count = databaseCount(url) {
