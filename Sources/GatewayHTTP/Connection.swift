@@ -195,6 +195,7 @@ final class Connection: @unchecked Sendable {
         state = .closingAfterWrites
         pauseReading()
         flushSlots()
+        server.handler.rejected(status: error.status, reason: error.reason, context: HTTPRequestContext(loop: loop, peer: peer))
     }
 
     private func sendContinue() {

@@ -56,6 +56,14 @@ public struct HTTPResponder: Sendable {
 /// Handles requests. `handle` is called on the connection's event loop and must not block it.
 public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder: HTTPResponder)
+    /// The connection answered a request it could not parse (400, 413, 414, 431, 501, 505...)
+    /// itself, before any `handle`; called on its event loop, for the handler's log and metrics.
+    /// `reason` is the parser's fixed text, never bytes of the request (they may hold credentials).
+    func rejected(status: Int, reason: String, context: HTTPRequestContext)
+}
+
+extension HTTPHandler {
+    public func rejected(status: Int, reason: String, context: HTTPRequestContext) {}
 }
 
 /// The HTTP/1.1 server: a non-blocking listener and a fixed set of event loops.

@@ -19,20 +19,29 @@ extension RedisConfiguration {
     func clusterSlotMap(replyTimeout: Duration) -> Result<ClusterSlotMap, RedisError> {
         var lastError = RedisError.notConnected
         for seed in clusterSeeds {
-            let reply = BlockingRedisConnection.connect(pointed(at: seed), replyTimeout: replyTimeout).flatMap { connection in
-                connection.command([Array("CLUSTER".utf8), Array("SLOTS".utf8)], timeout: replyTimeout)
-            }
-            do throws(RedisError) {
-                return .success(try ClusterSlotMap(clusterSlots: reply.get(), queriedHost: seed.host))
-            } catch {
-                lastError = error
+            switch clusterSlotMap(askingSeed: seed, replyTimeout: replyTimeout) {
+            case .success(let map): return .success(map)
+            case .failure(let error): lastError = error
             }
         }
         return .failure(lastError)
     }
 
+    /// The slot map as `node` tells it (`CLUSTER SLOTS` on one short connection, after the
+    /// configuration's AUTH; blocking). For `check-config --connect`, which asks every seed.
+    public func clusterSlotMap(askingSeed node: ClusterNode, replyTimeout: Duration) -> Result<ClusterSlotMap, RedisError> {
+        let reply = BlockingRedisConnection.connect(pointed(at: node), replyTimeout: replyTimeout).flatMap { connection in
+            connection.command([Array("CLUSTER".utf8), Array("SLOTS".utf8)], timeout: replyTimeout)
+        }
+        do throws(RedisError) {
+            return .success(try ClusterSlotMap(clusterSlots: reply.get(), queriedHost: node.host))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// This configuration (password, timeouts, backoff) for one node of the cluster.
-    func pointed(at node: ClusterNode) -> RedisConfiguration {
+    public func pointed(at node: ClusterNode) -> RedisConfiguration {
         var pointed = self
         pointed.host = node.host
         pointed.port = node.port

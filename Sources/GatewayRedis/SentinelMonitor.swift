@@ -46,6 +46,8 @@ public final class SentinelMonitor: Sendable {
     /// Where the master is reached for `ROLE`: its password, user and database; host and port
     /// are replaced by each named master's.
     private let master: RedisConfiguration
+    /// The Sentinels' own `requirepass`, sent as `AUTH` before their commands and the SUBSCRIBE.
+    private let sentinelPassword: String?
     private let timeout: Duration
     private let pollInterval: Duration
     private let logger: Logger
@@ -68,17 +70,20 @@ public final class SentinelMonitor: Sendable {
     ///   - sentinels: asked in this order; at least one.
     ///   - masterName: the name the Sentinels monitor the master under.
     ///   - master: credentials and database of the master (host and port are ignored).
+    ///   - sentinelPassword: the Sentinels' password (`requirepass` in their config); nil for none.
     ///   - timeout: bounds each connect and each reply, to a Sentinel or to a master.
     ///   - pollInterval: how often the Sentinels are asked without a message. Default: 1 s.
     ///   - onMaster: a new master was found (not called for the one passed to ``start(knownMaster:)``).
     public init(
-        sentinels: [Endpoint], masterName: String, master: RedisConfiguration, timeout: Duration = .milliseconds(500),
-        pollInterval: Duration = .seconds(1), logger: Logger, onMaster: @escaping @Sendable (Endpoint) -> Void
+        sentinels: [Endpoint], masterName: String, master: RedisConfiguration, sentinelPassword: String? = nil,
+        timeout: Duration = .milliseconds(500), pollInterval: Duration = .seconds(1), logger: Logger,
+        onMaster: @escaping @Sendable (Endpoint) -> Void
     ) {
         precondition(!sentinels.isEmpty, "SentinelMonitor needs a Sentinel")
         self.sentinels = sentinels
         self.masterName = masterName
         self.master = master
+        self.sentinelPassword = sentinelPassword
         self.timeout = timeout
         self.pollInterval = pollInterval
         self.logger = logger
@@ -94,16 +99,19 @@ public final class SentinelMonitor: Sendable {
     /// Asks the Sentinels now, blocking: at most two connects and replies of `timeout` per Sentinel.
     /// - Parameter trusting: a master already checked: named again, it is not asked `ROLE` again.
     public func discover(trusting known: Endpoint? = nil) -> Discovery {
-        Self.discover(sentinels: sentinels, masterName: masterName, master: master, timeout: timeout, trusting: known)
+        Self.discover(sentinels: sentinels, masterName: masterName, master: master, sentinelPassword: sentinelPassword,
+                      timeout: timeout, trusting: known)
     }
 
     /// Asks `sentinels` in order for `masterName`, blocking; see ``discover(trusting:)``.
     public static func discover(
-        sentinels: [Endpoint], masterName: String, master: RedisConfiguration, timeout: Duration, trusting known: Endpoint? = nil
+        sentinels: [Endpoint], masterName: String, master: RedisConfiguration, sentinelPassword: String? = nil,
+        timeout: Duration, trusting known: Endpoint? = nil
     ) -> Discovery {
         var answers: [Answer] = []
         for sentinel in sentinels {
-            let result = ask(sentinel, masterName: masterName, master: master, timeout: timeout, trusting: known)
+            let result = ask(sentinel, masterName: masterName, master: master, sentinelPassword: sentinelPassword,
+                             timeout: timeout, trusting: known)
             answers.append(Answer(sentinel: sentinel, result: result))
             if case .success(let found) = result { return Discovery(master: found, answers: answers) }
         }
@@ -111,10 +119,10 @@ public final class SentinelMonitor: Sendable {
     }
 
     private static func ask(
-        _ sentinel: Endpoint, masterName: String, master: RedisConfiguration, timeout: Duration, trusting known: Endpoint?
+        _ sentinel: Endpoint, masterName: String, master: RedisConfiguration, sentinelPassword: String?, timeout: Duration,
+        trusting known: Endpoint?
     ) -> Result<Endpoint, RedisError> {
-        // Sentinels are asked without AUTH or SELECT: those are the master's.
-        let asked = RedisConfiguration(host: sentinel.host, port: sentinel.port, connectTimeout: timeout)
+        let asked = sentinelConfiguration(sentinel, password: sentinelPassword, timeout: timeout)
         let named: Endpoint
         switch command(["SENTINEL", "get-master-addr-by-name", masterName], at: asked, timeout: timeout) {
         case .failure(let error): return .failure(error)
@@ -143,6 +151,12 @@ public final class SentinelMonitor: Sendable {
         case .success:
             return .failure(.server("it names \(named), which is not a master (a failover in progress?)"))
         }
+    }
+
+    /// A Sentinel is reached with its own password if any, never the master's user or
+    /// database (it has neither ACL users of the master nor databases to SELECT).
+    private static func sentinelConfiguration(_ sentinel: Endpoint, password: String?, timeout: Duration) -> RedisConfiguration {
+        RedisConfiguration(host: sentinel.host, port: sentinel.port, password: password, connectTimeout: timeout)
     }
 
     private static func command(_ words: [String], at configuration: RedisConfiguration, timeout: Duration) -> Result<RedisReply, RedisError> {
@@ -237,7 +251,7 @@ public final class SentinelMonitor: Sendable {
         var logger = self.logger
         logger[metadataKey: "redis.sentinel"] = "\(sentinel)"
         let subscriber = RedisSubscriber(
-            configuration: RedisConfiguration(host: sentinel.host, port: sentinel.port, connectTimeout: timeout),
+            configuration: Self.sentinelConfiguration(sentinel, password: sentinelPassword, timeout: timeout),
             channel: "+switch-master", logger: logger
         ) { payload in
             // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"; the address is read back

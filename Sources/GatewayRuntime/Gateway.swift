@@ -145,6 +145,12 @@ public final class Gateway: HTTPHandler, @unchecked Sendable {
 
     // MARK: Routing
 
+    /// Malformed requests the connection answered itself count and are logged like any other answer.
+    public func rejected(status: Int, reason: String, context: HTTPRequestContext) {
+        let record = RequestRecord.rejected(status: status, reason: reason, peer: context.peer)
+        for observer in observers { observer.requestFinished(record) }
+    }
+
     public func handle(_ request: HTTPRequest, context: HTTPRequestContext, responder httpResponder: HTTPResponder) {
         let head = request.head
         let trace = RequestTrace()

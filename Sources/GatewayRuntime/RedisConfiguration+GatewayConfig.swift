@@ -19,7 +19,7 @@ extension SentinelMonitor {
         guard let sentinel = url.sentinel else { return nil }
         return discover(
             sentinels: sentinel.endpoints, masterName: sentinel.masterName,
-            master: RedisConfiguration(url, connectTimeout: timeout), timeout: timeout)
+            master: RedisConfiguration(url, connectTimeout: timeout), sentinelPassword: sentinel.password, timeout: timeout)
     }
 }
 

@@ -29,6 +29,17 @@ public struct RequestRecord: Sendable {
     public var requestID: String?
 }
 
+extension RequestRecord {
+    /// A request the HTTP parser refused before the gateway saw it. Nothing of the request is
+    /// kept: its bytes are malformed and may carry credentials, so method and target are "-".
+    static func rejected(status: Int, reason: String, peer: SocketAddress) -> RequestRecord {
+        RequestRecord(
+            startedAt: WallClock.nowMilliseconds(), client: peer, method: "-", target: "-", status: status,
+            bodyBytes: HTTPResponse.text(status, reason).body.count, durationNanoseconds: 0, route: nil,
+            cacheStatus: nil, outcome: .rejected)
+    }
+}
+
 /// Receives every answered request, on the request's event loop; must not block it.
 public protocol RequestObserver: Sendable {
     func requestFinished(_ record: RequestRecord)

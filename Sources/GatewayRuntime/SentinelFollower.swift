@@ -46,7 +46,7 @@ final class SentinelFollower: Sendable {
         // Weak: the follower holds the monitor.
         let monitor = SentinelMonitor(
             sentinels: sentinel.endpoints,
-            masterName: sentinel.masterName, master: configuration, logger: logger
+            masterName: sentinel.masterName, master: configuration, sentinelPassword: sentinel.password, logger: logger
         ) { [weak self] master in
             self?.follow(master, name: sentinel.masterName)
         }

@@ -67,19 +67,25 @@ struct ConnectionCheck {
     /// is less available than configured), then PING on the master the first one named;
     /// otherwise the one Redis.
     static func redisChecks(_ url: GatewayConfig.RedisURL) -> [ConnectionCheck] {
+        if url.isCluster { return clusterChecks(url) }
         guard let sentinel = url.sentinel else { return [redis(url)] }
         let master = RedisConfiguration(url, connectTimeout: .seconds(2))
         var found: SentinelMonitor.Endpoint?
         var checks = sentinel.endpoints.map { node in
             let asked = SentinelMonitor.discover(
-                sentinels: [node], masterName: sentinel.masterName, master: master, timeout: .seconds(2)).answers[0]
+                sentinels: [node], masterName: sentinel.masterName, master: master, sentinelPassword: sentinel.password,
+                timeout: .seconds(2)).answers[0]
             switch asked.result {
             case .success(let named):
                 found = found ?? named
                 return ConnectionCheck(passed: true, line: "sentinel \(node): ok (master \"\(sentinel.masterName)\" is \(named))")
             case .failure(let error):
-                let why = error.serverMessage ?? "\(error)"
-                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(why.hasPrefix("redis: ") ? String(why.dropFirst(7)) : why)")
+                var why = error.serverMessage ?? "\(error)"
+                if why.hasPrefix("redis: ") { why.removeFirst(7) }
+                if why.hasPrefix("NOAUTH") {
+                    why = "the Sentinel refused: \(why) (it has a password: set redis.sentinel_password)"
+                }
+                return ConnectionCheck(passed: false, line: "sentinel \(node): FAILED: \(why)")
             }
         }
         guard let found else {
@@ -88,6 +94,48 @@ struct ConnectionCheck {
             return checks
         }
         return checks + [redis(url.withMaster(host: found.host, port: found.port))]
+    }
+
+    /// A Redis Cluster: a line per seed (each asked for `CLUSTER SLOTS` after AUTH; one that
+    /// does not answer fails, as a Sentinel does: the gateway has fewer places to start from),
+    /// then a line per master of the first map read, PINGed, with the slots it serves; the last
+    /// line fails when no seed answered or a slot has no master (the cluster is down there).
+    static func clusterChecks(_ url: GatewayConfig.RedisURL) -> [ConnectionCheck] {
+        let configuration = RedisConfiguration(url, commandTimeout: .seconds(2), connectTimeout: .seconds(2))
+        var map: ClusterSlotMap?
+        var checks = url.clusterSeeds.map { seed in
+            let started = DispatchTime.now().uptimeNanoseconds
+            switch configuration.clusterSlotMap(askingSeed: ClusterNode(host: seed.host, port: seed.port), replyTimeout: .seconds(2)) {
+            case .success(let seen):
+                map = map ?? seen
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                return ConnectionCheck(
+                    passed: true,
+                    line: "redis seed \(seed): ok (CLUSTER SLOTS answered in \(formatMilliseconds(elapsed)): \(seen.nodes.count) master(s))")
+            case .failure(let error):
+                return ConnectionCheck(passed: false, line: "redis seed \(seed): FAILED: \(describe(error, url: url, at: "\(seed)"))")
+            }
+        }
+        guard let map else {
+            checks.append(ConnectionCheck(passed: false, line: "redis \(url): FAILED: no seed answered CLUSTER SLOTS"))
+            return checks
+        }
+        for master in map.nodes {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let slots = "\(map.slotCount(of: master)) slots"
+            do {
+                _ = try RedisOneShot.send([Array("PING".utf8)], configuration: configuration.pointed(at: master))
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                checks.append(ConnectionCheck(passed: true, line: "redis master \(master): ok (\(slots), PING answered in \(formatMilliseconds(elapsed)))"))
+            } catch {
+                checks.append(ConnectionCheck(passed: false, line: "redis master \(master): FAILED (\(slots)): \(describe(error, url: url, at: "\(master)"))"))
+            }
+        }
+        let served = map.nodes.reduce(0) { $0 + map.slotCount(of: $1) }
+        checks.append(map.coversAllSlots
+            ? ConnectionCheck(passed: true, line: "redis \(url): ok (\(map.nodes.count) master(s) serve all \(ClusterSlots.count) slots)")
+            : ConnectionCheck(passed: false, line: "redis \(url): FAILED: \(ClusterSlots.count - served) of \(ClusterSlots.count) slots have no master"))
+        return checks
     }
 
     /// Connects as the gateway would (AUTH, SELECT), then PING.
@@ -123,10 +171,11 @@ struct ConnectionCheck {
         return ConnectionCheck(passed: true, line: "upstream \(url): ok (connected to \(address) in \(formatMilliseconds(elapsed)))")
     }
 
-    private static func describe(_ error: RedisError, url: GatewayConfig.RedisURL) -> String {
+    /// - Parameter node: the address the error came from when it is not `url.address` (a cluster node).
+    private static func describe(_ error: RedisError, url: GatewayConfig.RedisURL, at node: String? = nil) -> String {
         guard let message = error.serverMessage else {
             let text = "\(error)"
-            return text.hasPrefix("redis: ") ? String(text.dropFirst("redis: ".count)) + " (\(url.address))" : text
+            return text.hasPrefix("redis: ") ? String(text.dropFirst("redis: ".count)) + " (\(node ?? url.address))" : text
         }
         let shown = message.hasPrefix("ERR ") ? String(message.dropFirst(4)) : message
         if message.uppercased().contains("DB INDEX IS OUT OF RANGE"), let count = databaseCount(url) {

@@ -100,6 +100,28 @@ final class OperationsConfigTests: XCTestCase {
             """)
     }
 
+    // MARK: sentinel_password
+
+    func testSentinelPasswordTakesTheEnvironmentAndIsNeverShown() throws {
+        let config = try parse(yaml(redis: "  url: redis+sentinel://127.0.0.1:26379/mymaster/0\n  sentinel_password: ${SENTINEL_PASSWORD}"),
+                               environment: ["SENTINEL_PASSWORD": "sentinel-pw"])
+        XCTAssertEqual(config.redis.url.sentinel?.password, "sentinel-pw")
+        XCTAssertNil(config.redis.url.password, "the master's password is another one")
+        XCTAssertEqual("\(config.redis.url)", "redis+sentinel://127.0.0.1:26379/mymaster/0")
+        let json = config.redactedJSON()
+        XCTAssertFalse(json.contains("sentinel-pw"), json)
+        XCTAssertTrue(json.contains("\"sentinel_password\" : \"<redacted>\""), json)
+    }
+
+    func testSentinelPasswordProblemsNameTheLine() throws {
+        XCTAssertEqual(diagnostics(yaml(redis: "  url: redis://127.0.0.1/0\n  sentinel_password: pw")), """
+            gateway.yaml:6:22: error: redis.sentinel_password: only a redis+sentinel:// URL asks Sentinels (redis.url is not one)
+            """)
+        XCTAssertEqual(diagnostics(yaml(redis: "  url: redis+sentinel://127.0.0.1/m/0\n  sentinel_password: \"${UNSET_SENTINEL_PW:-}\"")), """
+            gateway.yaml:6:22: error: redis.sentinel_password: is empty (remove it to ask the Sentinels without AUTH)
+            """)
+    }
+
     // MARK: unix:// URLs
 
     func testUnixSocketURLs() throws {

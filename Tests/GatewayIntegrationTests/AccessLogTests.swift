@@ -101,6 +101,33 @@ final class AccessLogTests: GatewayTestCase {
         XCTAssertTrue(refused["cache_status"] is NSNull)
     }
 
+    /// The parser's own refusals never reach the gateway's handler; they are logged all the same,
+    /// and nothing of the malformed bytes (here a credential in a header without a colon) is kept.
+    func testAMalformedRequestIsOneRejectedLineWithoutItsBytes() throws {
+        try start()
+        let client = try TestClient(port: port, timeout: 5)
+        try client.send("GET /catalog/a?token=leak-me HTTP/1.1\r\nHost: test\r\nAuthorization Bearer secret-token-123\r\n\r\n")
+        let response = try client.readResponse()
+        XCTAssertEqual(response.status, 400)
+        XCTAssertTrue(client.waitForClose(), "a parse error closes the connection")
+
+        let records = try jsonLines(1)
+        XCTAssertEqual(records.count, 1, "\(records)")
+        let r = try XCTUnwrap(records.first)
+        XCTAssertEqual(r["status"] as? Int, 400)
+        XCTAssertEqual(r["outcome"] as? String, "rejected")
+        XCTAssertEqual(r["method"] as? String, "-")
+        XCTAssertEqual(r["path"] as? String, "-")
+        XCTAssertEqual(r["client"] as? String, "127.0.0.1")
+        XCTAssertEqual(r["bytes"] as? Int, response.body.count, "the parser's reason, as sent")
+        XCTAssertTrue(r["route"] is NSNull)
+        XCTAssertTrue(r["cache_status"] is NSNull)
+        for line in lines() {
+            XCTAssertFalse(line.contains("secret-token-123"), line)
+            XCTAssertFalse(line.contains("leak-me"), line)
+        }
+    }
+
     func testCredentialsNeverReachTheLog() throws {
         backend.setBehaviour(.ok("mine"), forPath: "/users/alice/resources")
         backend.setBehaviour(.ok("passed"), forPath: "/other")

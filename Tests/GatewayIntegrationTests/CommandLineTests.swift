@@ -555,6 +555,35 @@ final class CommandLineTests: GatewayTestCase {
         XCTAssertEqual(lines.last, "\(path): OK")
     }
 
+    /// A real 3-master cluster and one seed where nothing listens: every seed gets its line (the
+    /// dead one fails the check), every master of the slot map is PINGed with its slots.
+    func testCheckConfigConnectOnAClusterChecksEverySeedAndReportsTheMasters() throws {
+        let cluster = try RedisClusterProcess()
+        let closed = try RedisServerProcess.freePort()  // bound and released: nothing listens there
+        let seeds = cluster.ports.map { "127.0.0.1:\($0)" }
+        let result = try run(["check-config", "--connect", try opsConfig(redis: "redis+cluster://\((seeds + ["127.0.0.1:\(closed)"]).joined(separator: ","))/0")])
+        XCTAssertEqual(result.status, 1, "a seed down fails the check: \(result.stdout)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        for seed in seeds {
+            XCTAssertTrue(lines.contains { $0.hasPrefix("redis seed \(seed): ok (CLUSTER SLOTS answered in ") && $0.hasSuffix(": 3 master(s))") },
+                          "\(seed): \(result.stdout)")
+        }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("redis seed 127.0.0.1:\(closed): FAILED: ") && $0.contains("127.0.0.1:\(closed)") }, result.stdout)
+        var slots = 0
+        for seed in seeds {
+            let line = try XCTUnwrap(lines.first { $0.hasPrefix("redis master \(seed): ok (") }, "\(seed): \(result.stdout)")
+            XCTAssertTrue(line.contains(" slots, PING answered in "), line)
+            let count = line.dropFirst("redis master \(seed): ok (".count).prefix { $0.isNumber }
+            slots += Int(count) ?? 0
+        }
+        XCTAssertEqual(slots, 16384, "the masters' slots add up: \(result.stdout)")
+        XCTAssertTrue(lines.contains { $0.hasSuffix(": ok (3 master(s) serve all 16384 slots)") }, result.stdout)
+
+        let healthy = try run(["check-config", "--connect", try opsConfig(redis: cluster.url)])
+        XCTAssertEqual(healthy.status, 0, healthy.stdout + healthy.stderr)
+        XCTAssertEqual(healthy.stdout.split(separator: "\n").filter { $0.hasPrefix("redis seed ") }.count, 3, healthy.stdout)
+    }
+
     func testCheckConfigConnectNamesAWrongPasswordWithoutPrintingIt() throws {
         let guarded = try RedisServerProcess(extraArguments: ["--requirepass", "the-right-one"])
         try guarded.start()

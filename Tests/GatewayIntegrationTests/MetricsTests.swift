@@ -133,6 +133,22 @@ final class MetricsTests: GatewayTestCase {
         }
     }
 
+    /// A request the HTTP parser refuses (answered by the connection, before the gateway's
+    /// handler) counts as a rejected, unrouted request.
+    func testAMalformedRequestCountsAsRejected() throws {
+        try startGateway()
+        let before = try scrape()
+        XCTAssertEqual(before.value("cachegateway_requests_total", ["route": "-", "outcome": "rejected"]), 0)
+        let client = try TestClient(port: port, timeout: 5)
+        try client.send("GET /catalog/a HTTP/1.1 extra\r\nHost: test\r\n\r\n")
+        XCTAssertEqual(try client.readResponse().status, 400)
+        // Counted on the connection's loop right after the answer was queued; bounded poll.
+        let metrics = try settledScrape(total: 1)
+        XCTAssertEqual(metrics.value("cachegateway_requests_total", ["route": "-", "outcome": "rejected"]), 1)
+        XCTAssertEqual(requestCount(metrics), 1, "nothing else was counted")
+        XCTAssertEqual(metrics.value("cachegateway_request_duration_seconds_count", ["route": "-"]), 1)
+    }
+
     func testTheStatsJSONCarriesTheSameNumbers() throws {
         try runKnownSequence()
         let metrics = try settledScrape(total: 14)

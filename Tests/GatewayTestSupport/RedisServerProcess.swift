@@ -63,16 +63,20 @@ public final class RedisServerProcess {
     /// A `redis-sentinel` (`redis-server <file> --sentinel`) on a free port, watching the master
     /// on 127.0.0.1:`masterPort` under `name`, quick to decide: down after 500 ms, a failover
     /// retried after 2 s. Sentinel rewrites its config file, so each gets its own in its directory.
-    public static func sentinel(monitoring masterPort: Int, name: String = "mymaster", quorum: Int = 2) throws -> RedisServerProcess {
+    /// - Parameter password: the Sentinel's own `requirepass` (clients must AUTH); nil for none.
+    public static func sentinel(
+        monitoring masterPort: Int, name: String = "mymaster", quorum: Int = 2, password: String? = nil
+    ) throws -> RedisServerProcess {
         let sentinel = try RedisServerProcess()
         let file = sentinel.directory.appendingPathComponent("sentinel.conf")
-        let text = """
+        var text = """
             sentinel monitor \(name) 127.0.0.1 \(masterPort) \(quorum)
             sentinel down-after-milliseconds \(name) 500
             sentinel failover-timeout \(name) 2000
             sentinel parallel-syncs \(name) 1
 
             """
+        if let password { text += "requirepass \(password)\n" }
         try text.write(to: file, atomically: true, encoding: .utf8)
         sentinel.sentinelConfig = file
         return sentinel

@@ -63,7 +63,7 @@ private enum Keys {
         "body_timeout", "drain_timeout", "max_header_bytes", "max_headers", "max_body_bytes",
     ]
     static let upstream = ["url", "connect_timeout", "timeout", "max_connections", "max_queue", "host"]
-    static let redis = ["url", "password_file", "timeout", "key_prefix", "connections"]
+    static let redis = ["url", "password_file", "sentinel_password", "timeout", "key_prefix", "connections"]
     static let cache = ["max_body_size", "max_wait", "key_host", "local_ttl", "local_tracking", "local_max_bytes", "local_max_entries", "forward_headers",
         "stale_while_revalidate", "stale_if_error", "stale_if_error_statuses", "keep", "uncacheable_ttl", "max_waiters", "on_store_error", "vary_headers", "max_variants", "cross_instance"]
     static let route = [
@@ -443,6 +443,15 @@ final class ConfigReader {
                 } else {
                     url?.password = password
                 }
+            }
+        }
+        if let node = f["sentinel_password"], let password = secret(node, f.path("sentinel_password")) {
+            if password.isEmpty {
+                report(node, f.path("sentinel_password"), "is empty (remove it to ask the Sentinels without AUTH)")
+            } else if url != nil, url?.sentinel == nil {
+                report(node, f.path("sentinel_password"), "only a redis+sentinel:// URL asks Sentinels (redis.url is not one)")
+            } else {
+                url?.sentinel?.password = password
             }
         }
         let defaults = GatewayConfig.Redis(url: GatewayConfig.RedisURL(host: "localhost"))

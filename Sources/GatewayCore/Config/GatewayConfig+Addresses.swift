@@ -125,7 +125,7 @@ extension GatewayConfig {
         /// Database index for `SELECT`, default 0.
         public var database: Int
         /// `redis+sentinel://`: where to ask for the master. The password, user and database
-        /// are the master's; the Sentinels are asked without `AUTH`.
+        /// are the master's; the Sentinels get `AUTH` only with `redis.sentinel_password`.
         public var sentinel: Sentinel?
 
         /// The Sentinels and the master's name from a `redis+sentinel://` URL.
@@ -144,9 +144,13 @@ extension GatewayConfig {
             public var nodes: [Node]
             /// The name the Sentinels monitor it under (`sentinel monitor <name> …`).
             public var masterName: String
-            public init(nodes: [Node], masterName: String) {
+            /// `redis.sentinel_password`: sent as `AUTH <password>` to each Sentinel (their own
+            /// `requirepass`, not the master's); nil asks them without `AUTH`. Never shown.
+            public var password: String?
+            public init(nodes: [Node], masterName: String, password: String? = nil) {
                 self.nodes = nodes
                 self.masterName = masterName
+                self.password = password
             }
         }
 

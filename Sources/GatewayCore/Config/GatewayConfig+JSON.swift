@@ -46,13 +46,16 @@ extension GatewayConfig {
     private var redactedRedis: [String: Any] {
         var url = redis.url
         let hadPassword = url.password != nil
+        let hadSentinelPassword = url.sentinel?.password != nil
         url.password = nil
         url.username = nil
+        url.sentinel?.password = nil
         var fields: [String: Any] = [
             "url": url.description, "timeout": redis.timeout.configString, "key_prefix": redis.keyPrefix,
             "connections": redis.connections,
         ]
         if hadPassword { fields["password"] = Self.redactedMarker }
+        if hadSentinelPassword { fields["sentinel_password"] = Self.redactedMarker }
         if let username = redis.url.username { fields["username"] = username }
         return fields
     }
