@@ -36,35 +36,31 @@ struct CPUSnapshot {
     }
 
     static func machineBusyJiffies() -> UInt64 {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-              let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return 0 }
-        // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is in user)
-        let f = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
-        guard f.count >= 8 else { return 0 }
-        return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
+        (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)).flatMap(ProcStat.machineBusy) ?? 0
+    }
+
+    /// Every process's parent and CPU time, from `/proc/PID/stat`.
+    static func processTable() -> [Int32: (ppid: Int32, jiffies: UInt64)] {
+        var table: [Int32: (ppid: Int32, jiffies: UInt64)] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let entry = ProcStat.process(stat) else { continue }
+            table[pid] = entry
+        }
+        return table
     }
 
     /// CPU time of `root` and every process below it.
-    static func treeJiffies(root: Int32) -> UInt64 {
-        var parent: [Int32: Int32] = [:]
-        var time: [Int32: UInt64] = [:]
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(name),
-                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            // After "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
-            let f = stat[stat.index(after: close)...].split(separator: " ")
-            guard f.count > 12, let ppid = Int32(f[1]), let utime = UInt64(f[11]), let stime = UInt64(f[12]) else { continue }
-            parent[pid] = ppid
-            time[pid] = utime + stime
-        }
-        var total: UInt64 = 0
-        for (pid, t) in time {
-            var p = pid
-            var depth = 0
-            while p != root, p > 1, depth < 64, let up = parent[p] { p = up; depth += 1 }
-            if p == root { total += t }
-        }
-        return total
+    static func treeJiffies(root: Int32) -> UInt64 { ProcStat.treeJiffies(processTable(), roots: [root]) }
+
+    /// The reading `hit` takes around each round: the machine, the benchmark's tree, and the
+    /// processes below `targets` (one pass over `/proc`, so that the three agree).
+    static func reading(targets: Set<Int32>) -> CPUReading {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let busy = machineBusyJiffies()
+        let table = processTable()
+        return CPUReading(at: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9, machineBusy: busy,
+                          bench: ProcStat.treeJiffies(table, roots: [getpid()]), target: ProcStat.treeJiffies(table, roots: targets))
     }
 }

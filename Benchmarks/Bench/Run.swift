@@ -55,6 +55,12 @@ struct Run: ParsableCommand {
     @Option(help: "The gateway's in-process tier (cache.local_ttl), e.g. 1s; default 0s: every hit is read from Redis (local-soak: 100ms).")
     var localTTL = "0s"
 
+    @Option(help: "hit: rounds per target and case, taken in turns (gateway, nginx, gateway, nginx, ...); default 3, 2 with --smoke.")
+    var rounds: Int?
+
+    @Option(help: "hit: foreign CPU (cores used by other work on the machine) above which a round is noisy and left out of the ratio.")
+    var noiseThreshold = HitScenario.defaultNoiseThreshold
+
     @Option(help: "hit: closed-loop connections.")
     var connections = 64
 
@@ -85,6 +91,8 @@ struct Run: ParsableCommand {
         }
         _ = try parseDuration(backendDelay, option: "--backend-delay")
         if let duration { _ = try parseDuration(duration, option: "--duration") }
+        if let rounds, rounds < 1 { throw ValidationError("--rounds must be at least 1") }
+        guard noiseThreshold >= 0, noiseThreshold.isFinite else { throw ValidationError("--noise-threshold must be 0 or more cores") }
         guard herdSize > 0, herdRounds > 0, workers > 0, connections > 0, usersRate > 0, shieldConcurrency > 0 else {
             throw ValidationError("--herd-size, --herd-rounds, --workers, --connections, --users-rate and --shield-concurrency must be positive")
         }
@@ -109,7 +117,8 @@ struct Run: ParsableCommand {
         let options = BenchOptions(
             smoke: smoke, duration: seconds, backendDelayMs: max(1, Int((delay * 1000).rounded())), herdSize: herdSize,
             herdRounds: smoke ? min(herdRounds, 3) : herdRounds, targets: wanted, workers: workers, connections: connections,
-            usersRate: usersRate, shieldConcurrency: shieldConcurrency, localTTL: localTTL, metricsPath: metricsPath)
+            usersRate: usersRate, shieldConcurrency: shieldConcurrency, localTTL: localTTL, rounds: rounds ?? (smoke ? 2 : 3),
+            noiseThresholdCores: noiseThreshold, metricsPath: metricsPath)
 
         let workDir = try makeWorkDir()
         ProcessRegistry.shared.stopEverythingOnSignals()

@@ -415,3 +415,130 @@ final class ScaleBenchTests: XCTestCase {
         XCTAssertFalse(row?.contains("3,000") ?? true, String(row ?? ""))
     }
 }
+
+/// hit's rounds: the ratio from quiet pairs only, CPU per answer, noisy marking, the /proc arithmetic.
+final class HitRoundsBenchTests: XCTestCase {
+
+    private func round(_ target: Target, _ k: Int, rps: Double, cpuSeconds: Double = 1, foreign: Double = 0.02, threshold: Double = 0.10) -> HitRound {
+        HitRound(target: target, round: k, requests: Int(rps), seconds: 1, requestsPerSecond: rps, targetCPUSeconds: cpuSeconds,
+                 foreignCores: foreign, noisy: foreign > threshold)
+    }
+
+    func testTheRatioIsTheMedianOfTheQuietPairsWithItsSpread() throws {
+        let rounds = HitRounds(rounds: [
+            round(.gateway, 1, rps: 50_000), round(.nginx, 1, rps: 100_000),
+            round(.gateway, 2, rps: 90_000, foreign: 0.6), round(.nginx, 2, rps: 60_000),  // a neighbour: 1.5×, left out
+            round(.gateway, 3, rps: 60_000), round(.nginx, 3, rps: 100_000),
+            round(.gateway, 4, rps: 70_000), round(.nginx, 4, rps: 100_000),
+        ], noiseThresholdCores: 0.10)
+        XCTAssertEqual(rounds.pairs.map(\.round), [1, 2, 3, 4])
+        XCTAssertEqual(rounds.pairs.map(\.quiet), [true, false, true, true])
+        let ratio = try XCTUnwrap(rounds.quietRatio)
+        XCTAssertEqual(ratio.median, 0.6, accuracy: 1e-9)
+        XCTAssertEqual(ratio.min, 0.5, accuracy: 1e-9)
+        XCTAssertEqual(ratio.max, 0.7, accuracy: 1e-9)
+        XCTAssertEqual(ratio.count, 3)
+        XCTAssertEqual(rounds.ratioText, "0.60× (0.50×–0.70×, 3 quiet pairs of 4)")
+        XCTAssertEqual(rounds.noisyRounds, 1)
+        // Per target, only its quiet rounds: the gateway's noisy 90,000 is not in its median.
+        XCTAssertEqual(rounds.requestsPerSecond["gateway"]?.median, 60_000)
+        XCTAssertEqual(rounds.requestsPerSecond["gateway"]?.max, 70_000)
+        XCTAssertEqual(rounds.requestsPerSecond["nginx"]?.median, 100_000)
+        XCTAssertEqual(rounds.quietOnly["gateway"], true)
+    }
+
+    func testNoQuietRoundsMeansNoRatio() {
+        let rounds = HitRounds(rounds: [
+            round(.gateway, 1, rps: 60_000, foreign: 0.3), round(.nginx, 1, rps: 50_000),
+            round(.gateway, 2, rps: 61_000), round(.nginx, 2, rps: 49_000, foreign: 0.11),
+        ], noiseThresholdCores: 0.10)
+        XCTAssertNil(rounds.quietRatio)
+        XCTAssertEqual(rounds.ratioText, "no quiet rounds: no ratio (2 pairs, all noisy)")
+        let c = CaseReport(name: "1 key", description: "d", runs: [
+            TargetRun(target: .gateway, result: LoadOutcome(LoadResult(requests: 1, statuses: [200: 1], requestsPerSecond: 60_000)), backendCalls: 0),
+            TargetRun(target: .nginx, result: LoadOutcome(LoadResult(requests: 1, statuses: [200: 1], requestsPerSecond: 50_000)), backendCalls: 0),
+        ], hitRounds: rounds)
+        XCTAssertEqual(TableReport.nginxRatio(c, rps: 60_000, nginx: 50_000), "no ratio", "never the 1.2× of the noisy rounds")
+        let goals = Goals.evaluate([ScenarioReport(name: "hit", title: "t", summary: "s", cases: [c], checks: [])], options: BenchOptions(
+            smoke: true, duration: 1, backendDelayMs: 50, herdSize: 200, herdRounds: 3, targets: [.gateway, .nginx], workers: 2,
+            connections: 64, usersRate: 1000, shieldConcurrency: 8))
+        XCTAssertEqual(goals.first?.measured, "no quiet rounds: no ratio (2 pairs, all noisy)")
+        XCTAssertNil(goals.first?.met, "neither met nor missed")
+        // A target whose every round was noisy still shows its figures, marked.
+        XCTAssertEqual(rounds.quietOnly["nginx"], true)
+        XCTAssertTrue(HitRounds(rounds: [round(.gateway, 1, rps: 1_000, foreign: 1)], noiseThresholdCores: 0.1)
+            .targetText(.gateway)?.hasSuffix("every round noisy") ?? false)
+    }
+
+    func testWithoutNginxTheRoundsStillGiveASpread() throws {
+        let rounds = HitRounds(rounds: [round(.gateway, 1, rps: 40_000, cpuSeconds: 0.88), round(.gateway, 2, rps: 44_000, cpuSeconds: 0.88),
+                                        round(.gateway, 3, rps: 42_000, cpuSeconds: 0.84)], noiseThresholdCores: 0.10)
+        XCTAssertFalse(rounds.hasPairs)
+        XCTAssertNil(rounds.ratioText)
+        let rps = try XCTUnwrap(rounds.requestsPerSecond["gateway"])
+        XCTAssertEqual([rps.median, rps.min, rps.max], [42_000, 40_000, 44_000])
+        // CPU per answer: 0.88 s over 40,000 answers is 22 µs; 0.84 s over 42,000 is 20 µs.
+        let cpu = try XCTUnwrap(rounds.cpuMicrosPerRequest["gateway"])
+        XCTAssertEqual(cpu.median, 20, accuracy: 1e-9)
+        XCTAssertEqual(cpu.max, 22, accuracy: 1e-9)
+        XCTAssertEqual(rounds.targetText(.gateway), "gateway 42,000 req/s (40,000–44,000), 20.0 µs CPU per answer (20.0 µs–22.0 µs)")
+        XCTAssertEqual(Spread([3, 1, 4, 2])?.median, 2.5, "an even count: the mean of the middle two")
+        XCTAssertNil(Spread([]))
+    }
+
+    func testARoundIsNoisyAboveTheThresholdOfForeignCPU() {
+        // 100 ticks a second; 2 s apart. The machine was busy 300 ticks, the benchmark's tree 270
+        // of them (the target 180): 30 ticks foreign = 0.15 cores.
+        let before = CPUReading(at: 10, machineBusy: 1_000, bench: 500, target: 200)
+        let after = CPUReading(at: 12, machineBusy: 1_300, bench: 770, target: 380)
+        let cpu = after.since(before, ticksPerSecond: 100)
+        XCTAssertEqual(cpu.targetSeconds, 1.8, accuracy: 1e-9)
+        XCTAssertEqual(cpu.foreignCores, 0.15, accuracy: 1e-9)
+        let result = LoadOutcome(LoadResult(requests: 90_000, statuses: [200: 90_000], elapsedSeconds: 2, requestsPerSecond: 45_000))
+        let noisy = HitScenario.round(.gateway, 1, result, before: before, after: after, ticksPerSecond: 100, threshold: 0.10)
+        XCTAssertTrue(noisy.noisy)
+        XCTAssertEqual(noisy.cpuMicrosPerRequest ?? 0, 20, accuracy: 1e-9)
+        XCTAssertFalse(HitScenario.round(.gateway, 1, result, before: before, after: after, ticksPerSecond: 100, threshold: 0.15).noisy,
+                       "at the threshold is still quiet")
+        // The benchmark's own tree busier than the machine (readings a tick apart): never negative.
+        XCTAssertEqual(CPUReading(at: 11, machineBusy: 1_000, bench: 510, target: 200).since(before, ticksPerSecond: 100).foreignCores, 0)
+        XCTAssertEqual(HitScenario.defaultNoiseThreshold, 0.10)
+        XCTAssertEqual(HitScenario.roundSeconds(duration: 10, rounds: 3), 5.0 / 3, accuracy: 1e-9)
+        XCTAssertEqual(HitScenario.roundSeconds(duration: 2.5, rounds: 2), 0.625)
+    }
+
+    func testCPUAccountingFromProcSamples() throws {
+        let stat = "cpu  4705 150 1120 16250 520 30 45 7 0 0\ncpu0 2000 75 560 8000 260 15 20 3 0 0\nintr 1 2 3\n"
+        XCTAssertEqual(ProcStat.machineBusy(stat), 4705 + 150 + 1120 + 30 + 45 + 7, "idle and iowait are not busy")
+        XCTAssertNil(ProcStat.machineBusy("intr 1 2 3\n"))
+        // A command name with spaces and a parenthesis: fields count from the last ")".
+        let worker = "4242 (nginx: worker (x)) S 4240 4240 4240 0 -1 4194560 300 0 0 0 1500 250 0 0 20 0 1 0 100 0 0"
+        let parsed = try XCTUnwrap(ProcStat.process(worker))
+        XCTAssertEqual(parsed.ppid, 4240)
+        XCTAssertEqual(parsed.jiffies, 1750)
+        XCTAssertNil(ProcStat.process("4242 (truncated"))
+        // The bench (100) started a gateway (200), redis-server (300), nginx (400) with two workers
+        // (401, 402, and a cache manager 403 below 401 for the sake of depth); 999 is a neighbour.
+        let table: [Int32: (ppid: Int32, jiffies: UInt64)] = [
+            100: (1, 50), 200: (100, 1_000), 300: (100, 200), 400: (100, 5), 401: (400, 700), 402: (400, 650), 403: (401, 1), 999: (1, 4_000),
+        ]
+        XCTAssertEqual(ProcStat.treeJiffies(table, roots: [200, 300]), 1_200, "the gateway and its redis-server")
+        XCTAssertEqual(ProcStat.treeJiffies(table, roots: [400]), 1_356, "nginx's master and everything below it")
+        XCTAssertEqual(ProcStat.treeJiffies(table, roots: [100]), 2_606, "the benchmark's tree, never the neighbour")
+        XCTAssertEqual(ProcStat.treeJiffies(table, roots: []), 0)
+    }
+
+    func testTheProgressLineSaysTheRoundTheRateAndTheTimeLeft() {
+        XCTAssertEqual(ProgressLine.text(scenario: "hit", label: "1 key, round 2/3 gateway", requests: 41_200, elapsed: 1, secondsLeft: 22.2),
+                       "   … hit 1 key, round 2/3 gateway: 41,200 req/s so far, 23 s left")
+        XCTAssertEqual(ProgressLine.text(scenario: "hit", label: "x", requests: 0, elapsed: 0, secondsLeft: 0), "   … hit x: 0.0 req/s so far, 0 s left")
+    }
+
+    func testTheRoundsSurviveTheJSONReport() throws {
+        let rounds = HitRounds(rounds: [round(.gateway, 1, rps: 50_000), round(.nginx, 1, rps: 100_000)], noiseThresholdCores: 0.1)
+        let c = CaseReport(name: "1 key", description: "d", runs: [], hitRounds: rounds)
+        let back = try JSONDecoder().decode(CaseReport.self, from: JSONEncoder().encode(c))
+        XCTAssertEqual(back.hitRounds, rounds)
+        XCTAssertTrue(HTMLReport.hitRoundsTable(rounds).contains("0.50×"))
+    }
+}

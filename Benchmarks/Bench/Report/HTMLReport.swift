@@ -83,6 +83,11 @@ enum HTMLReport {
                 h += figure("Latency, \(c.name)", "by percentile; lower is better", percentileChart(c.runs))
             }
             h += figure("Backend calls while measuring", "after warm-up; a cache should make none", backendCalls(s.cases))
+            for c in s.cases {
+                guard let rounds = c.hitRounds else { continue }
+                h += "<figure><figcaption>Every round, \(esc(c.name))<span>in the order taken; noisy: foreign CPU above \(String(format: "%.2f", rounds.noiseThresholdCores)) cores, "
+                    + "left out of the ratio</span></figcaption><div class=\"scroll\">" + hitRoundsTable(rounds) + "</div></figure>"
+            }
         case "miss":
             if let c = s.cases.first {
                 h += figure("Latency", "by percentile, every request a miss; dashed: the backend's own delay",
@@ -218,7 +223,17 @@ enum HTMLReport {
         case "hit":
             for c in s.cases {
                 guard let g = c.run(.gateway) else { continue }
-                if let n = c.run(.nginx) {
+                if let rounds = c.hitRounds, rounds.hasPairs {
+                    let cpu = [Target.gateway, .nginx].compactMap { t in rounds.cpuMicrosPerRequest[t.rawValue].map { "\(t.rawValue) \(HitRounds.micros($0.median))" } }
+                    if let r = rounds.quietRatio {
+                        tiles.append(Tile(value: Format.ratio(r.median), caption: "\(c.name): gateway vs nginx, quiet rounds",
+                                          detail: "\(HitRounds.range(r, Format.ratio)) over \(r.count) of \(rounds.pairs.count) pairs; CPU per answer \(cpu.joined(separator: " vs "))",
+                                          tone: r.median >= 1 ? "good" : "bad"))
+                    } else {
+                        tiles.append(Tile(value: "no ratio", caption: "\(c.name): gateway vs nginx",
+                                          detail: "no quiet rounds: every pair had foreign CPU above \(String(format: "%.2f", rounds.noiseThresholdCores)) cores"))
+                    }
+                } else if let n = c.run(.nginx) {
                     let r = g.result.requestsPerSecond / max(n.result.requestsPerSecond, 0.001)
                     tiles.append(Tile(value: Format.ratio(r), caption: "\(c.name): gateway vs nginx",
                                       detail: "\(Format.rate(g.result.requestsPerSecond)) vs \(Format.rate(n.result.requestsPerSecond)) req/s",
@@ -381,6 +396,21 @@ enum HTMLReport {
         return t + "</tbody></table>"
     }
 
+    static func hitRoundsTable(_ r: HitRounds) -> String {
+        var t = "<table class=\"nums tight\"><thead><tr><th>round</th><th>target</th><th>req/s</th><th>CPU s</th><th>CPU per answer</th><th>foreign CPU</th><th>gateway ÷ nginx</th></tr></thead><tbody>"
+        for x in r.rounds {
+            let pair = x.target == .nginx ? r.pairs.first { $0.round == x.round } : nil
+            t += "<tr\(x.noisy ? " class=\"bad\"" : "")><td>\(x.round)</td><td><i class=\"dot\" style=\"background:\(color(x.target))\"></i>\(x.target.rawValue)</td>"
+                + "<td>\(Format.rate(x.requestsPerSecond))</td><td>\(String(format: "%.2f", x.targetCPUSeconds))</td>"
+                + "<td>\(x.cpuMicrosPerRequest.map(HitRounds.micros) ?? "–")</td><td>\(String(format: "%.2f", x.foreignCores))\(x.noisy ? " noisy" : "")</td>"
+                + "<td>\(pair.map { "\(Format.ratio($0.ratio))\($0.quiet ? "" : " (noisy)")" } ?? "")</td></tr>"
+        }
+        var summary = [r.ratioText.map { "gateway ÷ nginx: \($0)" }].compactMap { $0 }
+        summary += Target.allCases.compactMap(r.targetText)
+        t += "</tbody></table>"
+        return t + summary.map { "<p class=\"note\">\(esc($0))</p>" }.joined()
+    }
+
     static func outageTable(_ rounds: [OutageRun]) -> String {
         func share(_ r: LoadOutcome) -> String { Format.percent(Double(r.ok) / Double(max(1, r.offered))) }
         var t = "<table class=\"nums tight\"><thead><tr><th>target</th><th>round</th><th>before</th><th>during</th><th>after</th><th>p99 during</th><th>backend calls</th><th>foreign CPU</th></tr></thead><tbody>"
@@ -514,6 +544,7 @@ enum HTMLReport {
         .nums th{color:var(--muted);font-weight:600}
         ul.checks{list-style:none;padding:0;margin:8px 0;font-size:13.5px}
         ul.checks li{padding:3px 0}ul.checks li.ok span{color:#16a34a;font-weight:700}ul.checks li.bad{color:#991b1b}ul.checks li.bad span{font-weight:700}
+        tr.bad td{color:#991b1b;background:#fef2f2}p.note{font-size:13px;margin:6px 0 0}
         ul.notes{color:#92400e;background:#fffbeb;border:1px solid #fde68a;border-radius:10px;padding:8px 12px 8px 30px;font-size:13.5px}
         .how{background:#fff;border:1px solid var(--line);border-radius:16px;padding:22px 24px}
         dt{font-weight:650;margin-top:10px}dd{margin:2px 0 0;color:#374151}

@@ -82,6 +82,8 @@ struct CaseReport: Codable {
     var runs: [TargetRun]
     /// Simultaneous requests (herd-like): no throughput to show.
     var burst: Bool? = nil
+    /// hit only: every round of every target, and the ratio from the quiet ones.
+    var hitRounds: HitRounds? = nil
 
     func run(_ target: Target) -> TargetRun? { runs.first { $0.target == target } }
 }

@@ -32,7 +32,7 @@ enum TableReport {
                         r.result.cachedRatio.map(Format.percent) ?? "–",
                         Format.count(r.backendCalls),
                         closedLoop && r.target != .direct ? direct.map { Format.ratio(rps / max($0, 0.001)) } ?? "" : "",
-                        closedLoop && r.target == .gateway ? nginx.map { Format.ratio(rps / max($0, 0.001)) } ?? "" : "",
+                        closedLoop && r.target == .gateway ? nginxRatio(c, rps: rps, nginx: nginx) : "",
                         r.foreignCores.map { String(format: "%.2f", $0) } ?? "",
                     ])
                     firstOfScenario = false
@@ -44,7 +44,8 @@ enum TableReport {
         out.append("")
         out.append("req/s: hit, miss: answers per second, as fast as they come; users, shield, expiry, outage: 200s per second of the schedule (offered rate × share answered). failed: errors + timeouts.")
         out.append("cached: answers that cost no backend call of their own (hit, stale, or coalesced with another request's fetch).")
-        out.append("foreign CPU: cores' worth of CPU that other work on the machine used during the load (expiry, outage); a busy machine flatters the gateway against nginx.")
+        out.append("foreign CPU: cores' worth of CPU that other work on the machine used during the load (hit: mean of the rounds; expiry, outage); a busy machine flatters the gateway against nginx.")
+        out.append("×nginx, hit: median gateway ÷ nginx over the quiet pairs of rounds (foreign CPU at most the threshold); \"no ratio\" when none was quiet.")
         out.append("backend calls: requests that reached the demo monolith while measuring. herd: latency of the slowest round, calls of all rounds.")
         out.append("")
         for scenario in report.scenarios {
@@ -72,6 +73,13 @@ enum TableReport {
         // Last, alone on its line: the count CI reads.
         out.append("Invariants: \(checks.count - failed.count) passed, \(failed.count) failed")
         return out.joined(separator: "\n")
+    }
+
+    /// hit: the quiet rounds' median ratio, never one taken from noisy rounds.
+    static func nginxRatio(_ c: CaseReport, rps: Double, nginx: Double?) -> String {
+        guard let rounds = c.hitRounds else { return nginx.map { Format.ratio(rps / max($0, 0.001)) } ?? "" }
+        guard rounds.hasPairs else { return "" }
+        return rounds.quietRatio.map { Format.ratio($0.median) } ?? "no ratio"
     }
 
     static func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int>) -> [String] {

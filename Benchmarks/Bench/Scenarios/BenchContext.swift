@@ -24,6 +24,10 @@ struct BenchOptions: Sendable {
     var shieldConcurrency: Int
     /// The gateway's `cache.local_ttl` (in-process tier); "0s" = every hit read from Redis.
     var localTTL: String = "0s"
+    /// hit: rounds per target and case, taken in turns.
+    var rounds: Int = 3
+    /// hit: foreign CPU, in cores, above which a round is noisy.
+    var noiseThresholdCores: Double = HitScenario.defaultNoiseThreshold
     /// Where the gateway's Prometheus text is, on its admin listener (herd reports its coalesced-wait histogram).
     var metricsPath: String = "/metrics"
 }
@@ -114,7 +118,8 @@ final class BenchContext: @unchecked Sendable {
                 backend.process.stop()
                 throw error
             }
-            return Stack(target: target, backend: backend, front: gateway.process, port: port, tag: tag, adminPort: adminPort)
+            return Stack(target: target, backend: backend, front: gateway.process, port: port, tag: tag, adminPort: adminPort,
+                         helpers: redis.process.map { [$0.pid] } ?? [])
         case .nginx:
             let config = NginxConfig(
                 prefix: "\(workDir)/nginx-\(tag)", port: try Ports.free(), backendPort: backend.port, workers: options.workers,
@@ -211,15 +216,23 @@ final class Stack {
     let tag: String
     /// The gateway's admin listener (`/metrics`); nil for the other targets.
     let adminPort: Int?
+    /// Processes that work for `front` and whose CPU is its cost: the gateway's redis-server (when
+    /// the benchmark started it; one given with `--redis-port` is not ours to find, and counts as foreign).
+    let helpers: [Int32]
 
-    init(target: Target, backend: Backend, front: ManagedProcess?, port: Int, tag: String, adminPort: Int? = nil) {
+    init(target: Target, backend: Backend, front: ManagedProcess?, port: Int, tag: String, adminPort: Int? = nil, helpers: [Int32] = []) {
         self.target = target
         self.backend = backend
         self.front = front
         self.port = port
         self.tag = tag
         self.adminPort = adminPort
+        self.helpers = helpers
     }
+
+    /// The processes whose CPU is this target's: the gateway and its redis-server, nginx's master
+    /// and (below it) its workers, the demo monolith when measured directly.
+    var cpuRoots: Set<Int32> { Set([front?.pid ?? backend.process.pid] + helpers) }
 
     func stop() {
         front?.stop()
@@ -246,9 +259,10 @@ final class Stack {
 
     /// Runs a load against this stack, counting the calls that reached the backend meanwhile.
     func measure(_ mode: LoadMode, duration: Double, maxRequests: Int? = nil, timeout: Double = 10,
+                 progress: (@Sendable (LoadProgress) -> Void)? = nil,
                  request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, backendCalls: Int) {
         try backend.reset()
-        let result = try load(mode, duration: duration, maxRequests: maxRequests, timeout: timeout, request: request).result
+        let result = try load(mode, duration: duration, maxRequests: maxRequests, timeout: timeout, progress: progress, request: request).result
         // Requests the client gave up on may still be queued in the backend; their calls are
         // counted when it takes them, which is what "reached the backend" means here.
         let calls = try backend.stats().total
@@ -259,12 +273,12 @@ final class Stack {
     /// backend could not answer), with the CPU the rest of the machine used meanwhile.
     /// - Parameter samples: Also return every answer (when it was due, latency, Cache-Status).
     func load(_ mode: LoadMode, duration: Double, maxRequests: Int? = nil, timeout: Double = 10, samples: Bool = false,
-              request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, foreignCores: Double, samples: [LoadSample]) {
+              progress: (@Sendable (LoadProgress) -> Void)? = nil, request: @escaping @Sendable (Int) -> LoadRequest) throws -> (result: LoadOutcome, foreignCores: Double, samples: [LoadSample]) {
         var spec = LoadSpec(port: port, mode: mode, duration: .milliseconds(Int(duration * 1000)), maxRequests: maxRequests,
                             timeout: .milliseconds(Int(timeout * 1000)), request: request)
         spec.recordSamples = samples
         let before = CPUSnapshot.take()
-        let raw = try LoadGenerator.run(spec, progress: nil)
+        let raw = try LoadGenerator.run(spec, progress: progress)
         return (LoadOutcome(raw), CPUSnapshot.take().foreignCores(since: before), raw.samples ?? [])
     }
 }
