@@ -45,6 +45,9 @@ enum HitScenario: Scenario {
                 // neighbour that comes and goes lands in few pairs, and the CPU readings say which.
                 var parts: [Target: [LoadOutcome]] = [:]
                 var calls: [Target: Int] = [:]
+                // Redis lookups the gateway itself says failed (its own counter): each such answer
+                // took the miss path by design, so it may call the backend without being a bug.
+                let failedLookupsBefore = stacks.first { $0.target == .gateway }.flatMap { Self.failedLookups($0, o) }
                 var taken: [HitRound] = []
                 for round in 1...rounds {
                     for stack in stacks {
@@ -61,6 +64,8 @@ enum HitScenario: Scenario {
                                                    ticksPerSecond: CPUSnapshot.ticksPerSecond, threshold: o.noiseThresholdCores))
                     }
                 }
+                let failedLookups = stacks.first { $0.target == .gateway }.flatMap { Self.failedLookups($0, o) }
+                    .map { $0 - (failedLookupsBefore ?? 0) } ?? 0
                 let summary = HitRounds(rounds: taken, noiseThresholdCores: o.noiseThresholdCores)
                 let runs = stacks.map { stack in
                     let target = stack.target
@@ -70,8 +75,13 @@ enum HitScenario: Scenario {
                     checks.expectAllOK(result, target)
                     if target != .direct {
                         let hits = result.count(.hit)
-                        checks.expect(backendCalls == 0 && hits == result.requests, target, "served entirely from the cache",
-                                      "\(c.name): \(Format.count(hits)) of \(Format.count(result.requests)) answers were hits, \(backendCalls) backend calls")
+                        // On a loaded machine a Redis GET can outlast `redis.timeout`: that answer is
+                        // a miss by design. Every other answer must be a hit, with no backend call.
+                        let excused = target == .gateway ? failedLookups : 0
+                        checks.expect(backendCalls <= excused && hits + excused >= result.requests, target,
+                                      "served entirely from the cache (but for failed Redis lookups)",
+                                      "\(c.name): \(Format.count(hits)) of \(Format.count(result.requests)) answers were hits, \(backendCalls) backend calls, "
+                                        + "\(excused) Redis lookups failed")
                     }
                     let foreign = taken.filter { $0.target == target }.map(\.foreignCores)
                     return TargetRun(target: target, result: result, backendCalls: backendCalls,
@@ -129,5 +139,15 @@ enum HitScenario: Scenario {
         if let ratio = r.ratioText { lines.append("gateway ÷ nginx: \(ratio)") }
         for target in Target.allCases { if let t = r.targetText(target) { lines.append(t) } }
         return lines
+    }
+
+    /// `cachegateway_redis_errors_total` from the gateway's admin listener, or nil without one.
+    static func failedLookups(_ stack: Stack, _ o: BenchOptions) -> Int? {
+        guard let port = stack.adminPort,
+              let answer = try? ControlHTTP.request(port: port, path: o.metricsPath), answer.status == 200 else { return nil }
+        for line in answer.body.split(separator: "\n") where line.hasPrefix("cachegateway_redis_errors_total ") {
+            return line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) }
+        }
+        return nil
     }
 }
