@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The access log's cost on a hit, and a perf profile of the hit path: one cached 1 KiB key read
+# from Redis, two gateways (access log to a file / off, 1 event loop each) taking turns for 3
+# rounds of wrk -t1 -c64 -d4s, then perf record -F 999 -g for 8 s on the one with the log (when
+# perf is installed). Loopback only, kernel-chosen ports, every process stopped by pid.
+# Usage: hit-profile.sh [perf output file, default perf.data]; then perf report -i FILE --no-children
+set -euo pipefail
+OUT=$(realpath -m "${1:-perf.data}")
+cd "$(dirname "$0")/../.."
+swift build -c release --product gateway >/dev/null
+swift build -c release --product demo-monolith >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+tmp=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+RP=$(free_port); BP=$(free_port)
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 & pids+=($!)
+"$BIN/demo-monolith" --port "$BP" --delay 0 >"$tmp/backend.log" 2>&1 & pids+=($!)
+gw() { # name, extra yaml line
+  local port; port=$(free_port)
+  cat >"$tmp/$1.yaml" <<YAML
+listen: 127.0.0.1:$port
+server: { event_loops: 1 }
+upstream: { url: "http://127.0.0.1:$BP" }
+redis: { url: "redis://127.0.0.1:$RP", key_prefix: "prof$1:" }
+cache: { local_ttl: 0s }
+$2
+routes:
+  - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
+YAML
+  "$BIN/gateway" serve --config "$tmp/$1.yaml" --log-level error >/dev/null 2>"$tmp/$1.log" & pids+=($!)
+  echo "$port $!"
+}
+read ONP ONPID < <(gw on "access_log: { path: $tmp/access.log }")
+read OFFP OFFPID < <(gw off "access_log: off")
+sleep 1.5
+curl -s -o /dev/null "http://127.0.0.1:$ONP/catalog/x"; curl -s -o /dev/null "http://127.0.0.1:$OFFP/catalog/x"
+for round in 1 2 3; do
+  for t in on off; do
+    port=$ONP; [ $t = off ] && port=$OFFP
+    printf "%s round %s: " $t $round; wrk -t1 -c64 -d4s "http://127.0.0.1:$port/catalog/x" | grep Requests/sec
+  done
+done
+echo "== perf on the access-log-on gateway"
+wrk -t1 -c64 -d12s "http://127.0.0.1:$ONP/catalog/x" >/dev/null & w=$!
+sleep 1
+command -v perf >/dev/null || { echo "(perf not installed: apt-get install linux-perf)"; wait $w; exit 0; }
+perf record -F 999 -g -p "$ONPID" -o "$OUT" -- sleep 8 2>/dev/null >/dev/null
+wait $w
