@@ -14,19 +14,31 @@ public enum LogText {
 
     /// A JSON string, quotes included (RFC 8259 §7): `"` and `\` escaped, control characters and
     /// DEL as `\u00XX`; UTF-8 passes through (a Swift string is valid UTF-8).
-    public static func appendJSONString<S: Sequence>(_ bytes: S, to out: inout [UInt8]) where S.Element == UInt8 {
+    public static func appendJSONString<S: Collection>(_ bytes: S, to out: inout [UInt8]) where S.Element == UInt8 {
         out.append(UInt8(ascii: "\""))
-        for b in bytes {
+        // Runs of bytes that need no escape are copied whole: a path or a status is usually one
+        // run, and one `append(contentsOf:)` is a copy where a byte at a time is a bounds and
+        // capacity check each (a hit's profile had this function at 2.1 % appending byte by byte).
+        var runStart = bytes.startIndex
+        var i = bytes.startIndex
+        while i != bytes.endIndex {
+            let b = bytes[i]
+            if b >= 0x20 && b != UInt8(ascii: "\"") && b != UInt8(ascii: "\\") && b != 0x7F {
+                bytes.formIndex(after: &i)
+                continue
+            }
+            if runStart != i { out.append(contentsOf: bytes[runStart..<i]) }
             switch b {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(b)
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
             case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
             case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0..<0x20, 0x7F: appendUnicodeEscape(b, to: &out)
-            default: out.append(b)
+            default: appendUnicodeEscape(b, to: &out)
             }
+            bytes.formIndex(after: &i)
+            runStart = i
         }
+        if runStart != bytes.endIndex { out.append(contentsOf: bytes[runStart..<bytes.endIndex]) }
         out.append(UInt8(ascii: "\""))
     }
 

@@ -37,6 +37,20 @@ final class LogTextTests: XCTestCase {
         }
     }
 
+    /// Random strings of every kind of byte, escapes at the start, the end and next to each
+    /// other: the run-copying writer always gives what a byte-at-a-time one would.
+    func testJSONStringsOfRandomBytesParseBackExactly() throws {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet: [Character] = ["a", "Z", "0", "/", "?", "=", "\"", "\\", "\n", "\r", "\t", "\u{01}", "\u{1F}", "\u{7F}", " ", "ü", "✓", "𝄞"]
+        for _ in 0..<2_000 {
+            let s = String((0..<Int.random(in: 0...24, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            let encoded = json(s)
+            XCTAssertFalse(encoded.contains("\n") || encoded.contains("\r"), "one line: \(encoded)")
+            let decoded = try JSONSerialization.jsonObject(with: Data(encoded.utf8), options: .fragmentsAllowed) as? String
+            XCTAssertEqual(decoded, s, encoded)
+        }
+    }
+
     func testLogfmtValuesAreBareOnlyWhenSafe() {
         XCTAssertEqual(logfmt("/catalog/a?page=2"), #""/catalog/a?page=2""#, "= would split the pair")
         XCTAssertEqual(logfmt("/catalog/a"), "/catalog/a")
