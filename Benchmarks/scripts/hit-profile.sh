@@ -29,11 +29,12 @@ $2
 routes:
   - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
 YAML
-  "$BIN/gateway" serve --config "$tmp/$1.yaml" --log-level error >/dev/null 2>"$tmp/$1.log" & pids+=($!)
+  "$BIN/gateway" serve --config "$tmp/$1.yaml" --log-level error >/dev/null 2>"$tmp/$1.log" &
   echo "$port $!"
 }
-read ONP ONPID < <(gw on "access_log: { path: $tmp/access.log }")
-read OFFP OFFPID < <(gw off "access_log: off")
+# gw runs in a subshell here: its pids go into the list by hand, so that cleanup stops them too.
+read ONP ONPID < <(gw on "access_log: { path: $tmp/access.log }"); pids+=("$ONPID")
+read OFFP OFFPID < <(gw off "access_log: off"); pids+=("$OFFPID")
 sleep 1.5
 curl -s -o /dev/null "http://127.0.0.1:$ONP/catalog/x"; curl -s -o /dev/null "http://127.0.0.1:$OFFP/catalog/x"
 for round in 1 2 3; do

@@ -24,7 +24,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 REDIS_PORT=$(free_port); BACKEND_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 & pids+=($!)
 "$BIN/demo-monolith" --port "$BACKEND_PORT" --delay 0 >"$tmp/backend.log" 2>&1 & pids+=($!)
-start_gateway() {  # name, local_ttl line → prints the port
+start_gateway() {  # name, local_ttl line → prints "port pid" (it runs in a subshell: the caller keeps the pid)
     local port; port=$(free_port)
     cat >"$tmp/$1.yaml" <<YAML
 listen: 127.0.0.1:$port
@@ -36,12 +36,14 @@ access_log: off
 routes:
   - { name: catalog, match: "/catalog/**", class: public, ttl: 5m }
 YAML
-    "$BIN/gateway" serve --config "$tmp/$1.yaml" --log-level error >"$tmp/$1.log" 2>&1 & pids+=($!)
-    echo "$port"
+    "$BIN/gateway" serve --config "$tmp/$1.yaml" --log-level error >"$tmp/$1.log" 2>&1 &
+    echo "$port $!"
 }
 ports=()
-for i in $(seq 1 "$INSTANCES"); do ports+=("$(start_gateway "gw$i" "local_ttl: 5m")"); done
-OFF_PORT=$(start_gateway gw-off "local_ttl: 0s")
+for i in $(seq 1 "$INSTANCES"); do
+    read -r port pid < <(start_gateway "gw$i" "local_ttl: 5m"); ports+=("$port"); pids+=("$pid")
+done
+read -r OFF_PORT pid < <(start_gateway gw-off "local_ttl: 0s"); pids+=("$pid")
 sleep 1.5
 echo "== staleness window: $SAMPLES DELs, $INSTANCES instances (event_loops 1 each)"
 python3 - "$REDIS_PORT" "$SAMPLES" "${ports[@]}" <<'PY'
