@@ -237,7 +237,7 @@ struct Exchange: @unchecked Sendable {
     var trace: RequestTrace { responder.trace }
 
     /// - Parameter status: The `Cache-Status` the answer carries (already in its headers).
-    func respond(_ response: HTTPResponse, status: CacheStatus, gatewayError: Bool = false) {
+    func respond(_ response: consuming HTTPResponse, status: CacheStatus, gatewayError: Bool = false) {
         responder.respond(response, route: route.name, status: status, gatewayError: gatewayError)
     }
 }

@@ -17,9 +17,7 @@ final class SentinelPasswordTests: GatewayTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-sentinel") else {
-            throw XCTSkip("redis-sentinel not installed (apt-get install redis-sentinel)")
-        }
+        _ = try requiredTool(["/usr/bin/redis-sentinel"], package: "redis-sentinel")
         setenv(Self.variable, Self.password, 1)
         master = try RedisServerProcess()
         try master.start()

@@ -14,9 +14,7 @@ final class SentinelTests: GatewayTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-sentinel") else {
-            throw XCTSkip("redis-sentinel not installed (apt-get install redis-sentinel)")
-        }
+        _ = try requiredTool(["/usr/bin/redis-sentinel"], package: "redis-sentinel")
         master = try RedisServerProcess()
         try master.start()
         replica = try RedisServerProcess(extraArguments: ["--replicaof", "127.0.0.1", "\(master.port)"])
