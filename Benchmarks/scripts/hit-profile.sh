@@ -7,16 +7,9 @@
 set -euo pipefail
 OUT=$(realpath -m "${1:-perf.data}")
 cd "$(dirname "$0")/../.."
-swift build -c release --product gateway >/dev/null
-swift build -c release --product demo-monolith >/dev/null
-BIN=$(swift build -c release --show-bin-path)
-tmp=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source Benchmarks/scripts/common.sh
 RP=$(free_port); BP=$(free_port)
-redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 & pids+=($!)
-"$BIN/demo-monolith" --port "$BP" --delay 0 >"$tmp/backend.log" 2>&1 & pids+=($!)
+start_redis_and_backend "$RP" "$BP"
 gw() { # name, extra yaml line
   local port; port=$(free_port)
   cat >"$tmp/$1.yaml" <<YAML

@@ -14,16 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SAMPLES=${1:-200}
 INSTANCES=${2:-3}
-swift build -c release --product gateway >/dev/null
-swift build -c release --product demo-monolith >/dev/null
-BIN=$(swift build -c release --show-bin-path)
-tmp=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source Benchmarks/scripts/common.sh
 REDIS_PORT=$(free_port); BACKEND_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 & pids+=($!)
-"$BIN/demo-monolith" --port "$BACKEND_PORT" --delay 0 >"$tmp/backend.log" 2>&1 & pids+=($!)
+start_redis_and_backend "$REDIS_PORT" "$BACKEND_PORT"
 start_gateway() {  # name, local_ttl line → prints "port pid" (it runs in a subshell: the caller keeps the pid)
     local port; port=$(free_port)
     cat >"$tmp/$1.yaml" <<YAML

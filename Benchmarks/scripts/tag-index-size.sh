@@ -7,16 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STORES=${1:-100000}
-swift build -c release --product gateway >/dev/null
-swift build -c release --product demo-monolith >/dev/null
-BIN=$(swift build -c release --show-bin-path)
-tmp=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source Benchmarks/scripts/common.sh
 REDIS_PORT=$(free_port); BACKEND_PORT=$(free_port); GW_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 & pids+=($!)
-"$BIN/demo-monolith" --port "$BACKEND_PORT" --delay 0 >"$tmp/backend.log" 2>&1 & pids+=($!)
+start_redis_and_backend "$REDIS_PORT" "$BACKEND_PORT"
 cat >"$tmp/gateway.yaml" <<YAML
 listen: 127.0.0.1:$GW_PORT
 upstream: { url: "http://127.0.0.1:$BACKEND_PORT", max_connections: 32 }
