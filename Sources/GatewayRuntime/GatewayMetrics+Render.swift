@@ -119,22 +119,10 @@ struct ExpositionSamples {
 
 /// JSON text for values the gateway writes by hand.
 enum JSON {
-    /// `value` as a JSON string literal.
+    /// `value` as a JSON string literal, escaped as the access log escapes it.
     static func string(_ value: String) -> String {
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var out: [UInt8] = []
+        LogText.appendJSONString(value.utf8, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 }
