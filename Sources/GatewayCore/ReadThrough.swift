@@ -244,6 +244,8 @@ package struct ReadThrough: Sendable {
     private var holdsLease = false
     /// When waiting for other instances must end (`max_wait` after it began).
     private var remoteDeadline: UInt64?
+    /// Registered for the key's announcements (from asking for the lease until the wait ends).
+    private var watching = false
     private var recheckPurpose: RecheckPurpose = .confirm
     /// An announcement that came while a recheck was out, handled once it is back.
     private var pendingAnnouncement: RemoteFill?
@@ -328,8 +330,12 @@ package struct ReadThrough: Sendable {
             // Only the local leader talks to Redis about the lease: one lease request per key
             // per instance, however many of its clients ask.
             if let lease {
+                // Registered before the lease is asked for: a holder's announcement is published
+                // after Redis ran our acquire, so it cannot slip between the answer and the
+                // registration (a missed `failed` would leave this request waiting for the PTTL).
                 state = .leasing
-                return [.acquireLease(ttlMilliseconds: lease.ttlMilliseconds)]
+                watching = true
+                return [.awaitRemoteFill, .acquireLease(ttlMilliseconds: lease.ttlMilliseconds)]
             }
             state = .leading(background: false)
             return [.fetch(conditionalFill())]
@@ -496,29 +502,37 @@ package struct ReadThrough: Sendable {
         case .acquired:
             holdsLease = true
             state = .leading(background: false)
-            return (remoteDeadline == nil ? [] : [.stopAwaitingRemote]) + [.fetch(conditionalFill())]
+            // An announcement that came meanwhile is of a fill that ended before ours began.
+            pendingAnnouncement = nil
+            return stopWatching() + [.fetch(conditionalFill())]
         case .unavailable:
             // Per-instance coalescing, as without the lease: the local flight still stands.
             state = .leading(background: false)
-            return (remoteDeadline == nil ? [] : [.stopAwaitingRemote]) + [.fetch(conditionalFill())]
+            pendingAnnouncement = nil
+            return stopWatching() + [.fetch(conditionalFill())]
         case .heldElsewhere(let remaining):
-            let first = remoteDeadline == nil
-            if first { remoteDeadline = now + UInt64(max(1, settings.maxWait.wholeMilliseconds)) }
-            guard let deadline = remoteDeadline, deadline > now else { return gaveUp() }
+            if remoteDeadline == nil { remoteDeadline = now + UInt64(max(1, settings.maxWait.wholeMilliseconds)) }
+            guard let deadline = remoteDeadline, deadline > now else { return gaveUp(now: now) }
             // Registered before the key is read again, so a fill that lands in between is either
-            // seen by that read or announced to the registration.
+            // seen by that read or announced to the registration (an announcement that came
+            // while the lease was asked for is acted on once the read is back).
             state = .awaitingRemote(rechecking: true)
             recheckPurpose = .confirm
             // A holder that dies frees the key when its lease expires: look again then, never
             // past max_wait. A lease that just went (-2) is tried again at once.
             let untilExpiry = remaining < 0 ? 1 : remaining + 1
             let delay = max(1, min(untilExpiry, Int(deadline - now)))
-            return (first ? [.awaitRemoteFill] : []) + [.recheck, .armLeaseRetry(milliseconds: delay)]
+            return [.recheck, .armLeaseRetry(milliseconds: delay)]
         }
     }
 
     /// The lease holder announced how its fill ended (or the announcements may have been missed).
     package mutating func remoteFillAnnounced(_ fill: RemoteFill, now: UInt64) -> [Action] {
+        if state == .leasing, watching {
+            // Whose fill it was depends on the lease's answer: kept until then.
+            pendingAnnouncement = fill
+            return []
+        }
         guard case .awaitingRemote(let rechecking) = state else { return [] }
         if rechecking {
             // The read out may predate the fill: act on the announcement once it is back.
@@ -534,10 +548,10 @@ package struct ReadThrough: Sendable {
             // A personal or uncacheable answer is never handed across instances: fetch our own
             // (the local flight then shares it locally by the usual rules).
             state = .leading(background: false)
-            return [.stopAwaitingRemote, .fetch(conditionalFill())]
+            return stopWatching() + [.fetch(conditionalFill())]
         case .failed(let status):
             // At once, not at the lease's expiry; a stale entry of our own may stand in.
-            return [.stopAwaitingRemote] + failed(status: status, reason: "remote-fill-failed", background: false, now: now)
+            return stopWatching() + failed(status: status, reason: "remote-fill-failed", background: false, now: now)
         }
     }
 
@@ -550,7 +564,7 @@ package struct ReadThrough: Sendable {
             // for late local arrivals, like a fill of our own.
             state = .done
             let fresh = entry.expiresAt > now ? Int(entry.expiresAt - now) : 0
-            return [.stopAwaitingRemote, .complete(.shared(entry, vary: nil), hold: true),
+            return stopWatching() + [.complete(.shared(entry, vary: nil), hold: true),
                     .release(afterMilliseconds: min(Self.holdGraceMilliseconds, fresh)),
                     .reply(.entry(entry, CacheStatus(forward: .miss, collapsed: true, detail: "remote-fill"), age: true))]
         case .entry, .missing:
@@ -567,14 +581,14 @@ package struct ReadThrough: Sendable {
             // A varying answer (its variant is chosen per request) or Redis failing: fetch here.
             state = .leading(background: false)
             pendingAnnouncement = nil
-            return [.stopAwaitingRemote, .fetch(conditionalFill())]
+            return stopWatching() + [.fetch(conditionalFill())]
         }
     }
 
     /// The remote wait's timer passed: the lease may have expired, or `max_wait` is up.
     package mutating func leaseRetryDue(now: UInt64) -> [Action] {
         guard case .awaitingRemote(let rechecking) = state else { return [] }
-        if let deadline = remoteDeadline, now >= deadline { return gaveUp() }
+        if let deadline = remoteDeadline, now >= deadline { return gaveUp(now: now) }
         if rechecking {
             recheckPurpose = .beforeLease
             return []
@@ -587,12 +601,24 @@ package struct ReadThrough: Sendable {
     // MARK: Decisions
 
     /// `max_wait` passed awaiting another instance: the same 504 a local waiter gets, for this
-    /// request and its local waiters (which a later request does not inherit).
-    private mutating func gaveUp() -> [Action] {
+    /// request and its local waiters (which a later request does not inherit). An entry inside
+    /// its `stale_if_error` window stands in, as it does for any other upstream failure.
+    private mutating func gaveUp(now: UInt64) -> [Action] {
         state = .done
         let message = "timed out waiting for the upstream response"
-        return [.stopAwaitingRemote, .complete(.failed(status: 504, message: message), hold: false),
-                .reply(.error(status: 504, message: message, CacheStatus(forward: .miss, collapsed: true, detail: "max-wait")))]
+        let answer: Reply = if let stale, stale.usableOnError(at: now) {
+            .entry(stale, CacheStatus(forward: .stale, collapsed: true, detail: "max-wait"), age: true)
+        } else {
+            .error(status: 504, message: message, CacheStatus(forward: .miss, collapsed: true, detail: "max-wait"))
+        }
+        return stopWatching() + [.complete(.failed(status: 504, message: message), hold: false), .reply(answer)]
+    }
+
+    /// Ends the registration for announcements, if this request has one.
+    private mutating func stopWatching() -> [Action] {
+        guard watching else { return [] }
+        watching = false
+        return [.stopAwaitingRemote]
     }
 
     /// The announcement of this request's fill, once: only the lease's holder announces.

@@ -154,7 +154,6 @@ final class ReadThroughTask: @unchecked Sendable {
 
         case .awaitRemoteFill:
             let loop = exchange.context.loop
-            remoteWaitStarted = RequestTrace.now()
             remoteWatch = gateway.remoteFills.watch(key) { [self] fill in
                 loop.execute { self.perform(self.machine.remoteFillAnnounced(fill, now: self.now)) }
             }
@@ -201,7 +200,7 @@ final class ReadThroughTask: @unchecked Sendable {
         }
         let value = Array(gateway.leaseValue().utf8)
         let leaseKey = Array(gateway.keySpace.lease(entryKey: key).utf8)
-        let wasWaiting = remoteWatch != nil
+        let wasWaiting = remoteWaitStarted != nil
         let started = RequestTrace.now()
         clients.redisSend([Array("EVAL".utf8), Array(Self.acquireScript.utf8), Array("1".utf8), leaseKey, value,
                            Array(String(ttlMilliseconds).utf8)]) { [self] result in
@@ -214,6 +213,7 @@ final class ReadThroughTask: @unchecked Sendable {
                 lease = .acquired
             case .success(.integer(let remaining)):
                 metrics.leases(.heldElsewhere)
+                if remoteWaitStarted == nil { remoteWaitStarted = RequestTrace.now() }
                 lease = .heldElsewhere(remainingMilliseconds: Int(clamping: remaining))
             default:
                 metrics.leases(.unavailable)

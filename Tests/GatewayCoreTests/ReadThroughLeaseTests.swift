@@ -48,7 +48,8 @@ final class ReadThroughLeaseTests: XCTestCase {
 
     func testTheLocalLeaderAsksForTheLeaseBeforeFetching() {
         var m = leader()
-        XCTAssertEqual(m.joined(.leader, now: t0).transcript, ["lease ttl=11000"])
+        XCTAssertEqual(m.joined(.leader, now: t0).transcript, ["await-remote", "lease ttl=11000"],
+                       "registered first: an announcement published after the acquire cannot be missed")
         XCTAssertEqual(m.state, .leasing)
     }
 
@@ -66,7 +67,7 @@ final class ReadThroughLeaseTests: XCTestCase {
     func testTheHolderStoresThenAnnouncesStored() {
         var m = leader()
         _ = m.joined(.leader, now: t0)
-        XCTAssertEqual(m.leaseResult(.acquired, now: t0).transcript, ["fetch"])
+        XCTAssertEqual(m.leaseResult(.acquired, now: t0).transcript, ["stop-remote", "fetch"])
         XCTAssertEqual(m.fetched(ok(), now: t0).transcript, ["complete shared v2 hold", "store ttl=10000"],
                        "nothing is announced before Redis has the entry")
         XCTAssertEqual(m.storeCompleted(ok: true, now: t0).transcript,
@@ -103,7 +104,7 @@ final class ReadThroughLeaseTests: XCTestCase {
     func testWithoutTheLeaseTheLeaderFetchesAndAnnouncesNothing() {
         var m = leader()
         _ = m.joined(.leader, now: t0)
-        XCTAssertEqual(m.leaseResult(.unavailable, now: t0).transcript, ["fetch"])
+        XCTAssertEqual(m.leaseResult(.unavailable, now: t0).transcript, ["stop-remote", "fetch"])
         _ = m.fetched(ok(), now: t0)
         XCTAssertEqual(m.storeCompleted(ok: true, now: t0).transcript, ["release after=1000", "reply v2 [CacheGateway; fwd=miss; stored]"])
     }
@@ -114,7 +115,7 @@ final class ReadThroughLeaseTests: XCTestCase {
         var m = leader()
         _ = m.joined(.leader, now: t0)
         XCTAssertEqual(m.leaseResult(.heldElsewhere(remainingMilliseconds: 500), now: t0).transcript,
-                       ["await-remote", "recheck", "lease-retry 501"])
+                       ["recheck", "lease-retry 501"], "registered when the lease was asked for")
         XCTAssertEqual(m.rechecked(.missing, now: t0 + 1).transcript, [], "no fill yet: wait, without polling")
         XCTAssertEqual(m.state, .awaitingRemote(rechecking: false))
     }
@@ -213,7 +214,7 @@ final class ReadThroughLeaseTests: XCTestCase {
         var m = leader()
         _ = m.joined(.leader, now: t0)
         XCTAssertEqual(m.leaseResult(.heldElsewhere(remainingMilliseconds: -2), now: t0).transcript,
-                       ["await-remote", "recheck", "lease-retry 1"])
+                       ["recheck", "lease-retry 1"])
     }
 
     func testNoWaitGoesPastMaxWait() {
@@ -224,6 +225,36 @@ final class ReadThroughLeaseTests: XCTestCase {
         XCTAssertEqual(m.state, .done)
         XCTAssertEqual(m.remoteFillAnnounced(.stored, now: t0 + 2001).transcript, [], "answered already")
         XCTAssertEqual(m.leaseRetryDue(now: t0 + 2002).transcript, [])
+    }
+
+    func testAtMaxWaitAStaleEntryInsideItsErrorWindowStandsIn() {
+        let old = entry(storedAt: t0 - 10_500, sie: 60_000)
+        var m = awaiting(remaining: 10_000, sie: .seconds(60), stale: old)
+        XCTAssertEqual(m.leaseRetryDue(now: t0 + 2000).transcript, [
+            "stop-remote", "complete failed 504", "reply v1 [CacheGateway; fwd=stale; collapsed; detail=max-wait] age",
+        ])
+    }
+
+    /// The race a CI run found: another loop's (or instance's) holder fails and announces while
+    /// this leader's acquire is out. The announcement reaches the registration made before the
+    /// acquire, and is acted on once the lease's answer and the recheck are back.
+    func testAFailureAnnouncedWhileTheLeaseIsAskedForIsNotMissed() {
+        let old = entry(storedAt: t0 - 10_500, sie: 60_000)
+        var m = leader(sie: .seconds(60), stale: old)
+        XCTAssertEqual(m.joined(.leader, now: t0).transcript, ["await-remote", "lease ttl=11000"])
+        XCTAssertEqual(m.remoteFillAnnounced(.failed(status: 502), now: t0 + 1).transcript, [], "kept until the lease answers")
+        XCTAssertEqual(m.leaseResult(.heldElsewhere(remainingMilliseconds: 6000), now: t0 + 2).transcript, ["recheck", "lease-retry 2000"])
+        XCTAssertEqual(m.rechecked(.entry(old), now: t0 + 3).transcript,
+                       ["stop-remote", "complete failed 502", "reply v1 [CacheGateway; fwd=stale; fwd-status=502; detail=stale-if-error] age"],
+                       "at once, not at max_wait")
+    }
+
+    func testAnAnnouncementBeforeTheLeaseWasTakenIsOfAnEarlierFill() {
+        var m = leader()
+        _ = m.joined(.leader, now: t0)
+        _ = m.remoteFillAnnounced(.failed(status: 502), now: t0 + 1)
+        XCTAssertEqual(m.leaseResult(.acquired, now: t0 + 2).transcript, ["stop-remote", "fetch"])
+        XCTAssertEqual(m.fetched(ok(), now: t0 + 3).transcript, ["complete shared v2 hold", "store ttl=10000"])
     }
 
     func testARetryDuringARecheckMakesItTakeTheLease() {
