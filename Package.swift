@@ -41,12 +41,15 @@ let package = Package(
         ),
         // epoll without the packed struct, for the server's event loops.
         .target(name: "CEpoll", path: "Sources/CEpoll"),
-        // The HTTP/1.1 server on POSIX sockets and Dispatch sources.
-        .target(name: "GatewayHTTP", dependencies: ["CEpoll", .product(name: "Logging", package: "swift-log")]),
-        // Redis over hiredis's async API, driven by Dispatch sources.
+        // The event loops' readiness: one epoll set behind one Dispatch source, shared by every
+        // descriptor a loop owns (client, Redis), and writes held to the end of a batch.
+        .target(name: "GatewayIO", dependencies: ["CEpoll"]),
+        // The HTTP/1.1 server on POSIX sockets and the loops' epoll sets.
+        .target(name: "GatewayHTTP", dependencies: ["GatewayIO", .product(name: "Logging", package: "swift-log")]),
+        // Redis over hiredis's async API, in the owning loop's epoll set.
         .target(
             name: "GatewayRedis",
-            dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CHiredis", "GatewayIO", .product(name: "Logging", package: "swift-log")]
         ),
         // Upstream HTTP over libcurl's multi interface, driven by Dispatch sources.
         .target(name: "GatewayUpstream", dependencies: ["CCurl"]),
@@ -107,6 +110,7 @@ let package = Package(
         .target(name: "GatewayTestSupport", path: "Tests/GatewayTestSupport"),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayTestSupport"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
+        .testTarget(name: "GatewayIOTests", dependencies: ["GatewayIO"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "GatewayTestSupport"]),
         .testTarget(
             name: "GatewayRedisTests",

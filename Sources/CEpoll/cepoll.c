@@ -2,6 +2,7 @@
 #include "cepoll.h"
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 
 _Static_assert(CG_EPOLLIN == EPOLLIN && CG_EPOLLOUT == EPOLLOUT && CG_EPOLLERR == EPOLLERR &&
                CG_EPOLLHUP == EPOLLHUP && CG_EPOLLRDHUP == EPOLLRDHUP, "epoll constants");
@@ -27,4 +28,9 @@ int cg_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int tim
         events[i] = ready[i].events;
     }
     return n;
+}
+
+int cg_readable_bytes(int fd) {
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
 }

@@ -1,4 +1,4 @@
-internal import CEpoll
+import GatewayIO
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -11,7 +11,7 @@ import Glibc
 /// written strictly in order, so pipelined requests are answered in the order they came.
 /// Writes never block the loop: what the socket does not take is kept, and the loop's epoll set
 /// says when the socket takes more.
-final class Connection: @unchecked Sendable {
+final class Connection: ReadinessHandler, @unchecked Sendable {
     private struct Slot {
         var sequence: Int
         var isHead: Bool
@@ -457,14 +457,6 @@ final class Connection: @unchecked Sendable {
     }
 }
 
-/// epoll event bits, typed.
-enum Epoll {
-    static let `in` = UInt32(CG_EPOLLIN)
-    static let out = UInt32(CG_EPOLLOUT)
-    static let err = UInt32(CG_EPOLLERR)
-    static let hup = UInt32(CG_EPOLLHUP)
-    static let rdhup = UInt32(CG_EPOLLRDHUP)
-}
 
 extension Duration {
     var nanoseconds: UInt64 {

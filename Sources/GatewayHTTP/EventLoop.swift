@@ -1,5 +1,5 @@
-internal import CEpoll
 import Dispatch
+import GatewayIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,11 +7,12 @@ import Glibc
 /// One serial queue and everything it owns: its connections, a read buffer they share, the
 /// cached `Date` header, and (wired by the gateway) its own Redis and upstream clients.
 ///
-/// Connections are watched by one epoll set per loop, and that set by one Dispatch read source.
-/// A Dispatch source per connection costs, per request, a wake-up of a Dispatch worker thread,
-/// an `ioctl(FIONREAD)` and two `epoll_ctl` re-arms (measured: most of the server's CPU went to
-/// scheduler switches); one source per loop turns that into one wake-up per batch of ready
-/// connections, and no syscall per request beyond the read and the write.
+/// Every descriptor of the loop (client connections, and the Redis connections the gateway
+/// gives ``readiness``) is in one epoll set behind one Dispatch read source. A Dispatch source
+/// per connection cost, per request, a wake-up of a Dispatch worker thread, an `ioctl(FIONREAD)`
+/// and two `epoll_ctl` re-arms (measured: most of the server's CPU went to scheduler switches);
+/// one source per loop turns that into one wake-up per batch of ready descriptors, and no
+/// syscall per request beyond the reads and the writes.
 ///
 /// Every property is touched only on `queue`; the class is `@unchecked Sendable` because
 /// Dispatch, not the compiler, enforces that confinement.
@@ -23,11 +24,9 @@ public final class EventLoop: @unchecked Sendable {
     /// Shared by all connections on this loop: a read is consumed before the next one starts.
     let readBuffer: UnsafeMutableRawBufferPointer
     var connections: [UInt64: Connection] = [:]
-    private var nextToken: UInt64 = 1
-    private let epollFD: Int32
-    private var epollSource: DispatchSourceRead?
-    private let readyTokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 256)
-    private let readyEvents = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+    /// The loop's epoll set: give it to the loop's Redis connections, so that their replies wake
+    /// the loop with its clients' requests rather than a thread of their own.
+    public let readiness: ReadinessSet
     private var sweepTimer: DispatchSourceTimer?
     private var cachedDate: (second: Int, value: String) = (0, "")
 
@@ -35,35 +34,12 @@ public final class EventLoop: @unchecked Sendable {
         self.index = index
         self.queue = DispatchQueue(label: "\(label).loop\(index)", qos: .userInitiated)
         self.readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-        self.epollFD = cg_epoll_create()
-        precondition(epollFD >= 0, "epoll_create1 failed: errno \(errno)")
+        self.readiness = ReadinessSet(queue: queue)
         queue.setSpecific(key: key, value: ObjectIdentifier(self))
-        let source = DispatchSource.makeReadSource(fileDescriptor: epollFD, queue: queue)
-        source.setEventHandler { [unowned self] in self.pollReady() }
-        source.resume()
-        epollSource = source
     }
 
     deinit {
-        epollSource?.cancel()
         readBuffer.deallocate()
-        readyTokens.deallocate()
-        readyEvents.deallocate()
-        Syscall.close(epollFD)
-    }
-
-    /// Handles every ready connection, in batches, without blocking.
-    private func pollReady() {
-        while true {
-            let n = Int(cg_epoll_wait(epollFD, readyTokens, readyEvents, 256, 0))
-            guard n > 0 else { return }
-            for i in 0..<n {
-                // A connection closed earlier in this batch is gone from the table: skip it.
-                guard let connection = connections[readyTokens[i]] else { continue }
-                connection.handle(events: readyEvents[i])
-            }
-            if n < 256 { return }
-        }
     }
 
     /// True when the caller runs on this loop's queue.
@@ -107,20 +83,18 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Adds the connection to the table and its socket to the epoll set; returns its token.
     func register(_ connection: Connection, events: UInt32) -> UInt64? {
-        let token = nextToken
-        nextToken += 1
-        guard cg_epoll_add(epollFD, connection.fd, events, token) == 0 else { return nil }
+        guard let token = readiness.add(connection.fd, events: events, handler: connection) else { return nil }
         connections[token] = connection
         return token
     }
 
     func watch(_ connection: Connection, token: UInt64, events: UInt32) {
-        _ = cg_epoll_modify(epollFD, connection.fd, events, token)
+        readiness.modify(connection.fd, token: token, events: events)
     }
 
     /// Removes the connection; its socket must still be open (closing it is the caller's next step).
     func unregister(_ connection: Connection, token: UInt64) {
-        _ = cg_epoll_remove(epollFD, connection.fd)
+        readiness.remove(connection.fd, token: token)
         connections.removeValue(forKey: token)
     }
 

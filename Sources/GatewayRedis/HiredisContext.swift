@@ -1,35 +1,49 @@
 internal import CHiredis
 import Dispatch
+import GatewayIO
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// One hiredis async context, the two Dispatch sources that drive it, and the commands pending on it.
+/// One hiredis async context, its place in the owning loop's epoll set, and the commands pending
+/// on it.
 ///
 /// One per TCP connection: a reconnect makes a new one, so a late callback from an old context can
 /// never complete a command of a new one. Touched only on the owner's queue.
 ///
+/// Readiness: the socket sits in the loop's ``ReadinessSet`` with the loop's client connections,
+/// so a reply wakes the loop with its clients, not a Dispatch thread of its own. A command does
+/// not write at once: the write waits for the end of the batch of ready descriptors, so every
+/// command the batch's requests sent goes out in one `write(2)` (pipelined). `EPOLLOUT` is asked
+/// for only while connecting and while a write could not finish.
+///
 /// Lifetime (see shared/FACTS.md, "hiredis 0.14.1 async on Dispatch"):
-/// - hiredis holds one retain, taken in ``connect(owner:configuration:queue:)`` and stored in `ac->data` and
-///   `ac->ev.data`. The `cleanup` hook gives it back *asynchronously*: hiredis still uses the context
-///   after `cleanup` returns (it would call `onDisconnect` then). `cleanup` is the one signal that
-///   comes for every end, a refused connect included, so no `onDisconnect` callback is set.
-/// - The sources watch a `dup()` of hiredis's fd, because hiredis closes its fd right after `cleanup`;
-///   the dup is closed in the second source's cancel handler.
-/// - A source is only released after it was cancelled *and* resumed; releasing a suspended or
-///   never-resumed source crashes in libdispatch.
-/// - The context strongly references its ``RedisConnection``, so the connection lives at least as
-///   long as hiredis holds either of them.
-final class HiredisContext: @unchecked Sendable {
+/// - hiredis holds one retain, taken in ``connect(owner:configuration:readiness:)`` and stored in
+///   `ac->data` and `ac->ev.data`. The `cleanup` hook gives it back *asynchronously*: hiredis
+///   still uses the context after `cleanup` returns (it would call `onDisconnect` then). `cleanup`
+///   is the one signal that comes for every end, a refused connect included, so no
+///   `onDisconnect` callback is set.
+/// - `cleanup` takes the socket out of the epoll set; hiredis closes it right after.
+/// - The set holds the context until then, and the context strongly references its
+///   ``RedisConnection``, so the connection lives at least as long as hiredis holds either.
+final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendable {
     let owner: RedisConnection
     private let ac: UnsafeMutablePointer<redisAsyncContext>
-    private let queue: DispatchQueue
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
+    private let readiness: ReadinessSet
+    private var queue: DispatchQueue { readiness.queue }
+    private let fd: Int32
+    private var token: UInt64 = 0
+    /// What hiredis asked for (its `addRead`/`addWrite` hooks).
     private var reading = false
     private var writing = false
+    /// `EPOLLOUT` is in the interest set: connecting, or a write the kernel could not take whole.
+    private var watchingWritable = false
+    private var interest: UInt32 = 0
+    private var flushQueued = false
+    private var inWrite = false
+    private var connected = false
 
     /// Commands written and not yet answered, oldest first. hiredis answers in order, so every reply
     /// callback (or nil-reply callback while the context is freed) pops the first one.
@@ -44,21 +58,11 @@ final class HiredisContext: @unchecked Sendable {
     /// The error given to pending commands when the context is freed without their replies.
     private var failure: RedisError = .disconnected
 
-    private init(owner: RedisConnection, ac: UnsafeMutablePointer<redisAsyncContext>, queue: DispatchQueue, fd: Int32) {
+    private init(owner: RedisConnection, ac: UnsafeMutablePointer<redisAsyncContext>, readiness: ReadinessSet) {
         self.owner = owner
         self.ac = ac
-        self.queue = queue
-        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-        let closer = CloseAfterCancels(fd: fd, sources: 2)
-        read.setCancelHandler { closer.sourceCancelled() }
-        write.setCancelHandler { closer.sourceCancelled() }
-        readSource = read
-        writeSource = write
-        // Strong captures: the cycle source → handler → self is broken when the source is cancelled
-        // (libdispatch drops its handlers then), which `cleanup` always does.
-        read.setEventHandler { self.readable() }
-        write.setEventHandler { self.writable() }
+        self.readiness = readiness
+        self.fd = ac.pointee.c.fd
     }
 
     struct ConnectFailure: Error {
@@ -72,7 +76,7 @@ final class HiredisContext: @unchecked Sendable {
     /// A unix socket is connected with `redisAsyncConnectUnix`; a `host` is resolved with a blocking
     /// `getaddrinfo`: prefer an IP literal.
     static func connect(
-        owner: RedisConnection, configuration: RedisConfiguration, queue: DispatchQueue
+        owner: RedisConnection, configuration: RedisConfiguration, readiness: ReadinessSet
     ) -> Result<HiredisContext, ConnectFailure> {
         let made = configuration.unixSocketPath.map { redisAsyncConnectUnix($0) }
             ?? redisAsyncConnect(configuration.host, Int32(clamping: configuration.port))
@@ -84,13 +88,18 @@ final class HiredisContext: @unchecked Sendable {
             redisAsyncFree(ac)  // no hooks installed yet: frees at once, calls nothing of ours
             return .failure(ConnectFailure(reason: reason))
         }
-        let fd = dup(ac.pointee.c.fd)
-        guard fd >= 0 else {
-            let reason = "dup: \(String(cString: strerror(errno)))"
+        // hiredis frees its read buffer each time it empties with more than 16 KiB spare, then
+        // grows it again by doubling (a realloc and a copy per step) for the next large reply:
+        // every 64 KiB entry paid for that. 0 keeps the buffer.
+        ac.pointee.c.reader.pointee.maxbuf = 0
+        let context = HiredisContext(owner: owner, ac: ac, readiness: readiness)
+        // In the set before the hooks: setting the connect callback asks for writability at once.
+        guard let token = readiness.add(context.fd, events: 0, handler: context) else {
+            let reason = "epoll_ctl: \(String(cString: strerror(errno)))"
             redisAsyncFree(ac)
             return .failure(ConnectFailure(reason: reason))
         }
-        let context = HiredisContext(owner: owner, ac: ac, queue: queue, fd: fd)
+        context.token = token
         let retained = Unmanaged.passRetained(context).toOpaque()  // given back after cleanup()
         ac.pointee.data = retained
         ac.pointee.ev.data = retained
@@ -178,6 +187,7 @@ final class HiredisContext: @unchecked Sendable {
 
     private func didConnect(_ ac: UnsafePointer<redisAsyncContext>, status: Int32) {
         if status == REDIS_OK {
+            connected = true
             inConnectCallback = true
             defer { inConnectCallback = false }
             // TCP keepalive, 15 s: finds a silently dead peer on an idle connection. Not on a unix
@@ -191,23 +201,56 @@ final class HiredisContext: @unchecked Sendable {
     }
 
     private func setReading(_ on: Bool) {
-        guard on != reading, let source = readSource else { return }
+        guard on != reading else { return }
         reading = on
-        if on { source.resume() } else { source.suspend() }
+        updateInterest()
     }
 
     private func setWriting(_ on: Bool) {
-        guard on != writing, let source = writeSource else { return }
+        guard on != writing else { return }
         writing = on
-        if on { source.resume() } else { source.suspend() }
+        if !on {
+            watchingWritable = false
+            updateInterest()
+        } else if !connected || inWrite {
+            // Connecting (writable means connected), or a write the kernel did not take whole:
+            // the kernel says when there is room.
+            watchingWritable = true
+            updateInterest()
+        } else if !flushQueued {
+            flushQueued = true
+            readiness.runAtBatchEnd(self)
+        }
+    }
+
+    private func updateInterest() {
+        guard !isFreed else { return }
+        let wanted = (reading ? Epoll.in : 0) | (watchingWritable ? Epoll.out : 0)
+        guard wanted != interest else { return }
+        interest = wanted
+        readiness.modify(fd, token: token, events: wanted)
+    }
+
+    /// The end of the loop's batch: everything written meanwhile goes out in one write.
+    func batchEnded() {
+        flushQueued = false
+        guard writing, !watchingWritable else { return }
+        writable()
+    }
+
+    func handle(events: UInt32) {
+        if events & Epoll.out != 0 { writable() }
+        // An error or hang-up is read too: hiredis finds the EOF or the error and ends the context
+        // (a level-triggered HUP nobody reads would come back at every turn).
+        if events & (Epoll.in | Epoll.hup | Epoll.err) != 0 { readable() }
     }
 
     private func readable() {
         guard !isFreed else { return }
         // hiredis reads at most 16 KiB per call. Drain what the kernel already holds in this one
-        // event, instead of one Dispatch wake-up per 16 KiB (a 64 KiB entry took four of them).
-        let pending = Int(readSource?.data ?? 0)
-        var rounds = max(1, min(64, (pending + 16_383) / 16_384))
+        // event, instead of one wake-up per 16 KiB (a 64 KiB entry took four of them).
+        let available = ReadinessSet.readableBytes(fd)
+        var rounds = max(1, min(64, (available + 16_383) / 16_384))
         while rounds > 0 && !isFreed {
             redisAsyncHandleRead(ac)
             rounds -= 1
@@ -216,7 +259,9 @@ final class HiredisContext: @unchecked Sendable {
 
     private func writable() {
         guard !isFreed else { return }
+        inWrite = true
         redisAsyncHandleWrite(ac)
+        inWrite = false
     }
 
     /// hiredis is freeing the context: every pending callback already ran; it closes its fd and frees
@@ -224,16 +269,7 @@ final class HiredisContext: @unchecked Sendable {
     private func cleanup() {
         markEnded(reason: ac.pointee.err != 0 ? ac.pointee.errstr.map { String(cString: $0) } : nil)
         isFreed = true
-        if let source = readSource {
-            source.cancel()
-            if !reading { source.resume() }  // a cancelled source must be resumed before release
-        }
-        if let source = writeSource {
-            source.cancel()
-            if !writing { source.resume() }
-        }
-        readSource = nil
-        writeSource = nil
+        readiness.remove(fd, token: token)  // still open: hiredis closes it after this returns
         reading = false
         writing = false
         // Defensive: hiredis ran every callback before cleanup, so this is empty.
@@ -271,18 +307,3 @@ private func errorText(_ c: redisContext) -> String {
     }
 }
 
-/// Closes a dup'ed fd once every source watching it has run its cancel handler.
-private final class CloseAfterCancels {
-    private let fd: Int32
-    private var remaining: Int
-
-    init(fd: Int32, sources: Int) {
-        self.fd = fd
-        self.remaining = sources
-    }
-
-    func sourceCancelled() {
-        remaining -= 1
-        if remaining == 0 { _ = close(fd) }
-    }
-}

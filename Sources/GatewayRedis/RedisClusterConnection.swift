@@ -1,4 +1,5 @@
 import Dispatch
+import GatewayIO
 import Logging
 
 /// A Redis Cluster client on one event loop's queue: one ``RedisConnection`` per master (so the
@@ -41,7 +42,11 @@ public final class RedisClusterConnection: @unchecked Sendable {
     private var closed = false
     private var started = false
 
-    public init(configuration: RedisConfiguration, seeds: [ClusterNode], queue: DispatchQueue, logger: Logger) {
+    /// The epoll set every node's connection is watched in (the owning loop's, or their own).
+    private let readiness: ReadinessSet?
+
+    public init(configuration: RedisConfiguration, seeds: [ClusterNode], queue: DispatchQueue, readiness: ReadinessSet? = nil, logger: Logger) {
+        self.readiness = readiness
         precondition(!seeds.isEmpty, "a cluster needs at least one seed node")
         self.configuration = configuration
         self.seeds = seeds
@@ -188,7 +193,7 @@ public final class RedisClusterConnection: @unchecked Sendable {
         nodeConfiguration.port = node.port
         nodeConfiguration.unixSocketPath = nil
         nodeConfiguration.database = 0
-        let connection = RedisConnection(configuration: nodeConfiguration, queue: queue, logger: logger)
+        let connection = RedisConnection(configuration: nodeConfiguration, queue: queue, readiness: readiness, logger: logger)
         connection.commandObserver = commandObserver
         connections[node] = connection
         if closed { connection.close() } else if started { connection.start() }

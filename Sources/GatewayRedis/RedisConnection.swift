@@ -1,4 +1,5 @@
 import Dispatch
+import GatewayIO
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +7,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A Redis client on one connection, driven by Dispatch sources on an owner queue (hiredis async API).
+/// A Redis client on one connection, in an epoll set on an owner queue (hiredis async API).
 ///
 /// Made for one event loop: the connection belongs to a serial `queue`; every method must be called
 /// on it, and every completion runs on it. There are no locks.
@@ -29,6 +30,8 @@ public final class RedisConnection: @unchecked Sendable {
     public let configuration: RedisConfiguration
     /// The serial queue that owns this connection.
     public let queue: DispatchQueue
+    /// The epoll set its socket is watched in: the owning event loop's, or one of its own.
+    private let readiness: ReadinessSet
 
     private enum State {
         /// Before ``start()``.
@@ -60,14 +63,20 @@ public final class RedisConnection: @unchecked Sendable {
     /// - Parameters:
     ///   - configuration: where to connect, timeouts, backoff.
     ///   - queue: the serial queue that owns the connection; all calls and completions happen on it.
+    ///   - readiness: the owning event loop's epoll set (on `queue`), so that replies are read in
+    ///     the loop's own wake-ups and commands flushed at the end of its batches. Default: a set of
+    ///     the connection's own.
     ///   - logger: receives connection state changes (never per-command lines). Default: discards.
     public init(
         configuration: RedisConfiguration,
         queue: DispatchQueue,
+        readiness: ReadinessSet? = nil,
         logger: Logger = Logger(label: "gateway.redis", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
+        precondition(readiness.map { $0.queue === queue } ?? true, "a Redis connection's epoll set must be on its queue")
         self.configuration = configuration
         self.queue = queue
+        self.readiness = readiness ?? ReadinessSet(queue: queue)
         var logger = logger
         logger[metadataKey: "redis.address"] = "\(configuration.address)"
         self.logger = logger
@@ -243,7 +252,7 @@ public final class RedisConnection: @unchecked Sendable {
     // MARK: Connecting (the rest of the state machine)
 
     private func connect() {
-        switch HiredisContext.connect(owner: self, configuration: configuration, queue: queue) {
+        switch HiredisContext.connect(owner: self, configuration: configuration, readiness: readiness) {
         case .failure(let failure):
             connectFailed(reason: failure.reason)
         case .success(let context):

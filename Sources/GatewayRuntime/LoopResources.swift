@@ -125,9 +125,9 @@ final class LoopClients: @unchecked Sendable {
     /// A cluster client for `redis+cluster://`, else the standalone pool.
     private static func makeRedis(_ redis: GatewayConfig.Redis, loop: EventLoop, observer: (any RedisCommandObserver)?, logger: Logger) -> any LoopRedis {
         if redis.url.isCluster {
-            return RedisClusterPool(redis, queue: loop.queue, loopIndex: loop.index, observer: observer, logger: logger)
+            return RedisClusterPool(redis, loop: loop, observer: observer, logger: logger)
         }
-        return RedisPool(redis, queue: loop.queue, loopIndex: loop.index, observer: observer, logger: logger)
+        return RedisPool(redis, loop: loop, observer: observer, logger: logger)
     }
 
     private static func upstreamConfiguration(_ config: GatewayConfig, permits: UpstreamPermits) -> UpstreamConfiguration {
@@ -207,15 +207,16 @@ final class RedisPool: LoopRedis, @unchecked Sendable {
     private var next = 0
 
     /// - Parameter observer: Told how long each command took (the metrics).
-    init(_ redis: GatewayConfig.Redis, queue: DispatchQueue, loopIndex: Int, observer: (any RedisCommandObserver)?, logger: Logger) {
+    init(_ redis: GatewayConfig.Redis, loop: EventLoop, observer: (any RedisCommandObserver)?, logger: Logger) {
         settings = Settings(redis)
         let configuration = RedisConfiguration(
             redis.url, commandTimeout: redis.timeout, connectTimeout: max(redis.timeout, .milliseconds(500)))
         var logger = logger
-        logger[metadataKey: "event_loop"] = "\(loopIndex)"
+        logger[metadataKey: "event_loop"] = "\(loop.index)"
         connections = (0..<redis.connections).map { [logger] _ in
             // Connection state changes only (connected, lost, reconnecting), never per command.
-            let connection = RedisConnection(configuration: configuration, queue: queue, logger: logger)
+            // In the loop's epoll set: a reply wakes the loop with its clients' requests.
+            let connection = RedisConnection(configuration: configuration, queue: loop.queue, readiness: loop.readiness, logger: logger)
             connection.commandObserver = observer
             return connection
         }

@@ -1,4 +1,5 @@
 import Dispatch
+import GatewayHTTP
 import GatewayCore
 import GatewayRedis
 import Logging
@@ -12,13 +13,14 @@ final class RedisClusterPool: LoopRedis, @unchecked Sendable {
 
     /// - Parameter observer: Told how long each command took, and of each redirection if it
     ///   counts those too (the metrics).
-    init(_ redis: GatewayConfig.Redis, queue: DispatchQueue, loopIndex: Int, observer: (any RedisCommandObserver)?, logger: Logger) {
+    init(_ redis: GatewayConfig.Redis, loop: EventLoop, observer: (any RedisCommandObserver)?, logger: Logger) {
         settings = RedisPool.Settings(redis)
         let configuration = RedisConfiguration(
             redis.url, commandTimeout: redis.timeout, connectTimeout: max(redis.timeout, .milliseconds(500)))
         var logger = logger
-        logger[metadataKey: "event_loop"] = "\(loopIndex)"
-        cluster = RedisClusterConnection(configuration: configuration, seeds: configuration.clusterSeeds, queue: queue, logger: logger)
+        logger[metadataKey: "event_loop"] = "\(loop.index)"
+        cluster = RedisClusterConnection(configuration: configuration, seeds: configuration.clusterSeeds, queue: loop.queue,
+                                         readiness: loop.readiness, logger: logger)
         cluster.commandObserver = observer
         cluster.redirectObserver = observer as? any RedisRedirectObserver
     }

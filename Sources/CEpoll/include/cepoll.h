@@ -25,4 +25,7 @@ int cg_epoll_remove(int epfd, int fd);
 /// epoll_wait into parallel arrays of tokens and event masks; returns the count, or -1 with errno.
 int cg_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
 
+/// ioctl(FIONREAD): bytes ready to read on a socket (0 when it fails).
+int cg_readable_bytes(int fd);
+
 #endif

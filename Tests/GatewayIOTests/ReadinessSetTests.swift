@@ -1,0 +1,103 @@
+import Dispatch
+import GatewayIO
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The event loops' one readiness mechanism: descriptors of any owner in one epoll set, and
+/// writes held to the end of a batch. Real descriptors (a socket pair), a real queue.
+final class ReadinessSetTests: XCTestCase {
+    private final class Recorder: ReadinessHandler, BatchEndHandler, @unchecked Sendable {
+        var log: [String] = []
+        let name: String
+        let fd: Int32
+        weak var set: ReadinessSet?
+        var askAgainOnce = false
+        var batchEndWhileHandling = false
+        init(_ name: String, fd: Int32) { self.name = name; self.fd = fd }
+        func handle(events: UInt32) {
+            var byte: UInt8 = 0
+            _ = read(fd, &byte, 1)
+            log.append("\(name) ready")
+            if batchEndWhileHandling { set?.runAtBatchEnd(self) }
+        }
+        func batchEnded() {
+            log.append("\(name) batch-end")
+            if askAgainOnce {
+                askAgainOnce = false
+                set?.runAtBatchEnd(self)
+            }
+        }
+    }
+
+    private func socketPair() -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        return (fds[0], fds[1])
+    }
+
+    private func onQueue<T>(_ queue: DispatchQueue, _ body: () -> T) -> T { queue.sync(execute: body) }
+
+    func testEveryOwnersDescriptorIsHandledInOneBatchAndTheBatchEndComesAfterAll() throws {
+        let queue = DispatchQueue(label: "readiness-test")
+        let set = ReadinessSet(queue: queue)
+        let (a0, a1) = socketPair()
+        let (b0, b1) = socketPair()
+        defer { for fd in [a0, a1, b0, b1] { close(fd) } }
+        let a = Recorder("a", fd: a0), b = Recorder("b", fd: b0)
+        a.set = set; b.set = set
+        // Both ask for the batch end while handled: each runs once, after the batch.
+        onQueue(queue) {
+            XCTAssertNotNil(set.add(a0, events: Epoll.in, handler: a))
+            XCTAssertNotNil(set.add(b0, events: Epoll.in, handler: b))
+            a.batchEndWhileHandling = true
+            b.batchEndWhileHandling = true
+        }
+        var one: UInt8 = 1
+        write(a1, &one, 1)
+        write(b1, &one, 1)
+        usleep(50_000)
+        let lines = onQueue(queue) { a.log + b.log }
+        XCTAssertEqual(Set(lines), ["a ready", "a batch-end", "b ready", "b batch-end"])
+        // In each recorder's own log, handling came first.
+        XCTAssertEqual(onQueue(queue) { a.log }, ["a ready", "a batch-end"])
+        XCTAssertEqual(onQueue(queue) { set.count }, 2)
+        onQueue(queue) {
+            set.remove(a0, token: 1)
+            set.remove(b0, token: 2)
+        }
+        XCTAssertEqual(onQueue(queue) { set.count }, 0)
+    }
+
+    func testABatchEndAskedForOutsideABatchRunsOnTheNextTurnAndMayAskAgain() {
+        let queue = DispatchQueue(label: "readiness-test")
+        let set = ReadinessSet(queue: queue)
+        let flusher = Recorder("flush", fd: -1)
+        flusher.set = set
+        flusher.askAgainOnce = true
+        let ranInline = onQueue(queue) { () -> Bool in
+            set.runAtBatchEnd(flusher)
+            return !flusher.log.isEmpty
+        }
+        XCTAssertFalse(ranInline, "not inside the call that asked")
+        queue.sync {}
+        XCTAssertEqual(onQueue(queue) { flusher.log }, ["flush batch-end", "flush batch-end"],
+                       "asked again from its own batch end: run by the same pass")
+    }
+
+    func testARemovedDescriptorIsNotHandledAgain() {
+        let queue = DispatchQueue(label: "readiness-test")
+        let set = ReadinessSet(queue: queue)
+        let (a0, a1) = socketPair()
+        defer { close(a0); close(a1) }
+        let a = Recorder("a", fd: a0)
+        let token = onQueue(queue) { set.add(a0, events: Epoll.in, handler: a) }
+        XCTAssertNotNil(token)
+        onQueue(queue) { set.remove(a0, token: token!) }
+        var one: UInt8 = 1
+        write(a1, &one, 1)
+        usleep(50_000)
+        XCTAssertEqual(onQueue(queue) { a.log }, [])
+    }
+}
