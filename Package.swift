@@ -51,8 +51,8 @@ let package = Package(
             name: "GatewayRedis",
             dependencies: ["CHiredis", "GatewayIO", .product(name: "Logging", package: "swift-log")]
         ),
-        // Upstream HTTP over libcurl's multi interface, driven by Dispatch sources.
-        .target(name: "GatewayUpstream", dependencies: ["CCurl"]),
+        // Upstream HTTP over libcurl's multi interface, in the owning loop's epoll set.
+        .target(name: "GatewayUpstream", dependencies: ["CCurl", "GatewayIO"]),
         // Policy, pure: config, routing, request classification, cache keys, cache policy, stored
         // entries, SingleFlight, the read-through state machine. No clients, no queues, no sockets:
         // only GatewayHTTP's value types (headers, request heads, responses).

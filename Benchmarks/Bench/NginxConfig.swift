@@ -20,6 +20,8 @@ struct NginxConfig {
     var upstreamConnections: Int
     /// The gateway's `fresh` route with stale windows (`expiry`, `outage`), when the scenario has one.
     var fresh: FreshRoute? = nil
+    /// An access log line per request, buffered like the gateway's (32 KiB, flushed every 200 ms).
+    var accessLog: Bool = true
 
     var text: String {
         """
@@ -31,7 +33,7 @@ struct NginxConfig {
         error_log \(prefix)/error.log warn;
         events { worker_connections 16384; }
         http {
-            access_log off;
+            \(accessLog ? "access_log \(prefix)/access.log combined buffer=32k flush=200ms;" : "access_log off;")
             sendfile on;
             # tcp_nopush (TCP_CORK) stays off: with it, 64 KiB cached answers stall ~40 ms on
             # loopback (delayed ACK), which would make nginx look 15× slower than it is.

@@ -118,7 +118,7 @@ final class LoopClients: @unchecked Sendable {
             ?? makeRedis(config.redis, loop: loop, observer: redisObserver, logger: logger)
         let configuration = upstreamConfiguration(config, permits: permits)
         let upstream = previous.flatMap { $0.upstream.configuration.sameSettings(as: configuration) ? $0.upstream : nil }
-            ?? UpstreamClient(configuration: configuration, queue: loop.queue)
+            ?? UpstreamClient(configuration: configuration, queue: loop.queue, readiness: loop.readiness)
         return LoopClients(redis: redis, upstream: upstream)
     }
 

@@ -1,20 +1,23 @@
 internal import CCurl
 import Dispatch
+import GatewayIO
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Sockets: libcurl opens and closes connection sockets through our callbacks and tells us through
-/// `CURLMOPT_SOCKETFUNCTION` what to wait for on each.
+/// `CURLMOPT_SOCKETFUNCTION` what to wait for on each. Every socket is watched in the loop's epoll
+/// set (``ReadinessSet``), with its clients and its Redis connections: an upstream answer wakes
+/// the loop, not a Dispatch thread of its own.
 ///
-/// - A connection socket (opened by ``openSocket(family:type:protocol:)``) gets lazily created read and
-///   write sources; `CURL_POLL_REMOVE` only suspends them, because the connection stays in libcurl's
-///   keep-alive cache and comes back. ``closeSocket(_:)`` cancels both sources and closes the fd in the
-///   last cancel handler, so Dispatch never watches a closed (or reused) descriptor.
+/// - A connection socket (opened by ``openSocket(family:type:protocol:)``) leaves the epoll set on
+///   `CURL_POLL_REMOVE` and stays open, because the connection stays in libcurl's keep-alive cache
+///   and comes back (out of the set, a hang-up of the idle connection cannot wake us at every turn).
+///   ``closeSocket(_:)`` takes it out of the set, then closes it.
 /// - Any other socket (the threaded resolver's socket pair, which libcurl closes itself, without our
-///   callback) is "foreign": its sources watch a `dup` of it, are cancelled on `CURL_POLL_REMOVE`, and
-///   the dup is closed in the last cancel handler. If libcurl reuses the number of a foreign socket it
-///   closed before telling us, ``openSocket(family:type:protocol:)`` drops the stale entry.
+///   callback) is "foreign": the set watches a `dup` of it, which is closed on `CURL_POLL_REMOVE`. If
+///   libcurl reuses the number of a foreign socket it closed before telling us,
+///   ``openSocket(family:type:protocol:)`` drops the stale entry.
 extension CurlMultiLoop {
     /// `CURLMOPT_SOCKETFUNCTION`.
     func socketCallback(fd: Int32, what: Int32) {
@@ -57,7 +60,7 @@ extension CurlMultiLoop {
             return 0
         }
         if watch.kind == .connection {
-            watch.cancel()  // closes fd once both sources are gone
+            watch.cancel()  // out of the set, then closed
         } else {
             watch.cancel()  // closes only its dup
             Syscall.close(fd)
@@ -66,19 +69,21 @@ extension CurlMultiLoop {
     }
 }
 
-/// The read and write sources of one socket.
-final class SocketWatch {
+/// One socket's place in the loop's epoll set.
+final class SocketWatch: ReadinessHandler {
     enum Kind { case connection, foreign }
 
     let fd: Int32
     let kind: Kind
-    /// The descriptor the sources watch: `fd` for a connection, a dup for a foreign socket (made with
-    /// the first source).
+    /// The descriptor in the set: `fd` for a connection, a dup for a foreign socket (made when it
+    /// is first watched).
     private var watchedFD: Int32 = -1
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
-    private var readActive = false
-    private var writeActive = false
+    private var token: UInt64?
+    private var events: UInt32 = 0
+    /// While in the set: the set holds the watch and the watch its loop, so the loop lives while a
+    /// socket of it is watched (until ``cancel(closingConnection:)`` or ``update(read:write:loop:)``
+    /// takes it out).
+    private var loop: CurlMultiLoop?
 
     init(fd: Int32, kind: Kind) {
         self.fd = fd
@@ -86,62 +91,43 @@ final class SocketWatch {
         if kind == .connection { watchedFD = fd }
     }
 
-    /// Resumes or suspends the two sources to match what libcurl waits for, creating them lazily.
+    /// Watches for what libcurl waits for: in the set while it waits for anything, out otherwise.
     func update(read: Bool, write: Bool, loop: CurlMultiLoop) {
-        if read && !readActive {
-            if readSource == nil {
-                let source = DispatchSource.makeReadSource(fileDescriptor: descriptor(), queue: loop.queue)
-                let fd = self.fd
-                source.setEventHandler { loop.socketAction(fd, CURL_CSELECT_IN) }
-                readSource = source
-            }
-            readSource!.resume()
-            readActive = true
-        } else if !read && readActive {
-            readSource!.suspend()
-            readActive = false
-        }
-        if write && !writeActive {
-            if writeSource == nil {
-                let source = DispatchSource.makeWriteSource(fileDescriptor: descriptor(), queue: loop.queue)
-                let fd = self.fd
-                source.setEventHandler { loop.socketAction(fd, CURL_CSELECT_OUT) }
-                writeSource = source
-            }
-            writeSource!.resume()
-            writeActive = true
-        } else if !write && writeActive {
-            writeSource!.suspend()
-            writeActive = false
+        let wanted = (read ? Epoll.in : 0) | (write ? Epoll.out : 0)
+        guard wanted != events || (wanted != 0 && token == nil) else { return }
+        events = wanted
+        if wanted == 0 {
+            if let token { loop.readiness.remove(watchedFD, token: token) }
+            token = nil
+            self.loop = nil
+        } else if let token {
+            loop.readiness.modify(watchedFD, token: token, events: wanted)
+        } else {
+            token = loop.readiness.add(descriptor(), events: wanted, handler: self)
+            self.loop = token == nil ? nil : loop
         }
     }
 
-    /// Cancels both sources and closes the watched descriptor in the last cancel handler (a connection's
-    /// fd, or a foreign socket's dup). A source is resumed after `cancel()` if it was suspended: its
-    /// cancel handler runs only when resumed, and a suspended source must never be released.
+    func handle(events: UInt32) {
+        guard let loop else { return }
+        var action: Int32 = 0
+        if events & (Epoll.in | Epoll.hup) != 0 { action |= CURL_CSELECT_IN }
+        if events & Epoll.out != 0 { action |= CURL_CSELECT_OUT }
+        if events & Epoll.err != 0 { action |= CURL_CSELECT_ERR }
+        loop.socketAction(fd, action)
+    }
+
+    /// Leaves the set and closes the watched descriptor (a connection's fd, or a foreign socket's
+    /// dup).
     ///
     /// - Parameter closingConnection: `false` leaves a connection's fd open (its number was reused).
     func cancel(closingConnection: Bool = true) {
+        if let token, let loop { loop.readiness.remove(watchedFD, token: token) }
+        token = nil
+        events = 0
+        loop = nil
         let closing: Int32 = kind == .connection ? (closingConnection ? watchedFD : -1) : (watchedFD != fd ? watchedFD : -1)
-        let sources: [(DispatchSourceProtocol, Bool)] =
-            [readSource.map { ($0 as DispatchSourceProtocol, readActive) },
-             writeSource.map { ($0 as DispatchSourceProtocol, writeActive) }].compactMap { $0 }
-        readSource = nil
-        writeSource = nil
-        readActive = false
-        writeActive = false
-        guard !sources.isEmpty else {
-            if closing >= 0 { Syscall.close(closing) }
-            return
-        }
-        let remaining = Countdown(sources.count)
-        for (source, active) in sources {
-            source.setCancelHandler {
-                if remaining.tick(), closing >= 0 { Syscall.close(closing) }
-            }
-            source.cancel()
-            if !active { source.resume() }
-        }
+        if closing >= 0 { Syscall.close(closing) }
     }
 
     private func descriptor() -> Int32 {
@@ -150,17 +136,6 @@ final class SocketWatch {
             watchedFD = copy >= 0 ? copy : fd  // without a dup, watch fd itself and never close it
         }
         return watchedFD
-    }
-}
-
-/// Counts cancel handlers down; touched only on the loop's queue.
-private final class Countdown {
-    private var left: Int
-    init(_ count: Int) { left = count }
-    /// - Returns: `true` for the last tick.
-    func tick() -> Bool {
-        left -= 1
-        return left == 0
     }
 }
 

@@ -1,12 +1,13 @@
 internal import CCurl
 import Dispatch
+import GatewayIO
 
-/// One libcurl multi handle driven by Dispatch sources on one serial queue: the machinery behind
+/// One libcurl multi handle on one serial queue, its sockets in the queue's epoll set: the machinery behind
 /// ``UpstreamClient``.
 ///
 /// Everything here runs on `queue`; libcurl's callbacks find the loop through `Unmanaged` user data
 /// (`CURLMOPT_SOCKETDATA`, `CURLMOPT_TIMERDATA`, `CURLOPT_OPENSOCKETDATA`, `CURLOPT_CLOSESOCKETDATA`),
-/// unretained: the timer and socket sources' handlers retain the loop until ``shutdown()`` cancels them,
+/// unretained: the timer's handler and the watched sockets retain the loop until ``shutdown()`` cancels them,
 /// which is also what keeps it alive through `curl_multi_cleanup` closing the cached connections.
 ///
 /// Admission: a transfer is added to the multi handle only with a permit from `permits` (so libcurl
@@ -20,11 +21,15 @@ final class CurlMultiLoop: @unchecked Sendable {
     }
 
     let queue: DispatchQueue
+    /// The epoll set the sockets are watched in: the owning event loop's, or one of its own.
+    let readiness: ReadinessSet
     let configuration: UpstreamConfiguration
     private let origin: String
     private let basePath: String
     private var multi: UnsafeMutableRawPointer?
     private var timer: DispatchSourceTimer?
+    /// A 0 ms timeout is queued as an async turn; one at a time.
+    private var runSoonQueued = false
     /// Every socket libcurl told us about, by its fd.
     var sockets: [Int32: SocketWatch] = [:]
     /// Transfers added to the multi handle; owns them while libcurl holds unretained pointers.
@@ -42,8 +47,10 @@ final class CurlMultiLoop: @unchecked Sendable {
     var waitingCount: Int { waiting.count }
 
     /// - Precondition: `configuration.validate()` succeeds; `curl_global_init` has run.
-    init(configuration: UpstreamConfiguration, queue: DispatchQueue) {
+    init(configuration: UpstreamConfiguration, queue: DispatchQueue, readiness: ReadinessSet? = nil) {
+        precondition(readiness.map { $0.queue === queue } ?? true, "an upstream client's epoll set must be on its queue")
         self.queue = queue
+        self.readiness = readiness ?? ReadinessSet(queue: queue)
         self.configuration = configuration
         (origin, basePath) = Self.split(baseURL: configuration.baseURL)
         permits = configuration.permits
@@ -226,12 +233,24 @@ final class CurlMultiLoop: @unchecked Sendable {
     }
 
     /// Re-arms the one timer source; called from `CURLMOPT_TIMERFUNCTION`, so it never calls libcurl.
+    ///
+    /// "Now" (0 ms: a transfer just added, a step libcurl wants to run at once) is the next turn
+    /// of the queue, not a timer: a Dispatch timer fires up to its leeway late, and every miss
+    /// started with one. Short timeouts get no leeway for the same reason.
     func armTimer(milliseconds: Int) {
         guard let timer else { return }
         if milliseconds < 0 {
             timer.schedule(deadline: .distantFuture)
+        } else if milliseconds == 0 {
+            timer.schedule(deadline: .distantFuture)
+            guard !runSoonQueued else { return }
+            runSoonQueued = true
+            queue.async { [self] in
+                runSoonQueued = false
+                socketAction(CURL_SOCKET_TIMEOUT, 0)
+            }
         } else {
-            timer.schedule(deadline: .now() + .milliseconds(milliseconds), leeway: .milliseconds(1))
+            timer.schedule(deadline: .now() + .milliseconds(milliseconds), leeway: milliseconds < 50 ? .microseconds(50) : .milliseconds(1))
         }
     }
 

@@ -1,8 +1,9 @@
 internal import CCurl
 import Dispatch
+import GatewayIO
 
 /// Forwards requests to the upstream over HTTP/1.1 with keep-alive, on libcurl's multi interface
-/// driven by Dispatch sources on one serial queue (one client per gateway event loop).
+/// on one serial queue, its sockets in that queue's epoll set (one client per gateway event loop).
 ///
 /// Call every method on `queue`; completions run on `queue` too, never from inside ``execute(_:completion:)``
 /// (a request rejected at once is failed on a later turn of the queue), and exactly once per request.
@@ -37,7 +38,9 @@ public final class UpstreamClient: @unchecked Sendable {
     /// - Parameters:
     ///   - configuration: Checked with ``UpstreamConfiguration/validate()``; an invalid one traps.
     ///   - queue: The serial queue (event loop) that owns the client.
-    public init(configuration: UpstreamConfiguration, queue: DispatchQueue) {
+    ///   - readiness: The event loop's epoll set (on `queue`), so that upstream sockets wake the
+    ///     loop with its clients. Default: a set of the client's own.
+    public init(configuration: UpstreamConfiguration, queue: DispatchQueue, readiness: ReadinessSet? = nil) {
         do {
             try configuration.validate()
         } catch {
@@ -46,7 +49,7 @@ public final class UpstreamClient: @unchecked Sendable {
         Self.globalInit()
         self.configuration = configuration
         self.queue = queue
-        loop = CurlMultiLoop(configuration: configuration, queue: queue)
+        loop = CurlMultiLoop(configuration: configuration, queue: queue, readiness: readiness)
     }
 
     deinit {

@@ -7,15 +7,22 @@ enum Goals {
         var goals: [GoalReport] = []
         let delay = Double(options.backendDelayMs) * 1000
         if let hit = scenarios.first(where: { $0.name == "hit" }) {
+            // From Redis: at least nginx on small bodies, 0.8× on 64 KiB (a copy nginx's sendfile
+            // does not make). With the in-process tier: past nginx, which an HTTP server that
+            // answers a fixed `return 200` beats by only 1.2–1.8× on this box.
+            let tier = options.localTTL != "0s"
             for c in hit.cases {
-                let name = "hit, \(c.name): throughput vs nginx", goal = "≥ 1.0× nginx proxy_cache"
+                let large = c.name.contains("KiB")
+                let wanted = tier ? (large ? 1.0 : 1.3) : (large ? 0.8 : 1.0)
+                let name = "hit, \(c.name)\(tier ? " (in-process tier)" : ""): throughput vs nginx"
+                let goal = "≥ \(String(format: "%.1f", wanted))× nginx proxy_cache"
                 if let rounds = c.hitRounds, rounds.hasPairs {
                     // Only quiet pairs of rounds make a ratio: a busy neighbour slows the targets unevenly.
-                    goals.append(GoalReport(name: name, goal: goal, measured: rounds.ratioText!, met: rounds.quietRatio.map { $0.median >= 1.0 }))
+                    goals.append(GoalReport(name: name, goal: goal, measured: rounds.ratioText!, met: rounds.quietRatio.map { $0.median >= wanted }))
                 } else if c.hitRounds == nil, let g = c.run(.gateway), let n = c.run(.nginx), n.result.requestsPerSecond > 0 {
                     // A report written before the rounds.
                     let r = g.result.requestsPerSecond / n.result.requestsPerSecond
-                    goals.append(GoalReport(name: name, goal: goal, measured: Format.ratio(r), met: r >= 1.0))
+                    goals.append(GoalReport(name: name, goal: goal, measured: Format.ratio(r), met: r >= wanted))
                 } else {
                     goals.append(GoalReport(name: name, goal: goal, measured: "nginx not compared", met: nil))
                 }
@@ -28,18 +35,31 @@ enum Goals {
                 goals.append(GoalReport(name: "herd: backend calls per key", goal: "exactly 1",
                                         measured: calls.allSatisfy { $0 == 1 } ? "1 in each of \(g.count) rounds" : "\(calls.map(String.init).joined(separator: ", ")) in \(g.count) rounds",
                                         met: calls.allSatisfy { $0 == 1 }))
+                // The floor is the same burst without a cache, round by round: what this machine
+                // and this client need for that many simultaneous answers. The goal is the
+                // gateway's own share above it.
+                let added = g.compactMap { gr -> Double? in
+                    rounds.first { $0.target == .direct && $0.round == gr.round }.map { gr.p99Micros - $0.p99Micros }
+                }.sorted()
                 let worst = g.map(\.p99Micros).max()!
-                goals.append(GoalReport(name: "herd: waiter p99 beyond the backend delay", goal: "≤ +10 ms",
-                                        measured: "\(Format.deltaMs(worst - delay)) (p99 \(Format.ms(worst)), slowest round)",
-                                        met: worst - delay <= 10_000))
+                if added.isEmpty {
+                    goals.append(GoalReport(name: "herd: waiter p99 beyond the backend delay", goal: "≤ +10 ms (no cache-less floor measured)",
+                                            measured: "\(Format.deltaMs(worst - delay)) (p99 \(Format.ms(worst)), slowest round)",
+                                            met: worst - delay <= 10_000))
+                } else {
+                    let median = added[added.count / 2]
+                    goals.append(GoalReport(name: "herd: waiter p99 above the client's floor", goal: "≤ floor + 5 ms (floor: the same burst without a cache)",
+                                            measured: "\(Format.deltaMs(median)) median of \(added.count) rounds (\(Format.deltaMs(added.first!))…\(Format.deltaMs(added.last!)))",
+                                            met: median <= 5_000))
+                }
             }
         }
         if let miss = scenarios.first(where: { $0.name == "miss" }), let c = miss.cases.first,
            let g = c.run(.gateway), let d = c.run(.direct) {
             let added = g.result.p50 - d.result.p50
-            goals.append(GoalReport(name: "miss: p50 added over the backend directly", goal: "≤ 1 ms",
+            goals.append(GoalReport(name: "miss: p50 added over the backend directly", goal: "≤ 0.5 ms",
                                     measured: "\(Format.deltaMs(added)) (\(g.result.ms(\.p50)) vs \(d.result.ms(\.p50)))",
-                                    met: added <= 1000))
+                                    met: added <= 500))
         }
         if let expiry = scenarios.first(where: { $0.name == "expiry" }), let g = expiry.expiry?.first(where: { $0.target == .gateway }),
            let hot = expiry.cases.first?.run(.gateway) {

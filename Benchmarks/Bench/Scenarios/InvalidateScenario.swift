@@ -48,7 +48,7 @@ enum InvalidateScenario: Scenario {
             let instance = "bench-\(context.runID)-\(i)"
             let config = BenchContext.gatewayConfig(
                 port: port, backendPort: backend.port, redisPort: context.redis.port, keyPrefix: "bench:\(context.runID):invalidate:",
-                workers: o.workers, tag: "invalidate-\(i)", fresh: fresh, invalidation: (stream, instance))
+                workers: o.workers, tag: "invalidate-\(i)", fresh: fresh, invalidation: (stream, instance), accessLog: o.accessLog)
             let gateway = try GatewayService.start(config: config, port: port, logDir: context.workDir, name: "gateway-invalidate-\(i)")
             started.append(gateway.process)
             ports.append(port)

@@ -181,7 +181,7 @@ struct Fleet {
         BenchContext.gatewayConfig(port: port, backendPort: backendPort, redisPort: context.redis.port,
                                    keyPrefix: "bench:\(context.runID):scale-\(tag):", workers: context.options.workers,
                                    tag: "scale-\(tag)-\(instance)", localTTL: localTTL, instanceID: "bench-\(context.runID)-\(tag)-\(instance)",
-                                   crossInstance: true)
+                                   crossInstance: true, accessLog: context.options.accessLog)
     }
 
     /// Runs `body` with a fresh fleet, and stops every process it started whatever happens.
@@ -209,7 +209,8 @@ struct Fleet {
                 let config = NginxConfig(
                     prefix: "\(context.workDir)/\(name)", port: try Ports.free(), backendPort: backend.port, workers: o.workers,
                     catalogTTLSeconds: CacheRules.catalogTTLSeconds, userTTLSeconds: CacheRules.userTTLSeconds,
-                    lockTimeoutSeconds: CacheRules.maxWaitSeconds, upstreamConnections: CacheRules.upstreamConnections)
+                    lockTimeoutSeconds: CacheRules.maxWaitSeconds, upstreamConnections: CacheRules.upstreamConnections,
+                    accessLog: o.accessLog)
                 let nginx = try NginxService.start(config: config, logDir: context.workDir, name: name)
                 started.append(nginx.process)
                 ports.append(nginx.port)
