@@ -180,6 +180,7 @@ public final class TestHTTPBackend: @unchecked Sendable {
 
     private func serve(_ fd: Int32) {
         var buffer: [UInt8] = []
+        var answering = false
         while let request = readRequest(fd, &buffer) {
             let behaviour: Behaviour = lock.withLock {
                 counts[request.path, default: 0] += 1
@@ -188,15 +189,18 @@ public final class TestHTTPBackend: @unchecked Sendable {
                 _maxConcurrentRequests = max(_maxConcurrentRequests, _activeRequests)
                 return behaviours[request.path] ?? defaultBehaviour
             }
-            let keepOpen = perform(behaviour, for: request, on: fd, buffer: &buffer)
-            lock.withLock { _activeRequests -= 1 }
+            answering = false
+            let keepOpen = perform(behaviour, for: request, on: fd, buffer: &buffer, answering: &answering)
+            if !answering { lock.withLock { _activeRequests -= 1 } }
             guard keepOpen else { return }
             if request.header("Connection")?.lowercased() == "close" { return }
         }
     }
 
     /// - Returns: whether the connection stays open.
-    private func perform(_ behaviour: Behaviour, for request: RecordedRequest, on fd: Int32, buffer: inout [UInt8]) -> Bool {
+    /// - Parameter answering: set once the response is being written (the request no longer counts as active).
+    private func perform(_ behaviour: Behaviour, for request: RecordedRequest, on fd: Int32, buffer: inout [UInt8],
+                         answering: inout Bool) -> Bool {
         switch behaviour {
         case let .respond(status, headers, body, framing):
             var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\n"
@@ -221,16 +225,20 @@ public final class TestHTTPBackend: @unchecked Sendable {
                 head += "Connection: close\r\n\r\n"
                 if sendBody { payload = body }
             }
+            // No longer at work once the answer is on its way: the client may start its next
+            // request the moment it reads this one, before this thread is scheduled again.
+            answering = true
+            lock.withLock { _activeRequests -= 1 }
             guard write(fd, Array(head.utf8) + payload) else { return false }
             return framing != .closeDelimited
         case .echo:
             return perform(.respond(status: 200,
                                     headers: [("X-Echo-Method", request.method), ("X-Echo-Target", request.target)],
                                     body: request.body, framing: .contentLength),
-                           for: request, on: fd, buffer: &buffer)
+                           for: request, on: fd, buffer: &buffer, answering: &answering)
         case let .delayed(seconds, next):
             Thread.sleep(forTimeInterval: seconds)
-            return perform(next, for: request, on: fd, buffer: &buffer)
+            return perform(next, for: request, on: fd, buffer: &buffer, answering: &answering)
         case .closeMidHeaders:
             _ = write(fd, Array("HTTP/1.1 200 OK\r\nContent-Type: text/pl".utf8))
             return false
@@ -252,7 +260,7 @@ public final class TestHTTPBackend: @unchecked Sendable {
             guard write(fd, bytes) else { return false }
             return !close
         case let .perRequest(decide):
-            return perform(decide(request), for: request, on: fd, buffer: &buffer)
+            return perform(decide(request), for: request, on: fd, buffer: &buffer, answering: &answering)
         }
     }
 
