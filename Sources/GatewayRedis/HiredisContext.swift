@@ -247,14 +247,69 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
 
     private func readable() {
         guard !isFreed else { return }
-        // hiredis reads at most 16 KiB per call. Drain what the kernel already holds in this one
-        // event, instead of one wake-up per 16 KiB (a 64 KiB entry took four of them).
         let available = ReadinessSet.readableBytes(fd)
-        var rounds = max(1, min(64, (available + 16_383) / 16_384))
-        while rounds > 0 && !isFreed {
+        let c = ac.pointee.c
+        guard available > 0, c.flags & REDIS_CONNECTED != 0, c.err == 0, let reader = c.reader, reader.pointee.err == 0
+        else {
+            // Connecting, EOF, an error or a hang-up: hiredis's own read finds it and ends the
+            // context (a level-triggered HUP nobody reads would come back at every turn).
             redisAsyncHandleRead(ac)
-            rounds -= 1
+            return
         }
+        // hiredis's own read takes 16 KiB per read(2) into a stack buffer and appends it to its
+        // reader buffer: four reads and a copy for each 64 KiB entry. Here the bytes go from the
+        // kernel straight into the reader's buffer, as many as the reply in progress still needs
+        // (plus the start of the next one), then hiredis parses them and runs the callbacks.
+        var budget = available
+        while budget > 0 && !isFreed {
+            let want = Self.readSize(reader.pointee)
+            let n = Self.read(fd, into: reader, count: want)
+            guard n > 0 else {
+                // Would block (nothing after all), EOF or an error: hiredis's read sees the same
+                // and either waits or ends the context.
+                redisAsyncHandleRead(ac)
+                return
+            }
+            budget -= n
+            redisProcessCallbacks(ac)  // may free the context: isFreed is checked above
+            if n < want { return }  // the socket is drained
+        }
+    }
+
+    /// The next read's size: what the bulk string at the reader's cursor still lacks, if one is
+    /// there, plus 16 KiB for the start of the reply after it (hiredis moves the unparsed rest to
+    /// the front of its buffer after each reply, so the rest is kept short); at most 1 MiB.
+    private static func readSize(_ r: redisReader) -> Int {
+        let lookahead = 16_384
+        guard let buf = r.buf, r.len > r.pos else { return lookahead }
+        // Unparsed bytes: `$<length>\r\n<body>\r\n`, or the same without the `$` when hiredis
+        // already took the type byte and waits for the body.
+        var i = r.pos
+        if buf[i] == UInt8(ascii: "$") { i += 1 }
+        var length = 0
+        var digits = 0
+        while i < r.len, digits < 10, case let d = UInt8(bitPattern: buf[i]), d >= 0x30 && d <= 0x39 {
+            length = length * 10 + Int(d - 0x30)
+            digits += 1
+            i += 1
+        }
+        guard digits > 0, i + 1 < r.len, buf[i] == 0x0D, buf[i + 1] == 0x0A else { return lookahead }
+        let end = i + 2 + length + 2  // after the body's CRLF
+        return min(max(end - r.len, 0) + lookahead, 1 << 20)
+    }
+
+    /// read(2) into the reader's buffer, growing it first (interop: the buffer is an hiredis sds
+    /// string, grown with sdsMakeRoomFor and lengthened with sdsIncrLen, as redisReaderFeed would
+    /// after copying; `r->len` follows it). Returns read's result, or -1 when out of memory.
+    private static func read(_ fd: Int32, into reader: UnsafeMutablePointer<redisReader>, count: Int) -> Int {
+        guard let grown = sdsMakeRoomFor(reader.pointee.buf, count) else { return -1 }
+        reader.pointee.buf = grown
+        let n = Glibc.read(fd, grown + sdslen(grown), count)
+        if n > 0 {
+            sdsIncrLen(grown, Int32(n))  // n ≤ 1 MiB
+            reader.pointee.len = sdslen(grown)
+        }
+        return n
     }
 
     private func writable() {
