@@ -49,6 +49,10 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
     /// callback (or nil-reply callback while the context is freed) pops the first one.
     private(set) var pending = RingBuffer<PendingCommand>(initialCapacity: 64)
 
+    /// The bytes of the top-level bulk string hiredis is building a reply for, when the command it
+    /// answers is a `GET` (see ``BulkStringSink``), and that reply; taken by ``didReceive(_:)``.
+    fileprivate var sunkBulk: (reply: UnsafeMutableRawPointer, bytes: [UInt8])?
+
     /// No more commands may be written: hiredis is freeing the context or was asked to.
     private(set) var hasEnded = false
     /// `cleanup` ran: `ac` is freed (or about to be); never touch it again.
@@ -93,6 +97,7 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         // every 64 KiB entry paid for that. 0 keeps the buffer.
         ac.pointee.c.reader.pointee.maxbuf = 0
         let context = HiredisContext(owner: owner, ac: ac, readiness: readiness)
+        BulkStringSink.install(on: ac.pointee.c.reader, context: Unmanaged.passUnretained(context).toOpaque())
         // In the set before the hooks: setting the connect callback asks for writability at once.
         guard let token = readiness.add(context.fd, events: 0, handler: context) else {
             let reason = "epoll_ctl: \(String(cString: strerror(errno)))"
@@ -157,6 +162,12 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
 
     // MARK: Callbacks from hiredis
 
+    /// The oldest pending command is a `GET`: its reply's bytes may go straight into a `[UInt8]`.
+    fileprivate var nextReplyIsBulkString: Bool {
+        if case .bulkString = pending.first?.completion { return true }
+        return false
+    }
+
     fileprivate func didReceive(_ reply: UnsafeMutableRawPointer?) {
         guard let command = pending.popFirst() else {
             assertionFailure("hiredis answered a command that is not pending")
@@ -181,8 +192,13 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
             }
             return
         }
+        var bytes: [UInt8]?
+        if let sunk = sunkBulk {
+            sunkBulk = nil
+            if sunk.reply == UnsafeMutableRawPointer(reply) { bytes = sunk.bytes }
+        }
         owner.contextDidReply(to: command)
-        command.completion.complete(with: reply)
+        command.completion.complete(with: reply, bulkBytes: bytes)
     }
 
     private func didConnect(_ ac: UnsafePointer<redisAsyncContext>, status: Int32) {
@@ -362,3 +378,62 @@ private func errorText(_ c: redisContext) -> String {
     }
 }
 
+
+/// hiredis's reply-object functions with one change: the top-level bulk string answering a `GET`
+/// is copied once, from hiredis's read buffer into the `[UInt8]` the gateway keeps (decoding
+/// slices the body out of it and the client write sends that), instead of into a `malloc`'d
+/// `reply->str` that ``PendingCommand`` then copied again.
+///
+/// Interop (hence the raw pointers): hiredis calls `createString` with the reader's `privdata`
+/// (the context, unretained: hiredis frees its reader before it gives the context's retain back)
+/// while it parses, and runs the reply's callback right after it built the reply. Such a reply is a
+/// `redisReply` of type `REDIS_REPLY_STRING` with `str == NULL` and the real `len`, which
+/// `freeReplyObject` frees like any other (free(NULL) is a no-op). Every other object goes through
+/// hiredis's own functions.
+enum BulkStringSink {
+    /// hiredis's default functions (one static table, found through a reader made for the purpose),
+    /// and a copy of them with `createString` replaced; made once, never freed.
+    nonisolated(unsafe) private static let tables: (defaults: redisReplyObjectFunctions, sink: UnsafeMutablePointer<redisReplyObjectFunctions>)? = {
+        guard let probe = redisReaderCreate() else { return nil }
+        defer { redisReaderFree(probe) }
+        guard let defaults = probe.pointee.fn?.pointee, defaults.createString != nil else { return nil }
+        let sink = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
+        sink.initialize(to: defaults)
+        sink.pointee.createString = sinkCreateString
+        return (defaults, sink)
+    }()
+
+    /// Makes `reader` build its replies with the sink's functions, for `context`.
+    static func install(on reader: UnsafeMutablePointer<redisReader>, context: UnsafeMutableRawPointer) {
+        guard let tables else { return }  // out of memory at start: hiredis's own copies then
+        reader.pointee.fn = tables.sink
+        reader.pointee.privdata = context
+    }
+
+    fileprivate static func fallback(
+        _ task: UnsafePointer<redisReadTask>?, _ str: UnsafeMutablePointer<CChar>?, _ len: Int
+    ) -> UnsafeMutableRawPointer? {
+        tables!.defaults.createString!(task, str, len)
+    }
+}
+
+private func sinkCreateString(
+    _ task: UnsafePointer<redisReadTask>?, _ str: UnsafeMutablePointer<CChar>?, _ len: Int
+) -> UnsafeMutableRawPointer? {
+    guard let task, task.pointee.parent == nil, task.pointee.type == REDIS_REPLY_STRING,
+        let data = task.pointee.privdata
+    else { return BulkStringSink.fallback(task, str, len) }
+    let context = Unmanaged<HiredisContext>.fromOpaque(data).takeUnretainedValue()
+    context.sunkBulk = nil
+    guard len > 0, let str, context.nextReplyIsBulkString else { return BulkStringSink.fallback(task, str, len) }
+    guard let raw = calloc(1, MemoryLayout<redisReply>.size) else { return nil }  // nil: hiredis reports OOM
+    let reply = raw.bindMemory(to: redisReply.self, capacity: 1)
+    reply.pointee.type = REDIS_REPLY_STRING
+    reply.pointee.len = len  // str stays NULL (calloc): the bytes are in `sunkBulk`
+    let bytes = [UInt8](unsafeUninitializedCapacity: len) { buffer, count in
+        memcpy(buffer.baseAddress!, str, len)
+        count = len
+    }
+    context.sunkBulk = (raw, bytes)
+    return raw
+}
