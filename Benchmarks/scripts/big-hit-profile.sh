@@ -15,13 +15,16 @@ cd "$(dirname "$0")/../.."
 source Benchmarks/scripts/common.sh
 RP=$(free_port); BP=$(free_port); GP=$(free_port); NP=$(free_port)
 # common.sh's backend answers 1 KiB; this one answers $SIZE bytes on every path.
-redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 & REDISPID=$!; pids+=($REDISPID)
+# UNIX=1: the gateways reach Redis through its unix socket instead of TCP on loopback.
+redis-server --port "$RP" --bind 127.0.0.1 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 --save '' --appendonly no \
+  >"$tmp/redis.log" 2>&1 & REDISPID=$!; pids+=($REDISPID)
+REDIS_URL="redis://127.0.0.1:$RP"; [ -n "${UNIX:-}" ] && REDIS_URL="unix://$tmp/redis.sock"
 "$BIN/demo-monolith" --port "$BP" --delay 0 --body-size "$SIZE" >"$tmp/backend.log" 2>&1 & pids+=($!)
 cat >"$tmp/gw.yaml" <<YAML
 listen: 127.0.0.1:$GP
 server: { event_loops: 1 }
 upstream: { url: "http://127.0.0.1:$BP" }
-redis: { url: "redis://127.0.0.1:$RP", key_prefix: "big:" }
+redis: { url: "$REDIS_URL", key_prefix: "big:" }
 cache: { local_ttl: 0s }
 access_log: off
 routes:
@@ -80,8 +83,10 @@ run() { # name port pids...: CPU µs per answer of all the pids, and of the firs
 }
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
-  [ -n "${BASE:-}" ] && run base "$BGP" "$BGPID" "$REDISPID"
+  # With BASE, the two gateways swap places every round (the first after nginx tends to lose).
+  if [ -n "${BASE:-}" ] && [ $((round % 2)) = 1 ]; then run base "$BGP" "$BGPID" "$REDISPID"; fi
   run gateway "$GP" "$GWPID" "$REDISPID"
+  if [ -n "${BASE:-}" ] && [ $((round % 2)) = 0 ]; then run base "$BGP" "$BGPID" "$REDISPID"; fi
   run nginx "$NP" "$NGXPID"
 done
 paste -d' ' "$tmp/gateway.rps" "$tmp/nginx.rps" | awk '{ g += $1; n += $2 } END { printf "ratio gateway/nginx (sum of rounds): %.2f\n", g / n }'
@@ -89,10 +94,12 @@ paste -d' ' "$tmp/gateway.rps" "$tmp/nginx.rps" | awk '{ g += $1; n += $2 } END 
 echo "$(uptime)"
 [ -n "${NOPERF:-}" ] && exit 0
 command -v perf >/dev/null || { echo "(perf not installed)"; exit 0; }
-echo "== perf on the gateway"
-wrk -t1 -c64 -d12s "http://127.0.0.1:$GP$URL" >/dev/null & w=$!
+# PERF_NGINX=1: the profile is of nginx's worker instead, for comparison.
+PP=$GP; PPID_=$GWPID; [ -n "${PERF_NGINX:-}" ] && { PP=$NP; PPID_=$(pgrep -P "$NGXPID" | head -1); }
+echo "== perf on pid $PPID_"
+wrk -t1 -c64 -d12s "http://127.0.0.1:$PP$URL" >/dev/null & w=$!
 sleep 1
-perf record -F 999 -g -p "$GWPID" -o "$OUT" -- sleep 8 2>/dev/null >/dev/null
+perf record -F 999 -g -p "$PPID_" -o "$OUT" -- sleep 8 2>/dev/null >/dev/null
 wait $w
 echo "== syscalls of the gateway per answer (perf stat, 3 s inside a 4 s wrk run)"
 wrk -t1 -c64 -d4s "http://127.0.0.1:$GP$URL" >"$tmp/wrk-stat.txt" & w=$!

@@ -263,9 +263,8 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
 
     private func readable() {
         guard !isFreed else { return }
-        let available = ReadinessSet.readableBytes(fd)
         let c = ac.pointee.c
-        guard available > 0, c.flags & REDIS_CONNECTED != 0, c.err == 0, let reader = c.reader, reader.pointee.err == 0
+        guard ReadinessSet.readableBytes(fd) > 0, c.flags & REDIS_CONNECTED != 0, c.err == 0, let reader = c.reader, reader.pointee.err == 0
         else {
             // Connecting, EOF, an error or a hang-up: hiredis's own read finds it and ends the
             // context (a level-triggered HUP nobody reads would come back at every turn).
@@ -276,19 +275,25 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         // reader buffer: four reads and a copy for each 64 KiB entry. Here the bytes go from the
         // kernel straight into the reader's buffer, as many as the reply in progress still needs
         // (plus the start of the next one), then hiredis parses them and runs the callbacks.
-        var budget = available
-        while budget > 0 && !isFreed {
+        // Replies keep arriving while their callbacks run (Redis writes on the other core): read
+        // on until the socket is empty, up to 1 MiB per event so that clients get their turn,
+        // instead of going back to epoll_wait and Dispatch for each 64 KiB.
+        var total = 0
+        while total < 1 << 20 && !isFreed {
+            // A reply hiredis could not parse ends the context; should it not have yet, its
+            // own read reports the error.
+            guard ac.pointee.c.err == 0, reader.pointee.err == 0 else { return redisAsyncHandleRead(ac) }
             let want = Self.readSize(reader.pointee)
             let n = Self.read(fd, into: reader, count: want)
             guard n > 0 else {
-                // Would block (nothing after all), EOF or an error: hiredis's read sees the same
-                // and either waits or ends the context.
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }  // empty after all
+                // EOF or an error: hiredis's read sees the same and ends the context.
                 redisAsyncHandleRead(ac)
                 return
             }
-            budget -= n
+            total += n
             redisProcessCallbacks(ac)  // may free the context: isFreed is checked above
-            if n < want { return }  // the socket is drained
+            if n < want && ReadinessSet.readableBytes(fd) == 0 { return }  // drained
         }
     }
 
