@@ -49,6 +49,10 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
     /// callback (or nil-reply callback while the context is freed) pops the first one.
     private(set) var pending = RingBuffer<PendingCommand>(initialCapacity: 64)
 
+    /// The bytes of the top-level bulk string hiredis is building a reply for, when the command it
+    /// answers is a `GET` (see ``BulkStringSink``), and that reply; taken by ``didReceive(_:)``.
+    fileprivate var sunkBulk: (reply: UnsafeMutableRawPointer, bytes: [UInt8])?
+
     /// No more commands may be written: hiredis is freeing the context or was asked to.
     private(set) var hasEnded = false
     /// `cleanup` ran: `ac` is freed (or about to be); never touch it again.
@@ -93,6 +97,7 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         // every 64 KiB entry paid for that. 0 keeps the buffer.
         ac.pointee.c.reader.pointee.maxbuf = 0
         let context = HiredisContext(owner: owner, ac: ac, readiness: readiness)
+        BulkStringSink.install(on: ac.pointee.c.reader, context: Unmanaged.passUnretained(context).toOpaque())
         // In the set before the hooks: setting the connect callback asks for writability at once.
         guard let token = readiness.add(context.fd, events: 0, handler: context) else {
             let reason = "epoll_ctl: \(String(cString: strerror(errno)))"
@@ -157,6 +162,12 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
 
     // MARK: Callbacks from hiredis
 
+    /// The oldest pending command is a `GET`: its reply's bytes may go straight into a `[UInt8]`.
+    fileprivate var nextReplyIsBulkString: Bool {
+        if case .bulkString = pending.first?.completion { return true }
+        return false
+    }
+
     fileprivate func didReceive(_ reply: UnsafeMutableRawPointer?) {
         guard let command = pending.popFirst() else {
             assertionFailure("hiredis answered a command that is not pending")
@@ -181,8 +192,13 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
             }
             return
         }
+        var bytes: [UInt8]?
+        if let sunk = sunkBulk {
+            sunkBulk = nil
+            if sunk.reply == UnsafeMutableRawPointer(reply) { bytes = sunk.bytes }
+        }
         owner.contextDidReply(to: command)
-        command.completion.complete(with: reply)
+        command.completion.complete(with: reply, bulkBytes: bytes)
     }
 
     private func didConnect(_ ac: UnsafePointer<redisAsyncContext>, status: Int32) {
@@ -247,14 +263,74 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
 
     private func readable() {
         guard !isFreed else { return }
-        // hiredis reads at most 16 KiB per call. Drain what the kernel already holds in this one
-        // event, instead of one wake-up per 16 KiB (a 64 KiB entry took four of them).
-        let available = ReadinessSet.readableBytes(fd)
-        var rounds = max(1, min(64, (available + 16_383) / 16_384))
-        while rounds > 0 && !isFreed {
+        let c = ac.pointee.c
+        guard ReadinessSet.readableBytes(fd) > 0, c.flags & REDIS_CONNECTED != 0, c.err == 0, let reader = c.reader, reader.pointee.err == 0
+        else {
+            // Connecting, EOF, an error or a hang-up: hiredis's own read finds it and ends the
+            // context (a level-triggered HUP nobody reads would come back at every turn).
             redisAsyncHandleRead(ac)
-            rounds -= 1
+            return
         }
+        // hiredis's own read takes 16 KiB per read(2) into a stack buffer and appends it to its
+        // reader buffer: four reads and a copy for each 64 KiB entry. Here the bytes go from the
+        // kernel straight into the reader's buffer, as many as the reply in progress still needs
+        // (plus the start of the next one), then hiredis parses them and runs the callbacks.
+        // Replies keep arriving while their callbacks run (Redis writes on the other core): read
+        // on until the socket is empty, up to 1 MiB per event so that clients get their turn,
+        // instead of going back to epoll_wait and Dispatch for each 64 KiB.
+        var total = 0
+        while total < 1 << 20 && !isFreed {
+            // A reply hiredis could not parse ends the context; should it not have yet, its
+            // own read reports the error.
+            guard ac.pointee.c.err == 0, reader.pointee.err == 0 else { return redisAsyncHandleRead(ac) }
+            let want = Self.readSize(reader.pointee)
+            let n = Self.read(fd, into: reader, count: want)
+            guard n > 0 else {
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }  // empty after all
+                // EOF or an error: hiredis's read sees the same and ends the context.
+                redisAsyncHandleRead(ac)
+                return
+            }
+            total += n
+            redisProcessCallbacks(ac)  // may free the context: isFreed is checked above
+            if n < want && ReadinessSet.readableBytes(fd) == 0 { return }  // drained
+        }
+    }
+
+    /// The next read's size: what the bulk string at the reader's cursor still lacks, if one is
+    /// there, plus 16 KiB for the start of the reply after it (hiredis moves the unparsed rest to
+    /// the front of its buffer after each reply, so the rest is kept short); at most 1 MiB.
+    private static func readSize(_ r: redisReader) -> Int {
+        let lookahead = 16_384
+        guard let buf = r.buf, r.len > r.pos else { return lookahead }
+        // Unparsed bytes: `$<length>\r\n<body>\r\n`, or the same without the `$` when hiredis
+        // already took the type byte and waits for the body.
+        var i = r.pos
+        if buf[i] == UInt8(ascii: "$") { i += 1 }
+        var length = 0
+        var digits = 0
+        while i < r.len, digits < 10, case let d = UInt8(bitPattern: buf[i]), d >= 0x30 && d <= 0x39 {
+            length = length * 10 + Int(d - 0x30)
+            digits += 1
+            i += 1
+        }
+        guard digits > 0, i + 1 < r.len, buf[i] == 0x0D, buf[i + 1] == 0x0A else { return lookahead }
+        let end = i + 2 + length + 2  // after the body's CRLF
+        return min(max(end - r.len, 0) + lookahead, 1 << 20)
+    }
+
+    /// read(2) into the reader's buffer, growing it first (interop: the buffer is an hiredis sds
+    /// string, grown with sdsMakeRoomFor and lengthened with sdsIncrLen, as redisReaderFeed would
+    /// after copying; `r->len` follows it). Returns read's result, or -1 when out of memory.
+    private static func read(_ fd: Int32, into reader: UnsafeMutablePointer<redisReader>, count: Int) -> Int {
+        guard let grown = sdsMakeRoomFor(reader.pointee.buf, count) else { return -1 }
+        reader.pointee.buf = grown
+        let n = Glibc.read(fd, grown + sdslen(grown), count)
+        if n > 0 {
+            sdsIncrLen(grown, Int32(n))  // n ≤ 1 MiB
+            reader.pointee.len = sdslen(grown)
+        }
+        return n
     }
 
     private func writable() {
@@ -307,3 +383,62 @@ private func errorText(_ c: redisContext) -> String {
     }
 }
 
+
+/// hiredis's reply-object functions with one change: the top-level bulk string answering a `GET`
+/// is copied once, from hiredis's read buffer into the `[UInt8]` the gateway keeps (decoding
+/// slices the body out of it and the client write sends that), instead of into a `malloc`'d
+/// `reply->str` that ``PendingCommand`` then copied again.
+///
+/// Interop (hence the raw pointers): hiredis calls `createString` with the reader's `privdata`
+/// (the context, unretained: hiredis frees its reader before it gives the context's retain back)
+/// while it parses, and runs the reply's callback right after it built the reply. Such a reply is a
+/// `redisReply` of type `REDIS_REPLY_STRING` with `str == NULL` and the real `len`, which
+/// `freeReplyObject` frees like any other (free(NULL) is a no-op). Every other object goes through
+/// hiredis's own functions.
+enum BulkStringSink {
+    /// hiredis's default functions (one static table, found through a reader made for the purpose),
+    /// and a copy of them with `createString` replaced; made once, never freed.
+    nonisolated(unsafe) private static let tables: (defaults: redisReplyObjectFunctions, sink: UnsafeMutablePointer<redisReplyObjectFunctions>)? = {
+        guard let probe = redisReaderCreate() else { return nil }
+        defer { redisReaderFree(probe) }
+        guard let defaults = probe.pointee.fn?.pointee, defaults.createString != nil else { return nil }
+        let sink = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
+        sink.initialize(to: defaults)
+        sink.pointee.createString = sinkCreateString
+        return (defaults, sink)
+    }()
+
+    /// Makes `reader` build its replies with the sink's functions, for `context`.
+    static func install(on reader: UnsafeMutablePointer<redisReader>, context: UnsafeMutableRawPointer) {
+        guard let tables else { return }  // out of memory at start: hiredis's own copies then
+        reader.pointee.fn = tables.sink
+        reader.pointee.privdata = context
+    }
+
+    fileprivate static func fallback(
+        _ task: UnsafePointer<redisReadTask>?, _ str: UnsafeMutablePointer<CChar>?, _ len: Int
+    ) -> UnsafeMutableRawPointer? {
+        tables!.defaults.createString!(task, str, len)
+    }
+}
+
+private func sinkCreateString(
+    _ task: UnsafePointer<redisReadTask>?, _ str: UnsafeMutablePointer<CChar>?, _ len: Int
+) -> UnsafeMutableRawPointer? {
+    guard let task, task.pointee.parent == nil, task.pointee.type == REDIS_REPLY_STRING,
+        let data = task.pointee.privdata
+    else { return BulkStringSink.fallback(task, str, len) }
+    let context = Unmanaged<HiredisContext>.fromOpaque(data).takeUnretainedValue()
+    context.sunkBulk = nil
+    guard len > 0, let str, context.nextReplyIsBulkString else { return BulkStringSink.fallback(task, str, len) }
+    guard let raw = calloc(1, MemoryLayout<redisReply>.size) else { return nil }  // nil: hiredis reports OOM
+    let reply = raw.bindMemory(to: redisReply.self, capacity: 1)
+    reply.pointee.type = REDIS_REPLY_STRING
+    reply.pointee.len = len  // str stays NULL (calloc): the bytes are in `sunkBulk`
+    let bytes = [UInt8](unsafeUninitializedCapacity: len) { buffer, count in
+        memcpy(buffer.baseAddress!, str, len)
+        count = len
+    }
+    context.sunkBulk = (raw, bytes)
+    return raw
+}

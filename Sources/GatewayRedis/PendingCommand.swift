@@ -49,19 +49,22 @@ extension RedisReply {
 }
 
 extension PendingCommand.Completion {
-    /// Completes with a reply from the server.
-    func complete(with reply: UnsafePointer<redisReply>) {
+    /// Completes with a reply from the server. `bulkBytes`: a top-level bulk string's bytes, already
+    /// copied out of hiredis's buffer (its `str` is then NULL; see `BulkStringSink`).
+    func complete(with reply: UnsafePointer<redisReply>, bulkBytes: [UInt8]? = nil) {
         let r = reply.pointee
         switch self {
         case .reply(let completion):
             if r.type == REDIS_REPLY_ERROR {
                 completion(.failure(.server(copyString(r))))
+            } else if let bulkBytes, r.type == REDIS_REPLY_STRING {
+                completion(.success(.string(bulkBytes)))
             } else {
                 completion(.success(RedisReply(copying: reply)))
             }
         case .bulkString(let completion):
             switch r.type {
-            case REDIS_REPLY_STRING: completion(.success(copyBytes(r)))
+            case REDIS_REPLY_STRING: completion(.success(bulkBytes ?? copyBytes(r)))
             case REDIS_REPLY_NIL: completion(.success(nil))
             case REDIS_REPLY_ERROR: completion(.failure(.server(copyString(r))))
             default: completion(.failure(.protocolError("expected a bulk string, got \(typeName(r.type))")))
