@@ -118,6 +118,9 @@ package struct RequestPlanner {
             path: head.path, query: keyed.map(\.piece), identityDigest: identity?.digest)
 
         var headers: [(name: String, value: String)] = []
+        // Host, the forwarded pair, the request ID the gateway adds, an identity: one allocation
+        // instead of the array growing 1, 2, 4, 8 on every request.
+        headers.reserveCapacity(5)
         // What is forwarded is keyed or fixed: the client's Host only when it is in the key.
         headers.append(("Host", settings.keyHost ? (clientHost ?? config.upstream.host) : config.upstream.host))
         if let identity { headers.append(identity.header) }

@@ -61,10 +61,14 @@ public struct SHA256: Sendable {
         compressBlock()
         var out = [UInt8]()
         out.reserveCapacity(32)
-        for word in [state.0, state.1, state.2, state.3, state.4, state.5, state.6, state.7] {
+        // Word by word, not through an array literal of the eight words (one more allocation
+        // per key, on every request).
+        func append(_ word: UInt32) {
             out.append(UInt8(word >> 24)); out.append(UInt8(word >> 16 & 0xff))
             out.append(UInt8(word >> 8 & 0xff)); out.append(UInt8(word & 0xff))
         }
+        append(state.0); append(state.1); append(state.2); append(state.3)
+        append(state.4); append(state.5); append(state.6); append(state.7)
         return out
     }
 
@@ -78,15 +82,17 @@ public struct SHA256: Sendable {
         return h.finalize()
     }
 
+    /// Lowercase hex digits. Written straight into the string's storage: this runs for every
+    /// request's key, and a digit table plus a byte array to decode from were two allocations more.
     public static func hex(_ digest: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(digest.count * 2)
-        for b in digest {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0f)])
+        String(unsafeUninitializedCapacity: digest.count * 2) { out in
+            @inline(__always) func digit(_ v: UInt8) -> UInt8 { v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") - 10 + v }
+            for (i, b) in digest.enumerated() {
+                out[2 * i] = digit(b >> 4)
+                out[2 * i + 1] = digit(b & 0x0f)
+            }
+            return digest.count * 2
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     private static let k: [UInt32] = [
