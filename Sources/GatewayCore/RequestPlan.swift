@@ -13,7 +13,11 @@ package enum RequestPlan {
 }
 
 /// Classifies requests: the security rules of what may be keyed, forwarded and shared live here.
-package struct RequestPlanner {
+///
+/// A class, immutable: every request reaches it through the policy, and as a struct each use
+/// copied it out, retaining and releasing every field of the router and the configuration
+/// (those outlined copies were 1.7 % of a hit's profile); a reference is one retain.
+package final class RequestPlanner: Sendable {
     let router: Router
     let config: GatewayConfig
     /// Lowercased names no `Connection` field may nominate as hop-by-hop: removing them would
