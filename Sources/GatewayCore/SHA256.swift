@@ -51,13 +51,15 @@ public struct SHA256: Sendable {
 
     public mutating func finalize() -> [UInt8] {
         let bitLength = totalBits
+        // The padding in runs, not a byte at a time: a key's input ends a few bytes into its
+        // second block, so that was some 60 single appends per request.
         block.append(0x80)
         if block.count > 56 {
-            while block.count < 64 { block.append(0) }
+            block.append(contentsOf: repeatElement(0, count: 64 - block.count))
             compressBlock()
         }
-        while block.count < 56 { block.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { block.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
+        block.append(contentsOf: repeatElement(0, count: 56 - block.count))
+        withUnsafeBytes(of: bitLength.bigEndian) { block.append(contentsOf: $0) }
         compressBlock()
         var out = [UInt8]()
         out.reserveCapacity(32)
@@ -108,10 +110,14 @@ public struct SHA256: Sendable {
 
     /// Compresses the buffered 64 bytes and empties the buffer.
     private mutating func compressBlock() {
-        // A copy of the array reference, so that `compress` may mutate `self` while reading it.
-        let full = block
+        // Moved out, so that `compress` may mutate `self` while reading it, and moved back: the
+        // buffer stays uniquely referenced, so emptying it keeps its storage (with a copy of the
+        // reference still alive, `removeAll(keepingCapacity:)` would allocate anew).
+        var full: [UInt8] = []
+        swap(&full, &block)
         full.withUnsafeBytes { compress($0) }
-        block.removeAll(keepingCapacity: true)
+        full.removeAll(keepingCapacity: true)
+        block = full
     }
 
     private mutating func compress(_ chunk: UnsafeRawBufferPointer) {
