@@ -261,13 +261,22 @@ public enum LogText {
         }
 
         /// A text value; nil is JSON `null` or logfmt `-`.
+        ///
+        /// Inlinable, so that a caller in another module (the access log, with its `[UInt8]`
+        /// path) gets it specialised: unspecialised, each call looked up generic metadata at run
+        /// time (0.6 % of a hit's profile, for a switch over a `(C?, Bool)` tuple).
+        @inlinable
         public func string<C: Collection>(_ value: C?, to out: inout [UInt8]) where C.Element == UInt8 {
-            switch (value, json) {
-            case (let value?, true): LogText.appendJSONString(value, to: &out)
-            case (let value?, false): LogText.appendLogfmtValue(value, to: &out)
-            case (nil, true): out.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
-            case (nil, false): out.append(UInt8(ascii: "-"))
+            guard let value else {
+                if json {
+                    out.append(UInt8(ascii: "n")); out.append(UInt8(ascii: "u"))
+                    out.append(UInt8(ascii: "l")); out.append(UInt8(ascii: "l"))
+                } else {
+                    out.append(UInt8(ascii: "-"))
+                }
+                return
             }
+            if json { LogText.appendJSONString(value, to: &out) } else { LogText.appendLogfmtValue(value, to: &out) }
         }
 
         public func string(_ value: String?, to out: inout [UInt8]) {
