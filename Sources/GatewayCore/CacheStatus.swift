@@ -48,6 +48,9 @@ public struct CacheStatus: Sendable, Equatable, CustomStringConvertible {
     public var isHit: Bool { forward == nil }
 
     public var description: String {
+        // Every hit renders this twice (the header and the access log): a literal is neither
+        // built nor allocated (17 bytes is past a small string's inline capacity).
+        if self == .hit { return "CacheGateway; hit" }
         var out = "CacheGateway; "
         if let forward { out += "fwd=" + forward.rawValue } else { out += "hit" }
         if let forwardStatus { out += "; fwd-status=\(forwardStatus)" }

@@ -13,7 +13,11 @@ package enum RequestPlan {
 }
 
 /// Classifies requests: the security rules of what may be keyed, forwarded and shared live here.
-package struct RequestPlanner {
+///
+/// A class, immutable: every request reaches it through the policy, and as a struct each use
+/// copied it out, retaining and releasing every field of the router and the configuration
+/// (those outlined copies were 1.7 % of a hit's profile); a reference is one retain.
+package final class RequestPlanner: Sendable {
     let router: Router
     let config: GatewayConfig
     /// Lowercased names no `Connection` field may nominate as hop-by-hop: removing them would
@@ -118,6 +122,9 @@ package struct RequestPlanner {
             path: head.path, query: keyed.map(\.piece), identityDigest: identity?.digest)
 
         var headers: [(name: String, value: String)] = []
+        // Host, the forwarded pair, the request ID the gateway adds, an identity: one allocation
+        // instead of the array growing 1, 2, 4, 8 on every request.
+        headers.reserveCapacity(5)
         // What is forwarded is keyed or fixed: the client's Host only when it is in the key.
         headers.append(("Host", settings.keyHost ? (clientHost ?? config.upstream.host) : config.upstream.host))
         if let identity { headers.append(identity.header) }

@@ -51,20 +51,26 @@ public struct SHA256: Sendable {
 
     public mutating func finalize() -> [UInt8] {
         let bitLength = totalBits
+        // The padding in runs, not a byte at a time: a key's input ends a few bytes into its
+        // second block, so that was some 60 single appends per request.
         block.append(0x80)
         if block.count > 56 {
-            while block.count < 64 { block.append(0) }
+            block.append(contentsOf: repeatElement(0, count: 64 - block.count))
             compressBlock()
         }
-        while block.count < 56 { block.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { block.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
+        block.append(contentsOf: repeatElement(0, count: 56 - block.count))
+        withUnsafeBytes(of: bitLength.bigEndian) { block.append(contentsOf: $0) }
         compressBlock()
         var out = [UInt8]()
         out.reserveCapacity(32)
-        for word in [state.0, state.1, state.2, state.3, state.4, state.5, state.6, state.7] {
+        // Word by word, not through an array literal of the eight words (one more allocation
+        // per key, on every request).
+        func append(_ word: UInt32) {
             out.append(UInt8(word >> 24)); out.append(UInt8(word >> 16 & 0xff))
             out.append(UInt8(word >> 8 & 0xff)); out.append(UInt8(word & 0xff))
         }
+        append(state.0); append(state.1); append(state.2); append(state.3)
+        append(state.4); append(state.5); append(state.6); append(state.7)
         return out
     }
 
@@ -78,15 +84,17 @@ public struct SHA256: Sendable {
         return h.finalize()
     }
 
+    /// Lowercase hex digits. Written straight into the string's storage: this runs for every
+    /// request's key, and a digit table plus a byte array to decode from were two allocations more.
     public static func hex(_ digest: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(digest.count * 2)
-        for b in digest {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0f)])
+        String(unsafeUninitializedCapacity: digest.count * 2) { out in
+            @inline(__always) func digit(_ v: UInt8) -> UInt8 { v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") - 10 + v }
+            for (i, b) in digest.enumerated() {
+                out[2 * i] = digit(b >> 4)
+                out[2 * i + 1] = digit(b & 0x0f)
+            }
+            return digest.count * 2
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     private static let k: [UInt32] = [
@@ -102,10 +110,14 @@ public struct SHA256: Sendable {
 
     /// Compresses the buffered 64 bytes and empties the buffer.
     private mutating func compressBlock() {
-        // A copy of the array reference, so that `compress` may mutate `self` while reading it.
-        let full = block
+        // Moved out, so that `compress` may mutate `self` while reading it, and moved back: the
+        // buffer stays uniquely referenced, so emptying it keeps its storage (with a copy of the
+        // reference still alive, `removeAll(keepingCapacity:)` would allocate anew).
+        var full: [UInt8] = []
+        swap(&full, &block)
         full.withUnsafeBytes { compress($0) }
-        block.removeAll(keepingCapacity: true)
+        full.removeAll(keepingCapacity: true)
+        block = full
     }
 
     private mutating func compress(_ chunk: UnsafeRawBufferPointer) {

@@ -249,31 +249,37 @@ final class Connection: ReadinessHandler, @unchecked Sendable {
     private func serialize(_ response: HTTPResponse, for slot: Slot) {
         let status = response.status
         let bodyAllowed = !(status < 200 || status == 204 || status == 304)
+        // The previous response's head buffer, reused: once the socket took it, the outbound
+        // queue let go of it and its storage is ours again, so a response costs no allocation for
+        // its head. While it is still queued, `removeAll` gets fresh storage (copy-on-write), so
+        // queued bytes are never touched.
         var head = [UInt8]()
+        swap(&head, &headBuffer)
+        head.removeAll(keepingCapacity: true)
         head.reserveCapacity(256 + response.headers.count * 32)
         head.append(contentsOf: Connection.statusLine(status))
         var hasDate = false
         var hasContentLength = false
         for field in response.headers {
-            if HTTPHeaders.equalsIgnoringCase(field.name, "content-length") {
+            switch Connection.role(ofField: field.name) {
+            case .contentLength:
                 // For HEAD (and 304) a Content-Length the upstream sent describes the body not sent.
                 if slot.isHead || status == 304 { hasContentLength = true } else { continue }
-            } else if HTTPHeaders.equalsIgnoringCase(field.name, "connection")
-                || HTTPHeaders.equalsIgnoringCase(field.name, "transfer-encoding")
-                || HTTPHeaders.equalsIgnoringCase(field.name, "keep-alive")
-            {
+            case .framing:
                 continue  // framing is ours to decide
-            } else if HTTPHeaders.equalsIgnoringCase(field.name, "date") {
+            case .date:
                 hasDate = true
+            case .other:
+                break
             }
-            head.append(contentsOf: field.name.utf8)
-            head.append(contentsOf: ": ".utf8)
-            FieldBytes.append(field.value, to: &head)
-            head.append(contentsOf: "\r\n".utf8)
+            Connection.appendBytes(of: field.name, to: &head)
+            head.append(UInt8(ascii: ":")); head.append(UInt8(ascii: " "))
+            Connection.appendFieldValue(field.value, to: &head)
+            head.append(UInt8(ascii: "\r")); head.append(UInt8(ascii: "\n"))
         }
         if !hasDate {
             head.append(contentsOf: "Date: ".utf8)
-            head.append(contentsOf: loop.httpDate.utf8)
+            Connection.appendBytes(of: loop.httpDate, to: &head)
             head.append(contentsOf: "\r\n".utf8)
         }
         if bodyAllowed && !hasContentLength {
@@ -288,9 +294,49 @@ final class Connection: ReadinessHandler, @unchecked Sendable {
         }
         head.append(contentsOf: "\r\n".utf8)
         enqueue(head)
+        headBuffer = head
         if bodyAllowed && !slot.isHead && !response.body.isEmpty {
             enqueue(response.body)
         }
+    }
+
+    /// See `serialize`: the last head written, kept for its storage.
+    private var headBuffer: [UInt8] = []
+
+    /// What the writer does with a response field, by its name.
+    private enum FieldRole { case contentLength, framing, date, other }
+
+    /// The name's length picks the one name it could be: most fields (`Content-Type`, `ETag`,
+    /// `Cache-Status`) then need no comparison at all, where each used to be compared with all five
+    /// (`equalsIgnoringCase` was 0.7 % of a hit's profile).
+    private static func role(ofField name: String) -> FieldRole {
+        switch name.utf8.count {
+        case 14: HTTPHeaders.equalsIgnoringCase(name, "content-length") ? .contentLength : .other
+        case 10: HTTPHeaders.equalsIgnoringCase(name, "connection") || HTTPHeaders.equalsIgnoringCase(name, "keep-alive") ? .framing : .other
+        case 17: HTTPHeaders.equalsIgnoringCase(name, "transfer-encoding") ? .framing : .other
+        case 4: HTTPHeaders.equalsIgnoringCase(name, "date") ? .date : .other
+        default: .other
+        }
+    }
+
+    /// A string's UTF-8, copied from its storage in one go where it has contiguous storage.
+    private static func appendBytes(of text: String, to out: inout [UInt8]) {
+        let done: Void? = text.utf8.withContiguousStorageIfAvailable { out.append(contentsOf: $0) }
+        if done == nil { out.append(contentsOf: text.utf8) }
+    }
+
+    /// A field value as `FieldBytes.append` writes it; an ASCII value (nearly all) is copied from
+    /// the string's storage in one go instead of walked through `String.UTF8View` twice (the
+    /// check and the copy were 1.1 % of a hit's profile).
+    private static func appendFieldValue(_ value: String, to out: inout [UInt8]) {
+        let done: Bool? = value.utf8.withContiguousStorageIfAvailable { bytes in
+            var high: UInt8 = 0
+            for b in bytes { high |= b }
+            guard high < 0x80 else { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if done != true { FieldBytes.append(value, to: &out) }
     }
 
     /// `HTTP/1.1 200 OK\r\n` and friends, formatted once per status.

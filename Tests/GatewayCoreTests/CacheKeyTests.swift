@@ -87,6 +87,51 @@ final class CacheKeyTests: XCTestCase {
         for (path, reason) in unsafe { XCTAssertEqual(RequestTarget.unsafePathReason(path), reason, path) }
     }
 
+    /// The scan without allocations gives the reason the decode-each-segment version gave, for
+    /// random paths over the bytes that matter (dots, `%`, hex digits, `;`, slashes, backslash).
+    func testUnsafePathReasonMatchesTheDecodingReference() {
+        func reference(_ path: String) -> String? {
+            guard path.utf8.first == UInt8(ascii: "/") else { return "path must start with /" }
+            func hex(_ c: UInt8) -> UInt8? {
+                switch c {
+                case 0x30...0x39: c - 0x30
+                case 0x61...0x66: c - 0x61 + 10
+                case 0x41...0x46: c - 0x41 + 10
+                default: nil
+                }
+            }
+            for segment in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+                let s = Array(segment)
+                var decoded: [UInt8] = []
+                var i = 0
+                while i < s.count {
+                    if s[i] == UInt8(ascii: "\\") { return "backslash in path" }
+                    if s[i] == UInt8(ascii: "%"), s.count - i >= 3, let h = hex(s[i + 1]), let l = hex(s[i + 2]) {
+                        let v = h << 4 | l
+                        if v == UInt8(ascii: "/") || v == UInt8(ascii: "\\") { return "encoded slash in path" }
+                        if v == 0 { return "encoded NUL in path" }
+                        decoded.append(v); i += 3; continue
+                    }
+                    decoded.append(s[i]); i += 1
+                }
+                if decoded == [0x2E] || decoded == [0x2E, 0x2E] { return "dot segment in path" }
+                if let semi = decoded.firstIndex(of: UInt8(ascii: ";")),
+                   decoded[..<semi].elementsEqual([0x2E]) || decoded[..<semi].elementsEqual([0x2E, 0x2E]) {
+                    return "dot segment in path"
+                }
+            }
+            return nil
+        }
+        let pieces = ["/", "/", ".", ".", "%", "2", "e", "E", "f", "5", "c", "0", ";", "\\", "a", "x", "%2e", "%2F", "%5c", "%00"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let path = (0..<Int.random(in: 0...9, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            for candidate in [path, "/" + path] {
+                XCTAssertEqual(RequestTarget.unsafePathReason(candidate), reference(candidate), candidate)
+            }
+        }
+    }
+
     func testCookieLookup() {
         let headers = HTTPHeaders([("Cookie", "theme=dark; session=abc=def"), ("Cookie", "other=1")])
         XCTAssertEqual(RequestTarget.cookie("session", in: headers), "abc=def")

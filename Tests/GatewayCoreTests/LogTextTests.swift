@@ -37,6 +37,18 @@ final class LogTextTests: XCTestCase {
         }
     }
 
+    /// A collection without contiguous storage (a bridged or lazy view) takes the generic walk;
+    /// it must write exactly what the buffer path writes.
+    func testJSONStringsFromAnyCollectionMatchTheBufferPath() {
+        for s in [nasty, "", "plain", "ü€𝄞", "\u{00}x\"", String(repeating: "ab\"", count: 40)] {
+            var viaBuffer: [UInt8] = [], viaWalk: [UInt8] = []
+            LogText.appendJSONString(Array(s.utf8), to: &viaBuffer)
+            LogText.appendJSONString(s.utf8.lazy.map { $0 }, to: &viaWalk)
+            XCTAssertEqual(viaBuffer, viaWalk)
+            XCTAssertEqual(String(decoding: viaBuffer, as: UTF8.self), json(s))
+        }
+    }
+
     /// Random strings of every kind of byte, escapes at the start, the end and next to each
     /// other: the run-copying writer always gives what a byte-at-a-time one would.
     func testJSONStringsOfRandomBytesParseBackExactly() throws {
