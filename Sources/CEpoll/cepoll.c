@@ -2,7 +2,9 @@
 #include "cepoll.h"
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 _Static_assert(CG_EPOLLIN == EPOLLIN && CG_EPOLLOUT == EPOLLOUT && CG_EPOLLERR == EPOLLERR &&
                CG_EPOLLHUP == EPOLLHUP && CG_EPOLLRDHUP == EPOLLRDHUP, "epoll constants");
@@ -33,4 +35,18 @@ int cg_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int tim
 int cg_readable_bytes(int fd) {
     int n = 0;
     return ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
+}
+
+int cg_eventfd_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+void cg_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t r;
+    do { r = write(fd, &one, sizeof one); } while (r < 0 && errno == EINTR);
+}
+
+void cg_eventfd_drain(int fd) {
+    uint64_t value;
+    ssize_t r;
+    do { r = read(fd, &value, sizeof value); } while (r < 0 && errno == EINTR);
 }

@@ -47,7 +47,13 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs `work` on this loop: inline when already there, otherwise queued.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        if inEventLoop { work() } else { queue.async(execute: work) }
+        if inEventLoop {
+            work()
+        } else {
+            queue.async(execute: work)
+            // The loop may be waiting for Redis answers in epoll_wait: this work should not wait too.
+            readiness.wakeUp()
+        }
     }
 
     public func assertInEventLoop() {

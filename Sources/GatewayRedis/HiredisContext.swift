@@ -136,6 +136,7 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         guard status == REDIS_OK else { return false }
         // Nothing can answer before this line: the callback fires from a later read event.
         pending.append(command)
+        readiness.expect(1)
         return true
     }
 
@@ -173,6 +174,7 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
             assertionFailure("hiredis answered a command that is not pending")
             return
         }
+        readiness.expect(-1)
         guard let reply = reply?.assumingMemoryBound(to: redisReply.self) else {
             // hiredis is freeing the context: tell the owner first, so that code run by the
             // completion already sees the connection as down.
@@ -349,7 +351,10 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         reading = false
         writing = false
         // Defensive: hiredis ran every callback before cleanup, so this is empty.
-        while let command = pending.popFirst() { command.completion.fail(failure) }
+        while let command = pending.popFirst() {
+            readiness.expect(-1)
+            command.completion.fail(failure)
+        }
         // hiredis still reads `ac->data` after cleanup; give its retain back once it is done.
         queue.async { Unmanaged.passUnretained(self).release() }
     }

@@ -14,7 +14,7 @@ import GatewayIO
 /// never queues internally, and a pool shared by several loops caps them together); a request that
 /// gets none waits here in FIFO order while the pool has room for it, and fails at once with
 /// `.overloaded` otherwise.
-final class CurlMultiLoop: @unchecked Sendable {
+final class CurlMultiLoop: BatchEndHandler, @unchecked Sendable {
     struct Waiting {
         var request: PreparedRequest
         var completion: (Result<UpstreamResponse, UpstreamError>) -> Void
@@ -234,9 +234,9 @@ final class CurlMultiLoop: @unchecked Sendable {
 
     /// Re-arms the one timer source; called from `CURLMOPT_TIMERFUNCTION`, so it never calls libcurl.
     ///
-    /// "Now" (0 ms: a transfer just added, a step libcurl wants to run at once) is the next turn
-    /// of the queue, not a timer: a Dispatch timer fires up to its leeway late, and every miss
-    /// started with one. Short timeouts get no leeway for the same reason.
+    /// "Now" (0 ms: a transfer just added, a step libcurl wants to run at once) is the end of the
+    /// loop's current batch, not a timer: a Dispatch timer fires up to its leeway late, and every
+    /// miss started with one. Short timeouts get little leeway for the same reason.
     func armTimer(milliseconds: Int) {
         guard let timer else { return }
         if milliseconds < 0 {
@@ -245,13 +245,16 @@ final class CurlMultiLoop: @unchecked Sendable {
             timer.schedule(deadline: .distantFuture)
             guard !runSoonQueued else { return }
             runSoonQueued = true
-            queue.async { [self] in
-                runSoonQueued = false
-                socketAction(CURL_SOCKET_TIMEOUT, 0)
-            }
+            readiness.runAtBatchEnd(self)
         } else {
             timer.schedule(deadline: .now() + .milliseconds(milliseconds), leeway: milliseconds < 50 ? .microseconds(50) : .milliseconds(1))
         }
+    }
+
+    /// The 0 ms timeout's turn (see ``armTimer(milliseconds:)``).
+    func batchEnded() {
+        runSoonQueued = false
+        socketAction(CURL_SOCKET_TIMEOUT, 0)
     }
 
     /// `"http://h:1/api/"` → (`"http://h:1"`, `"/api"`).

@@ -1,5 +1,6 @@
 import Dispatch
 import GatewayIO
+import Foundation
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -99,5 +100,52 @@ final class ReadinessSetTests: XCTestCase {
         write(a1, &one, 1)
         usleep(50_000)
         XCTAssertEqual(onQueue(queue) { a.log }, [])
+    }
+}
+
+extension ReadinessSetTests {
+    /// A turn with answers due waits for them in epoll_wait; work queued from another thread with
+    /// wakeUp() ends that wait instead of sitting behind it. The wait here is 3 s (1 ms in the
+    /// gateway), so whether the wake-up works is not a question of the machine's speed.
+    func testWorkQueuedFromAnotherThreadEndsAWaitForAnswers() {
+        let queue = DispatchQueue(label: "readiness-test")
+        let set = ReadinessSet(queue: queue, answerWait: .seconds(3))
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let reader = Recorder("r", fd: fds[0])
+        queue.sync {
+            _ = set.add(fds[0], events: Epoll.in, handler: reader)
+            set.expect(1)  // an answer is due from now on: a turn waits for it
+        }
+        var one: UInt8 = 1
+        write(fds[1], &one, 1)  // a turn handles this, then waits
+        usleep(100_000)
+        let ran = DispatchSemaphore(value: 0)
+        let queued = Date()
+        queue.async { ran.signal() }
+        set.wakeUp()
+        XCTAssertEqual(ran.wait(timeout: .now() + 1.5), .success, "the hand-off ran before the 3 s wait ended")
+        XCTAssertLessThan(Date().timeIntervalSince(queued), 1.5)
+        XCTAssertEqual(queue.sync { reader.log }, ["r ready"])
+        queue.sync { set.expect(-1) }
+    }
+
+    /// Without answers due, a turn never waits: a hand-off without wakeUp() runs at once.
+    func testATurnWithNoAnswersDueDoesNotWait() {
+        let queue = DispatchQueue(label: "readiness-test")
+        let set = ReadinessSet(queue: queue, answerWait: .seconds(3))
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let reader = Recorder("r", fd: fds[0])
+        queue.sync { _ = set.add(fds[0], events: Epoll.in, handler: reader) }
+        var one: UInt8 = 1
+        write(fds[1], &one, 1)
+        usleep(100_000)
+        let ran = DispatchSemaphore(value: 0)
+        queue.async { ran.signal() }
+        XCTAssertEqual(ran.wait(timeout: .now() + 1.5), .success)
+        XCTAssertEqual(queue.sync { reader.log }, ["r ready"])
     }
 }

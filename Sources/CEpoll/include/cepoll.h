@@ -25,6 +25,12 @@ int cg_epoll_remove(int epfd, int fd);
 /// epoll_wait into parallel arrays of tokens and event masks; returns the count, or -1 with errno.
 int cg_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
 
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC).
+int cg_eventfd_create(void);
+/// Adds 1 to the eventfd's counter (makes it readable).
+void cg_eventfd_signal(int fd);
+/// Reads the counter back to 0.
+void cg_eventfd_drain(int fd);
 /// ioctl(FIONREAD): bytes ready to read on a socket (0 when it fails).
 int cg_readable_bytes(int fd);
 
