@@ -261,9 +261,15 @@ public enum WallClock {
 
 /// An IPv4 or IPv6 socket address.
 public struct SocketAddress: Sendable, CustomStringConvertible {
-    var storage: sockaddr_storage
+    let storage: sockaddr_storage
+    /// The numeric host, without brackets: formatted once, when the address is made (a client's
+    /// is read at least twice per request, for `X-Forwarded-For` and the access log).
+    public let host: String
 
-    init(storage: sockaddr_storage) { self.storage = storage }
+    init(storage: sockaddr_storage) {
+        self.storage = storage
+        host = Self.numericHost(storage)
+    }
 
     /// Parses a numeric host (`127.0.0.1`, `::1`, `0.0.0.0`) and a port; nil if the host is not numeric.
     public init?(host: String, port: Int) {
@@ -291,6 +297,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
             return nil
         }
         self.storage = storage
+        self.host = Self.numericHost(storage)
     }
 
     var family: Int32 { Int32(storage.ss_family) }
@@ -305,12 +312,11 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
         }
     }
 
-    /// The numeric host, without brackets.
-    public var host: String {
+    private static func numericHost(_ storage: sockaddr_storage) -> String {
         var s = storage
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         withUnsafePointer(to: &s) { p in
-            if family == AF_INET6 {
+            if Int32(storage.ss_family) == AF_INET6 {
                 p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
                     var a = $0.pointee.sin6_addr
                     _ = inet_ntop(AF_INET6, &a, &buffer, socklen_t(buffer.count))

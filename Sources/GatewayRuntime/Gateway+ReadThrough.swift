@@ -276,7 +276,9 @@ final class ReadThroughTask: @unchecked Sendable {
                 if case .entry(let entry) = found, entry.freshness(at: at) == .fresh { fill = entry }
                 resources.local.finishRead(ticket, filling: fill, now: at)
             }
-            perform(machine.lookedUp(found, uncacheable: gateway.uncacheable.contains(key, now: at), now: at))
+            // Hit-for-miss marks matter only to a miss: a hit does not take their lock.
+            let uncacheable = if case .missing = found { gateway.uncacheable.contains(key, now: at) } else { false }
+            perform(machine.lookedUp(found, uncacheable: uncacheable, now: at))
         }
     }
 

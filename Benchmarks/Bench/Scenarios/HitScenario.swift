@@ -49,8 +49,16 @@ enum HitScenario: Scenario {
                 // took the miss path by design, so it may call the backend without being a bug.
                 let failedLookupsBefore = stacks.first { $0.target == .gateway }.flatMap { Self.failedLookups($0, o) }
                 var taken: [HitRound] = []
+                // Up to speed before measuring: a second of load per target (allocator arenas,
+                // caches, the access log file), not counted.
+                for stack in stacks where stack.target != .direct {
+                    _ = try stack.load(.closedLoop(connections: o.connections), duration: min(1, roundSeconds), request: request)
+                }
                 for round in 1...rounds {
-                    for stack in stacks {
+                    // Every other round in the opposite order (gateway, nginx, nginx, gateway, ...):
+                    // a drift over the run (the machine warming up or a neighbour starting) then
+                    // does not always favour the same target.
+                    for stack in round % 2 == 1 ? stacks : stacks.reversed() {
                         try stack.backend.reset()
                         let before = CPUSnapshot.reading(targets: stack.cpuRoots)
                         let m = try stack.load(.closedLoop(connections: o.connections), duration: roundSeconds,
