@@ -224,18 +224,25 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         updateInterest()
     }
 
+    /// hiredis asks again while it already wants to write (a flush the kernel did not take
+    /// whole calls `addWrite` from inside `redisAsyncHandleWrite`): that ask must still turn
+    /// `EPOLLOUT` on, or the rest of the output would wait for a flush nobody queues.
     private func setWriting(_ on: Bool) {
-        guard on != writing else { return }
-        writing = on
-        if !on {
+        guard on else {
+            guard writing else { return }
+            writing = false
             watchingWritable = false
             updateInterest()
-        } else if !connected || inWrite {
+            return
+        }
+        writing = true
+        if !connected || inWrite {
             // Connecting (writable means connected), or a write the kernel did not take whole:
             // the kernel says when there is room.
+            guard !watchingWritable else { return }
             watchingWritable = true
             updateInterest()
-        } else if !flushQueued {
+        } else if !flushQueued && !watchingWritable {
             flushQueued = true
             readiness.runAtBatchEnd(self)
         }

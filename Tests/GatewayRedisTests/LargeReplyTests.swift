@@ -14,6 +14,18 @@ final class LargeReplyTests: RedisTestCase {
         (0..<size).map { UInt8(truncatingIfNeeded: ($0 &* 131) ^ seed) }
     }
 
+    /// A command bigger than the socket's send buffer (16 MiB; loopback's buffer grows to 4 MiB at
+    /// most) cannot go out in one write: the rest must follow when the socket has room, and the
+    /// commands after it too.
+    func testACommandLargerThanTheSocketBufferIsWrittenWhole() throws {
+        let connection = makeConnection()
+        XCTAssertTrue(waitUntilConnected(connection))
+        let huge = Self.value(16 << 20, seed: 7)
+        XCTAssertNoThrow(try XCTUnwrap(set(connection, Array("big:huge".utf8), huge)).get())
+        XCTAssertEqual(try send(connection, ["STRLEN", "big:huge"])?.get(), .integer(Int64(huge.count)))
+        XCTAssertEqual(try send(connection, ["DEL", "big:huge"])?.get(), .integer(1))
+    }
+
     func testPipelinedLargeRepliesOfEveryShapeArriveWholeAndInOrder() throws {
         let connection = makeConnection()
         XCTAssertTrue(waitUntilConnected(connection))
