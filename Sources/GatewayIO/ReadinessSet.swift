@@ -178,6 +178,9 @@ public final class ReadinessSet: @unchecked Sendable {
                 // One removed earlier in this batch is gone from the table: skip it.
                 guard let handler = handlers[readyTokens[i]] else { continue }
                 handler.handle(events: readyEvents[i])
+                // Held writes go out every 32 descriptors too: a command's time to Redis is
+                // bounded by 32 handlers' work, not by the whole batch of up to 256.
+                if i & 31 == 31 && !batchEnd.isEmpty { endBatch() }
             }
             endBatch()
             inBatch = false

@@ -248,6 +248,13 @@ final class HiredisContext: ReadinessHandler, BatchEndHandler, @unchecked Sendab
         }
     }
 
+    /// Reads and answers whatever the socket holds now (the command timer's last look before it
+    /// declares a timeout).
+    func readWhatHasArrived() {
+        guard !isFreed, connected, ReadinessSet.readableBytes(fd) > 0 else { return }
+        readable()
+    }
+
     private func updateInterest() {
         guard !isFreed else { return }
         let wanted = (reading ? Epoll.in : 0) | (watchingWritable ? Epoll.out : 0)

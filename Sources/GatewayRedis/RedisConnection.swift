@@ -356,7 +356,15 @@ public final class RedisConnection: @unchecked Sendable {
                 armTimer(at: deadline)
             }
         case .ready(let context):
-            guard let oldest = context.pending.first?.deadline else { return }
+            guard var oldest = context.pending.first?.deadline else { return }
+            if now >= oldest {
+                // An answer that is already here is not late: a loop busy with a long batch (or a
+                // stalled machine) can fire this timer before it reads the socket again.
+                context.readWhatHasArrived()
+                guard case .ready(let current) = state, current === context else { return }
+                guard let next = context.pending.first?.deadline else { return }
+                oldest = next
+            }
             if now >= oldest {
                 logger.warning(
                     "redis.command_timeout",
