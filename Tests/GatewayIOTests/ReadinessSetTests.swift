@@ -104,23 +104,28 @@ final class ReadinessSetTests: XCTestCase {
 }
 
 extension ReadinessSetTests {
-    /// A turn with answers due waits for them in epoll_wait; work queued from another thread with
-    /// wakeUp() ends that wait instead of sitting behind it. The wait here is 3 s (1 ms in the
-    /// gateway), so whether the wake-up works is not a question of the machine's speed.
-    func testWorkQueuedFromAnotherThreadEndsAWaitForAnswers() {
+    /// A set whose one reader has had a byte handled by a turn, with an answer due or not.
+    private func setAfterOneTurn(answersDue: Bool) -> (queue: DispatchQueue, set: ReadinessSet, reader: Recorder, fds: (Int32, Int32)) {
         let queue = DispatchQueue(label: "readiness-test")
+        // 3 s (1 ms in the gateway): whether a hand-off waits is then not a question of speed.
         let set = ReadinessSet(queue: queue, answerWait: .seconds(3))
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
-        defer { close(fds[0]); close(fds[1]) }
-        let reader = Recorder("r", fd: fds[0])
+        let fds = socketPair()
+        let reader = Recorder("r", fd: fds.0)
         queue.sync {
-            _ = set.add(fds[0], events: Epoll.in, handler: reader)
-            set.expect(1)  // an answer is due from now on: a turn waits for it
+            _ = set.add(fds.0, events: Epoll.in, handler: reader)
+            if answersDue { set.expect(1) }
         }
         var one: UInt8 = 1
-        write(fds[1], &one, 1)  // a turn handles this, then waits
+        write(fds.1, &one, 1)  // a turn handles this, then waits if answers are due
         usleep(100_000)
+        return (queue, set, reader, fds)
+    }
+
+    /// A turn with answers due waits for them in epoll_wait; work queued from another thread with
+    /// wakeUp() ends that wait instead of sitting behind it.
+    func testWorkQueuedFromAnotherThreadEndsAWaitForAnswers() {
+        let (queue, set, reader, fds) = setAfterOneTurn(answersDue: true)
+        defer { close(fds.0); close(fds.1) }
         let ran = DispatchSemaphore(value: 0)
         let queued = Date()
         queue.async { ran.signal() }
@@ -133,16 +138,8 @@ extension ReadinessSetTests {
 
     /// Without answers due, a turn never waits: a hand-off without wakeUp() runs at once.
     func testATurnWithNoAnswersDueDoesNotWait() {
-        let queue = DispatchQueue(label: "readiness-test")
-        let set = ReadinessSet(queue: queue, answerWait: .seconds(3))
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
-        defer { close(fds[0]); close(fds[1]) }
-        let reader = Recorder("r", fd: fds[0])
-        queue.sync { _ = set.add(fds[0], events: Epoll.in, handler: reader) }
-        var one: UInt8 = 1
-        write(fds[1], &one, 1)
-        usleep(100_000)
+        let (queue, _, reader, fds) = setAfterOneTurn(answersDue: false)
+        defer { close(fds.0); close(fds.1) }
         let ran = DispatchSemaphore(value: 0)
         queue.async { ran.signal() }
         XCTAssertEqual(ran.wait(timeout: .now() + 1.5), .success)

@@ -15,11 +15,7 @@ final class CoherentTierTests: GatewayTestCase {
     private var instances: [GatewayService] = []
 
     override func tearDown() {
-        for instance in instances {
-            let done = expectation(description: "instance stopped")
-            instance.shutdown { done.fulfill() }
-            wait(for: [done], timeout: 10)
-        }
+        shutDown(instances)
         instances = []
         super.tearDown()
     }

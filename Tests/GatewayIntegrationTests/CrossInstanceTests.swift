@@ -16,11 +16,7 @@ final class CrossInstanceTests: GatewayTestCase {
     private var ports: [Int] { instances.map { $0.localAddress!.port } }
 
     override func tearDown() {
-        for instance in instances {
-            let done = expectation(description: "instance stopped")
-            instance.shutdown { done.fulfill() }
-            wait(for: [done], timeout: 10)
-        }
+        shutDown(instances)
         instances = []
         super.tearDown()
     }

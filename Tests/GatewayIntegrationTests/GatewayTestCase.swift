@@ -46,6 +46,15 @@ class GatewayTestCase: XCTestCase {
         prefix = "t\(UInt32.random(in: 0...UInt32.max)):"
     }
 
+    /// Stops services a test launched itself (several instances), each within 10 s.
+    func shutDown(_ services: [GatewayService]) {
+        for service in services {
+            let done = expectation(description: "instance stopped")
+            service.shutdown { done.fulfill() }
+            wait(for: [done], timeout: 10)
+        }
+    }
+
     override func tearDown() {
         stopGateway()
         backend?.stop()
