@@ -228,7 +228,18 @@ enum FieldBytes {
 
     /// Appends `value`'s bytes: each scalar up to U+00FF as one byte. A scalar above U+00FF cannot
     /// have come from a parsed message (it was set in code or configuration) and goes out as UTF-8.
+    ///
+    /// An ASCII value (nearly all) in a native string is checked and copied from the string's
+    /// storage in one go; walking `String.UTF8View` twice for that was 1.1 % of a hit's profile.
     static func append(_ value: String, to out: inout [UInt8]) {
+        let copied: Bool? = value.utf8.withContiguousStorageIfAvailable { bytes in
+            var high: UInt8 = 0
+            for b in bytes { high |= b }
+            guard high < 0x80 else { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true { return }
         let utf8 = value.utf8
         if utf8.allSatisfy({ $0 < 0x80 }) {
             out.append(contentsOf: utf8)

@@ -28,7 +28,7 @@ final class CurlMultiLoop: BatchEndHandler, @unchecked Sendable {
     private let basePath: String
     private var multi: UnsafeMutableRawPointer?
     private var timer: DispatchSourceTimer?
-    /// A 0 ms timeout is queued as an async turn; one at a time.
+    /// A 0 ms timeout waits for the end of the loop's batch (``armTimer(milliseconds:)``); one at a time.
     private var runSoonQueued = false
     /// Every socket libcurl told us about, by its fd.
     var sockets: [Int32: SocketWatch] = [:]
